@@ -1,0 +1,37 @@
+"""The `memory-agent` command line (typer). Each command group lives in memory_agent/commands/.
+
+Heavy modules (torch, faiss, sqlalchemy) are imported inside commands, so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from memory_agent.commands.common import CliState, new_typer
+from memory_agent.commands.memory import app as memory_app
+
+app = new_typer("An agent that gets better at its work by remembering what worked.")
+app.add_typer(memory_app, name="memory")
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None, typer.Option(help="Data directory (env MEMORY_AGENT_HOME).")
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="SQLAlchemy database URL (env MEMORY_AGENT_DATABASE_URL)."),
+    ] = None,
+) -> None:
+    """memory-agent: case memory, learned case selection and evaluation."""
+    ctx.obj = CliState({"home": home, "database_url": database_url})
+
+
+def main() -> None:
+    """Entry point of the `memory-agent` console script."""
+    app()

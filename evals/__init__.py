@@ -1,0 +1,1 @@
+"""GAIA-style evaluation, continual-learning streams and benchmarks."""

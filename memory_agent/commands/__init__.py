@@ -1,0 +1,1 @@
+"""Command groups of the `memory-agent` CLI, one module each, composed in cli.py."""

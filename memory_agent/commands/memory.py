@@ -1,0 +1,263 @@
+"""`memory-agent memory ...`: import, search, inspect and export the case store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from memory_agent.commands.common import new_typer, open_memory, print_json
+from memory_agent.errors import InvalidInputError
+
+app = new_typer("Store, search and inspect episodic cases.")
+
+NamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", "-n", help="Namespace (default: from settings).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _short(text: str | None, width: int) -> str:
+    if not text:
+        return ""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as handle:
+            return sum(1 for line in handle if line.strip())
+    except OSError as exc:
+        raise InvalidInputError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
+
+
+@app.command("import")
+def import_cases(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="JSONL file to import.")],
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="jsonl (our export) or memento (a case bank).")
+    ] = "jsonl",
+    namespace: NamespaceOpt = None,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Import the good lines and report the bad ones.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import cases from a JSONL file. All-or-nothing unless --skip-invalid."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    if format not in ("jsonl", "memento"):
+        raise InvalidInputError(f"--format must be jsonl or memento, not {format!r}.")
+    total = _count_lines(file)
+    with open_memory(ctx) as memory:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            disable=json_out,
+            transient=False,
+        ) as progress:
+            task = progress.add_task(f"Importing {file.name}", total=total)
+            report = memory.import_file(
+                file,
+                fmt="memento" if format == "memento" else "jsonl",
+                namespace=namespace,
+                skip_invalid=skip_invalid,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+            progress.update(task, completed=total)
+    result = {
+        "added": report.added,
+        "skipped_duplicates": report.skipped_duplicates,
+        "invalid": [{"line": n, "error": msg} for n, msg in report.invalid],
+        "evicted": report.evicted,
+    }
+    if json_out:
+        print_json(result)
+        return
+    typer.echo(
+        f"Imported {report.added} case(s); {report.skipped_duplicates} already stored; "
+        f"{len(report.invalid)} invalid line(s) skipped; {report.evicted} evicted by the budget."
+    )
+    for number, message in report.invalid[:20]:
+        typer.echo(f"  line {number}: {message}", err=True)
+
+
+def _parse_filters(items: list[str]) -> dict[str, Any]:
+    filters: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(
+                f"--filter takes KEY=VALUE, e.g. outcome=success; got {item!r}."
+            )
+        value: Any = raw
+        if key in ("min_reward", "max_reward"):
+            try:
+                value = float(raw)
+            except ValueError as exc:
+                raise InvalidInputError(f"--filter {key} needs a number; got {raw!r}.") from exc
+        elif raw in ("true", "false"):
+            value = raw == "true"
+        filters[key] = value
+    return filters
+
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="Task text to find similar cases for.")],
+    k: Annotated[int, typer.Option("-k", min=1, max=1000, help="How many cases.")] = 5,
+    namespace: NamespaceOpt = None,
+    filter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filter",
+            help="KEY=VALUE; outcome, source, min_reward, max_reward or a meta key. Repeatable.",
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Find the stored cases most similar to QUERY."""
+    with open_memory(ctx) as memory:
+        hits = memory.search(query, k, namespace=namespace, filters=_parse_filters(filter or []))
+    if json_out:
+        print_json([{"score": h.score, **h.case.to_json()} for h in hits])
+        return
+    if not hits:
+        typer.echo("No cases found.")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "score", "outcome", "task", "plan")
+    for hit in hits:
+        table.add_row(
+            str(hit.case.id),
+            f"{hit.score:.3f}",
+            hit.case.outcome or "",
+            _short(hit.case.task, 60),
+            _short(hit.case.plan, 60),
+        )
+    Console().print(table)
+
+
+@app.command("list")
+def list_cases(
+    ctx: typer.Context,
+    namespace: NamespaceOpt = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many cases.")] = 20,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many (newest first).")] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """List cases, newest first."""
+    with open_memory(ctx) as memory:
+        cases = memory.list_cases(namespace, limit=limit, offset=offset)
+    if json_out:
+        print_json([c.to_json() for c in cases])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "outcome", "reward", "source", "task")
+    for case in cases:
+        reward = "" if case.reward is None else f"{case.reward:g}"
+        table.add_row(str(case.id), case.outcome or "", reward, case.source, _short(case.task, 70))
+    Console().print(table)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    case_id: Annotated[int, typer.Argument(help="Case id.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Show one case in full."""
+    with open_memory(ctx) as memory:
+        case = memory.get(case_id)
+    record = case.to_json()
+    if json_out:
+        print_json(record)
+        return
+    for key, value in record.items():
+        typer.echo(f"{key}: {value}")
+
+
+@app.command()
+def delete(
+    ctx: typer.Context,
+    case_id: Annotated[int, typer.Argument(help="Case id.")],
+) -> None:
+    """Delete a case (tombstoned: it leaves search but stays in the database)."""
+    with open_memory(ctx) as memory:
+        memory.delete(case_id)
+    typer.echo(f"Deleted case {case_id}.")
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="JSONL file to write.")],
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Only this namespace (default: all).")
+    ] = None,
+) -> None:
+    """Export live cases as JSONL (re-importable with `memory import`)."""
+    with open_memory(ctx) as memory:
+        count = memory.export(file, namespace)
+    typer.echo(f"Exported {count} case(s) to {file}.")
+
+
+@app.command()
+def stats(
+    ctx: typer.Context,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Only this namespace (default: all).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Counts, sizes and the vector index of the store."""
+    with open_memory(ctx) as memory:
+        figures = memory.stats(namespace)
+    if json_out:
+        print_json(figures)
+        return
+    for key, value in figures.items():
+        typer.echo(f"{key}: {value}")
+
+
+@app.command()
+def dedupe(
+    ctx: typer.Context,
+    namespace: NamespaceOpt = None,
+    threshold: Annotated[
+        float, typer.Option(min=0.5, max=1.0, help="Cosine similarity that counts as duplicate.")
+    ] = 0.95,
+) -> None:
+    """Merge near-duplicate cases, keeping their statistics."""
+    with open_memory(ctx) as memory:
+        merges = memory.dedupe(namespace, threshold=threshold)
+    dropped = sum(len(m.dropped) for m in merges)
+    typer.echo(f"Merged {dropped} case(s) into {len(merges)}.")
+
+
+@app.command()
+def budget(
+    ctx: typer.Context,
+    max_cases: Annotated[
+        int | None, typer.Argument(help="Most cases to keep; omit to show the budget.")
+    ] = None,
+    namespace: NamespaceOpt = None,
+    clear: Annotated[bool, typer.Option(help="Remove the namespace's own budget.")] = False,
+) -> None:
+    """Show or set a namespace's case budget; lowest-value cases are evicted past it."""
+    with open_memory(ctx) as memory:
+        if clear or max_cases is not None:
+            evicted = memory.set_budget(namespace, None if clear else max_cases)
+            typer.echo(f"Budget set; evicted {len(evicted)} case(s).")
+        limit = memory.budget(namespace)
+    typer.echo(f"Budget: {'none' if limit is None else limit}")

@@ -1,0 +1,1 @@
+"""Case-selection policies (similarity, learned values, neural Q) and credit assignment."""

@@ -1,0 +1,956 @@
+"""`CaseMemory`: the persistent case store with its vector index."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Select, and_, delete, func, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from memory_agent.errors import (
+    CaseNotFoundError,
+    EmbedderError,
+    ImportFileError,
+    InvalidInputError,
+    UnknownNamespaceError,
+)
+from memory_agent.settings import Settings
+from memory_agent.store.database import create_store_engine, redact
+from memory_agent.store.embedder import Embedder, Vectors, embedder_from_settings, normalise
+from memory_agent.store.index import Ids, VectorIndex, check_vectors, make_index
+from memory_agent.store.models import CaseRow, CaseStatRow, NamespaceRow, StoreMetaRow, utcnow
+from memory_agent.store.records import (
+    Case,
+    ImportReport,
+    Merge,
+    NewCase,
+    SearchHit,
+    StageStats,
+)
+from memory_agent.store.transfer import ImportFormat, read_case_file
+from memory_agent.store.validation import check_namespace, check_new_case, check_text
+
+Progress = Callable[[int], None]
+"""Called with the number of items just finished (for progress bars)."""
+
+_UPDATABLE = {"task", "plan", "trajectory", "answer", "reward", "outcome", "source", "meta"}
+_COLUMN_FILTERS = {"outcome", "source", "min_reward", "max_reward"}
+
+
+def content_hash(task: str, plan: str | None, answer: str | None) -> str:
+    joined = "\x00".join((task, plan or "", answer or ""))
+    return hashlib.sha256(joined.encode("utf-8")).hexdigest()
+
+
+def _to_case(row: CaseRow, stats: Mapping[str, StageStats] | None = None) -> Case:
+    return Case(
+        id=row.id,
+        namespace=row.namespace,
+        task=row.task,
+        plan=row.plan,
+        trajectory=row.trajectory,
+        answer=row.answer,
+        reward=row.reward,
+        outcome=row.outcome,
+        source=row.source,
+        meta=dict(row.meta or {}),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        stats=dict(stats or {}),
+        codebook_version=row.codebook_version,
+    )
+
+
+def _vector_bytes(vector: Vectors) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+class CaseMemory:
+    """Episodic cases in a SQL database, searchable by task similarity.
+
+    The database is the system of record; each namespace's vector index is derived from the
+    vectors stored there, rebuilt at open and kept in step with every write. Text is embedded
+    lazily, so opening a store to list or export never loads a model.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        database_url: str | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.url = database_url or self.settings.resolved_database_url()
+        self.engine = create_store_engine(self.url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._embedder = embedder
+        self._lock = threading.RLock()
+        self._indexes: dict[str, VectorIndex] = {}
+        self._dim: int | None = None
+        self._embedder_name: str | None = None
+        self._load_vector_space()
+        self._rebuild_indexes()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> CaseMemory:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = embedder_from_settings(self.settings)
+        return self._embedder
+
+    @property
+    def dim(self) -> int | None:
+        """The vector size of this store, once the first vector is stored."""
+        return self._dim
+
+    def _load_vector_space(self) -> None:
+        with self._sessions() as session:
+            row = session.get(StoreMetaRow, "vector_space")
+            if row is not None:
+                self._dim = int(row.value["dim"])
+                self._embedder_name = row.value.get("embedder")
+
+    def _claim_vector_space(self, dim: int, embedder_name: str | None) -> None:
+        """Record (or check) the dimension and model every vector of this store comes from."""
+        if self._dim is not None:
+            if dim != self._dim:
+                raise EmbedderError(
+                    f"This store holds {self._dim}-dimensional vectors from "
+                    f"{self._embedder_name or 'an external embedder'}, but got {dim}-dimensional "
+                    "ones. Use the store's embedder (MEMORY_AGENT_EMBEDDER_MODEL), or a new store "
+                    "(MEMORY_AGENT_HOME) and move cases with `memory-agent memory export`/`import`."
+                )
+            if embedder_name and self._embedder_name and embedder_name != self._embedder_name:
+                raise EmbedderError(
+                    f"This store's vectors come from {self._embedder_name}, but the configured "
+                    f"embedder is {embedder_name}. Vectors of different models are not comparable:"
+                    " configure the same model, or use a new store and re-import the cases."
+                )
+            return
+        with self._lock, self._sessions.begin() as session:
+            session.merge(
+                StoreMetaRow(key="vector_space", value={"dim": dim, "embedder": embedder_name})
+            )
+        self._dim, self._embedder_name = dim, embedder_name
+
+    def _rebuild_indexes(self) -> None:
+        """Build every namespace's index from the stored vectors (no re-embedding)."""
+        if self._dim is None:
+            return
+        dim = self._dim
+        batches: dict[str, tuple[list[int], list[bytes]]] = defaultdict(lambda: ([], []))
+        query = (
+            select(CaseRow.namespace, CaseRow.id, CaseRow.embedding)
+            .where(CaseRow.deleted_at.is_(None), CaseRow.embedding.is_not(None))
+            .order_by(CaseRow.id)
+            .execution_options(yield_per=20_000)
+        )
+        with self.engine.connect() as conn:
+            for namespace, case_id, blob in conn.execute(query):
+                assert blob is not None  # filtered in the query
+                ids, blobs = batches[namespace]
+                ids.append(case_id)
+                blobs.append(blob)
+        indexes: dict[str, VectorIndex] = {}
+        for namespace, (ids, blobs) in batches.items():
+            index = make_index(self.settings.index_kind, dim)
+            vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), dim)
+            index.add(np.asarray(ids, dtype=np.int64), vectors)
+            indexes[namespace] = index
+        self._indexes = indexes
+
+    def _index_for(self, namespace: str) -> VectorIndex:
+        index = self._indexes.get(namespace)
+        if index is None:
+            assert self._dim is not None
+            index = make_index(self.settings.index_kind, self._dim)
+            self._indexes[namespace] = index
+        return index
+
+    # ------------------------------------------------------------------ namespaces
+
+    def namespaces(self) -> list[str]:
+        with self._sessions() as session:
+            return list(session.scalars(select(NamespaceRow.name).order_by(NamespaceRow.name)))
+
+    def _namespace(self, namespace: str | None) -> str:
+        return check_namespace(namespace if namespace is not None else self.settings.namespace)
+
+    def _require_namespace(self, session: Session, namespace: str) -> NamespaceRow:
+        row = session.get(NamespaceRow, namespace)
+        if row is None:
+            known = list(session.scalars(select(NamespaceRow.name).order_by(NamespaceRow.name)))
+            hint = f"Known namespaces: {', '.join(known)}." if known else "The store is empty."
+            raise UnknownNamespaceError(
+                f"Namespace {namespace!r} does not exist. {hint} "
+                "Add a case to it first, or pick one with --namespace."
+            )
+        return row
+
+    def _ensure_namespace(self, session: Session, namespace: str) -> NamespaceRow:
+        row = session.get(NamespaceRow, namespace)
+        if row is None:
+            row = NamespaceRow(name=namespace, created_at=utcnow())
+            session.add(row)
+            session.flush()
+        return row
+
+    # ------------------------------------------------------------------ writing
+
+    def _embed_tasks(self, texts: Sequence[str]) -> Vectors:
+        embedder = self.embedder
+        vectors = embedder.embed(texts)
+        self._claim_vector_space(int(vectors.shape[1]), embedder.name)
+        return vectors
+
+    def _prepare_vectors(self, embeddings: npt.ArrayLike, count: int) -> Vectors:
+        array = np.asarray(embeddings, dtype=np.float32)
+        if array.ndim != 2 or array.shape[0] != count:
+            raise InvalidInputError(
+                f"embeddings must be a 2-D array with one row per case ({count} rows); "
+                f"got shape {array.shape}."
+            )
+        dim = self._dim if self._dim is not None else int(array.shape[1])
+        vectors = normalise(check_vectors(array, dim, "embeddings"))
+        self._claim_vector_space(dim, None)
+        return vectors
+
+    def add(
+        self,
+        task: str,
+        *,
+        plan: str | None = None,
+        trajectory: Any = None,
+        answer: str | None = None,
+        reward: float | None = None,
+        outcome: str | None = None,
+        source: str = "api",
+        meta: dict[str, Any] | None = None,
+        namespace: str | None = None,
+        embedding: npt.ArrayLike | None = None,
+    ) -> Case:
+        """Store one case and return it."""
+        new = NewCase(
+            task=task,
+            plan=plan,
+            trajectory=trajectory,
+            answer=answer,
+            reward=reward,
+            outcome=outcome,
+            source=source,
+            meta=meta or {},
+        )
+        vectors = None if embedding is None else np.asarray(embedding, dtype=np.float32)[None, :]
+        ids = self.add_many([new], namespace=namespace, embeddings=vectors)
+        return self.get(ids[0])
+
+    def add_many(
+        self,
+        cases: Iterable[NewCase],
+        *,
+        namespace: str | None = None,
+        embeddings: npt.ArrayLike | None = None,
+        batch_size: int | None = None,
+        skip_duplicates: bool = False,
+        on_progress: Progress | None = None,
+        namespaces: Sequence[str | None] | None = None,
+    ) -> list[int]:
+        """Store many cases, committing batch by batch; returns the new ids in order.
+
+        Everything is validated before the first write, so bad input stores nothing. Each
+        batch is committed before it enters the index, so a crash loses at most the batch in
+        flight. With `skip_duplicates`, cases whose task, plan and answer are already stored
+        live in the namespace are skipped (their ids are not returned).
+        """
+        items = list(cases)
+        default_ns = self._namespace(namespace)
+        targets = [
+            self._namespace(ns) if ns is not None else default_ns
+            for ns in (namespaces or [None] * len(items))
+        ]
+        if len(targets) != len(items):
+            raise InvalidInputError("namespaces must have one entry per case.")
+        checked: list[NewCase] = []
+        for position, item in enumerate(items):
+            try:
+                checked.append(check_new_case(item, self.settings))
+            except InvalidInputError as exc:
+                prefix = f"case {position + 1} of {len(items)}: " if len(items) > 1 else ""
+                raise InvalidInputError(f"{prefix}{exc}") from exc
+        vectors_all = None
+        if embeddings is not None:
+            vectors_all = self._prepare_vectors(embeddings, len(checked))
+        size = batch_size or max(self.settings.embed_batch_size, 1)
+        new_ids: list[int] = []
+        touched: set[str] = set()
+        for start in range(0, len(checked), size):
+            batch = checked[start : start + size]
+            batch_ns = targets[start : start + size]
+            hashes = [content_hash(c.task, c.plan, c.answer) for c in batch]
+            keep = list(range(len(batch)))
+            if skip_duplicates:
+                keep = self._without_duplicates(batch_ns, hashes)
+            if keep:
+                if vectors_all is not None:
+                    vectors = vectors_all[start : start + size][keep]
+                else:
+                    vectors = self._embed_tasks([batch[i].task for i in keep])
+                ids = self._write_batch(
+                    [batch[i] for i in keep], [batch_ns[i] for i in keep],
+                    [hashes[i] for i in keep], vectors,
+                )  # fmt: skip
+                new_ids.extend(ids)
+                touched.update(batch_ns[i] for i in keep)
+            if on_progress is not None:
+                on_progress(len(batch))
+        for ns in sorted(touched):
+            self.enforce_budget(ns)
+        return new_ids
+
+    def _without_duplicates(self, namespaces: list[str], hashes: list[str]) -> list[int]:
+        with self._sessions() as session:
+            existing = set(
+                session.execute(
+                    select(CaseRow.namespace, CaseRow.content_hash).where(
+                        CaseRow.content_hash.in_(set(hashes)), CaseRow.deleted_at.is_(None)
+                    )
+                ).tuples()
+            )
+        keep: list[int] = []
+        for i, key in enumerate(zip(namespaces, hashes, strict=True)):
+            if key not in existing:
+                existing.add(key)
+                keep.append(i)
+        return keep
+
+    def _write_batch(
+        self, batch: list[NewCase], namespaces: list[str], hashes: list[str], vectors: Vectors
+    ) -> list[int]:
+        now = utcnow()
+        rows = [
+            {
+                "namespace": ns,
+                "task": case.task,
+                "plan": case.plan,
+                "trajectory": case.trajectory,
+                "answer": case.answer,
+                "reward": case.reward,
+                "outcome": case.outcome,
+                "source": case.source,
+                "meta": case.meta,
+                "content_hash": digest,
+                "created_at": now,
+                "updated_at": now,
+                "embedding": _vector_bytes(vector),
+            }
+            for case, ns, digest, vector in zip(batch, namespaces, hashes, vectors, strict=True)
+        ]
+        with self._lock:
+            with self._sessions.begin() as session:
+                for ns in sorted(set(namespaces)):
+                    self._ensure_namespace(session, ns)
+                ids = list(
+                    session.scalars(
+                        insert(CaseRow).returning(CaseRow.id, sort_by_parameter_order=True),
+                        rows,
+                    )
+                )
+                stat_rows = [
+                    {
+                        "case_id": case_id,
+                        "stage": stage,
+                        "visits": s.visits,
+                        "q_value": s.q_value,
+                        "reward_sum": s.reward_sum,
+                        "last_reward": s.last_reward,
+                        "updated_at": now,
+                    }
+                    for case_id, case in zip(ids, batch, strict=True)
+                    for stage, s in case.stats.items()
+                ]
+                if stat_rows:
+                    session.execute(insert(CaseStatRow), stat_rows)
+            # Committed: now the derived index may know about the rows.
+            by_ns: dict[str, list[int]] = defaultdict(list)
+            for position, ns in enumerate(namespaces):
+                by_ns[ns].append(position)
+            id_array = np.asarray(ids, dtype=np.int64)
+            for ns, positions in by_ns.items():
+                self._index_for(ns).add(id_array[positions], vectors[positions])
+        return ids
+
+    def update(self, case_id: int, **changes: Any) -> Case:
+        """Change fields of a case; a new task is re-embedded and re-indexed."""
+        unknown = set(changes) - _UPDATABLE
+        if unknown:
+            raise InvalidInputError(
+                f"Cannot update {', '.join(sorted(unknown))}; updatable fields are "
+                f"{', '.join(sorted(_UPDATABLE))}."
+            )
+        current = self.get(case_id)
+        merged = NewCase(
+            task=changes.get("task", current.task),
+            plan=changes.get("plan", current.plan),
+            trajectory=changes.get("trajectory", current.trajectory),
+            answer=changes.get("answer", current.answer),
+            reward=changes.get("reward", current.reward),
+            outcome=changes.get("outcome", current.outcome if "reward" not in changes else None),
+            source=changes.get("source", current.source),
+            meta=changes.get("meta", current.meta),
+        )
+        checked = check_new_case(merged, self.settings)
+        vector = None
+        if checked.task != current.task:
+            vector = self._embed_tasks([checked.task])
+        values: dict[str, Any] = {
+            "task": checked.task,
+            "plan": checked.plan,
+            "trajectory": checked.trajectory,
+            "answer": checked.answer,
+            "reward": checked.reward,
+            "outcome": checked.outcome,
+            "source": checked.source,
+            "meta": checked.meta,
+            "content_hash": content_hash(checked.task, checked.plan, checked.answer),
+            "updated_at": utcnow(),
+        }
+        if vector is not None:
+            values["embedding"] = _vector_bytes(vector[0])
+        with self._lock:
+            with self._sessions.begin() as session:
+                session.execute(update(CaseRow).where(CaseRow.id == case_id).values(**values))
+            if vector is not None:
+                index = self._index_for(current.namespace)
+                ids = np.asarray([case_id], dtype=np.int64)
+                index.remove(ids)
+                index.add(ids, vector)
+        return self.get(case_id)
+
+    def delete(self, case_id: int, *, reason: str = "deleted") -> None:
+        """Tombstone a case: it leaves search and listings but stays in the database."""
+        self._tombstone([case_id], reason)
+
+    def _tombstone(self, ids: Sequence[int], reason: str, merged_into: int | None = None) -> None:
+        if not ids:
+            return
+        with self._lock:
+            with self._sessions.begin() as session:
+                rows = session.execute(
+                    select(CaseRow.id, CaseRow.namespace).where(
+                        CaseRow.id.in_(ids), CaseRow.deleted_at.is_(None)
+                    )
+                ).all()
+                found = {case_id for case_id, _ in rows}
+                missing = [i for i in ids if i not in found]
+                if missing:
+                    raise CaseNotFoundError(
+                        f"No live case with id {missing[0]}; see `memory-agent memory list`."
+                    )
+                session.execute(
+                    update(CaseRow)
+                    .where(CaseRow.id.in_(ids))
+                    .values(
+                        deleted_at=utcnow(),
+                        deleted_reason=reason,
+                        merged_into=merged_into,
+                        updated_at=utcnow(),
+                    )
+                )
+            by_ns: dict[str, list[int]] = defaultdict(list)
+            for case_id, ns in rows:
+                by_ns[ns].append(case_id)
+            for ns, ns_ids in by_ns.items():
+                if ns in self._indexes:
+                    self._indexes[ns].remove(np.asarray(ns_ids, dtype=np.int64))
+
+    def purge(self, namespace: str | None = None) -> int:
+        """Remove tombstoned cases for good; returns how many rows were removed."""
+        with self._lock, self._sessions.begin() as session:
+            query = delete(CaseRow).where(CaseRow.deleted_at.is_not(None))
+            if namespace is not None:
+                query = query.where(CaseRow.namespace == self._namespace(namespace))
+            result = session.execute(query)
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    # ------------------------------------------------------------------ reading
+
+    def _stats_for(self, session: Session, ids: Sequence[int]) -> dict[int, dict[str, StageStats]]:
+        out: dict[int, dict[str, StageStats]] = defaultdict(dict)
+        if not ids:
+            return out
+        for row in session.scalars(select(CaseStatRow).where(CaseStatRow.case_id.in_(ids))):
+            out[row.case_id][row.stage] = StageStats(
+                row.visits, row.q_value, row.reward_sum, row.last_reward
+            )
+        return out
+
+    def get(self, case_id: int, *, include_deleted: bool = False) -> Case:
+        """The case with this id; CaseNotFoundError if there is none (or it was deleted)."""
+        with self._sessions() as session:
+            row = session.get(CaseRow, case_id)
+            if row is None or (row.deleted_at is not None and not include_deleted):
+                raise CaseNotFoundError(
+                    f"No case with id {case_id}"
+                    + (" (it was deleted)" if row is not None else "")
+                    + "; see `memory-agent memory list`."
+                )
+            return _to_case(row, self._stats_for(session, [case_id]).get(case_id))
+
+    def get_many(self, ids: Sequence[int]) -> list[Case]:
+        """Live cases for these ids, in the order given (unknown ids are left out)."""
+        if not ids:
+            return []
+        with self._sessions() as session:
+            rows = {
+                row.id: row
+                for row in session.scalars(
+                    select(CaseRow).where(CaseRow.id.in_(ids), CaseRow.deleted_at.is_(None))
+                )
+            }
+            stats = self._stats_for(session, list(rows))
+            return [_to_case(rows[i], stats.get(i)) for i in ids if i in rows]
+
+    def list_cases(
+        self, namespace: str | None = None, *, limit: int = 20, offset: int = 0
+    ) -> list[Case]:
+        """Live cases of a namespace, newest first."""
+        ns = self._namespace(namespace)
+        with self._sessions() as session:
+            self._require_namespace(session, ns)
+            rows = list(
+                session.scalars(
+                    select(CaseRow)
+                    .where(CaseRow.namespace == ns, CaseRow.deleted_at.is_(None))
+                    .order_by(CaseRow.id.desc())
+                    .limit(limit)
+                    .offset(offset)
+                )
+            )
+            stats = self._stats_for(session, [r.id for r in rows])
+            return [_to_case(r, stats.get(r.id)) for r in rows]
+
+    def count(self, namespace: str | None = None) -> int:
+        query = select(func.count()).select_from(CaseRow).where(CaseRow.deleted_at.is_(None))
+        if namespace is not None:
+            query = query.where(CaseRow.namespace == self._namespace(namespace))
+        with self._sessions() as session:
+            return int(session.scalar(query) or 0)
+
+    def _filter_clause(self, filters: Mapping[str, Any]) -> list[Any]:
+        clauses: list[Any] = []
+        for key, value in filters.items():
+            if key == "min_reward":
+                clauses.append(CaseRow.reward >= float(value))
+            elif key == "max_reward":
+                clauses.append(CaseRow.reward <= float(value))
+            elif key in ("outcome", "source"):
+                clauses.append(getattr(CaseRow, key) == value)
+            elif isinstance(value, bool):
+                clauses.append(CaseRow.meta[key].as_boolean() == value)
+            elif isinstance(value, int | float):
+                clauses.append(CaseRow.meta[key].as_float() == float(value))
+            elif isinstance(value, str):
+                clauses.append(CaseRow.meta[key].as_string() == value)
+            else:
+                raise InvalidInputError(
+                    f"Filter {key!r} has a value of type {type(value).__name__}; filters take "
+                    f"strings, numbers or booleans ({', '.join(sorted(_COLUMN_FILTERS))} match "
+                    "case fields, any other key matches a meta field)."
+                )
+        return clauses
+
+    def nearest(
+        self,
+        vectors: npt.ArrayLike,
+        k: int,
+        *,
+        namespace: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> tuple[npt.NDArray[np.float32], Ids]:
+        """Raw top-k (scores, ids) for query vectors; ids are -1 where fewer than k exist."""
+        ns = self._namespace(namespace)
+        allowed = None
+        with self._sessions() as session:
+            self._require_namespace(session, ns)
+            if filters:
+                allowed = np.fromiter(
+                    session.scalars(
+                        select(CaseRow.id).where(
+                            CaseRow.namespace == ns,
+                            CaseRow.deleted_at.is_(None),
+                            and_(*self._filter_clause(filters)),
+                        )
+                    ),
+                    dtype=np.int64,
+                )
+        if self._dim is None:
+            n = np.asarray(vectors).reshape(-1, np.asarray(vectors).shape[-1]).shape[0]
+            return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+        queries = normalise(check_vectors(vectors, self._dim, "query vectors"))
+        with self._lock:
+            return self._index_for(ns).search(queries, k, allowed)
+
+    def search(
+        self,
+        query: str | npt.ArrayLike,
+        k: int = 5,
+        *,
+        namespace: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[SearchHit]:
+        """Cases whose task is most similar to `query` (text or vector), best first."""
+        if k < 1:
+            raise InvalidInputError(f"k must be at least 1; got {k}.")
+        ns = self._namespace(namespace)
+        with self._sessions() as session:
+            self._require_namespace(session, ns)
+        if isinstance(query, str):
+            text = check_text(
+                query, "query", self.settings.max_task_chars, required=True,
+                setting="MEMORY_AGENT_MAX_TASK_CHARS",
+            )  # fmt: skip
+            assert text is not None
+            if self._dim is None:
+                return []
+            vector = self._embed_tasks([text])
+        else:
+            vector = np.asarray(query, dtype=np.float32)
+        scores, ids = self.nearest(vector, k, namespace=ns, filters=filters)
+        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        cases = {c.id: c for c in self.get_many([i for i, _ in found])}
+        return [SearchHit(cases[i], score) for i, score in found if i in cases]
+
+    # ------------------------------------------------------------------ rewriting
+
+    def merge(self, keep_id: int, drop_ids: Sequence[int]) -> Merge:
+        """Fold near-duplicate cases into `keep_id`, summing their statistics.
+
+        Per stage, visits and reward sums add up and Q becomes the visit-weighted mean; the
+        kept case's reward becomes the mean of the known rewards. Dropped cases are
+        tombstoned with `merged_into` pointing at the kept one.
+        """
+        drop = [int(i) for i in dict.fromkeys(drop_ids) if int(i) != keep_id]
+        if not drop:
+            return Merge(keep_id, ())
+        keep = self.get(keep_id)
+        others = self.get_many(drop)
+        if len(others) != len(drop):
+            missing = sorted(set(drop) - {c.id for c in others})
+            raise CaseNotFoundError(f"No live case with id {missing[0]} to merge.")
+        foreign = [c.id for c in others if c.namespace != keep.namespace]
+        if foreign:
+            raise InvalidInputError(
+                f"Case {foreign[0]} is in another namespace than case {keep_id}; only cases of "
+                "one namespace can be merged."
+            )
+        group = [keep, *others]
+        stats: dict[str, StageStats] = {}
+        for stage in {s for c in group for s in c.stats}:
+            parts = [c.stats[stage] for c in group if stage in c.stats]
+            visits = sum(p.visits for p in parts)
+            q = (
+                sum(p.q_value * p.visits for p in parts) / visits
+                if visits
+                else sum(p.q_value for p in parts) / len(parts)
+            )
+            last = next((p.last_reward for p in parts if p.last_reward is not None), None)
+            stats[stage] = StageStats(visits, q, sum(p.reward_sum for p in parts), last)
+        rewards = [c.reward for c in group if c.reward is not None]
+        reward = sum(rewards) / len(rewards) if rewards else None
+        meta = dict(keep.meta)
+        meta["merged_from"] = sorted({*keep.meta.get("merged_from", []), *drop})
+        now = utcnow()
+        with self._lock:
+            with self._sessions.begin() as session:
+                session.execute(
+                    update(CaseRow)
+                    .where(CaseRow.id == keep_id)
+                    .values(reward=reward, meta=meta, updated_at=now)
+                )
+                session.execute(delete(CaseStatRow).where(CaseStatRow.case_id == keep_id))
+                for stage, s in stats.items():
+                    session.add(
+                        CaseStatRow(
+                            case_id=keep_id,
+                            stage=stage,
+                            visits=s.visits,
+                            q_value=s.q_value,
+                            reward_sum=s.reward_sum,
+                            last_reward=s.last_reward,
+                            updated_at=now,
+                        )  # fmt: skip
+                    )
+            self._tombstone(drop, "merged", merged_into=keep_id)
+        return Merge(keep_id, tuple(drop))
+
+    def find_duplicates(
+        self, namespace: str | None = None, *, threshold: float = 0.95
+    ) -> list[list[int]]:
+        """Groups of live cases whose tasks are at least `threshold` cosine-similar."""
+        ns = self._namespace(namespace)
+        with self._sessions() as session:
+            self._require_namespace(session, ns)
+            rows = session.execute(
+                select(CaseRow.id, CaseRow.embedding).where(
+                    CaseRow.namespace == ns,
+                    CaseRow.deleted_at.is_(None),
+                    CaseRow.embedding.is_not(None),
+                )
+            ).all()
+        if not rows or self._dim is None:
+            return []
+        ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+        vectors = np.frombuffer(b"".join(r[1] or b"" for r in rows), np.float32).reshape(
+            -1, self._dim
+        )
+        parent = {int(i): int(i) for i in ids}
+
+        def root(x: int) -> int:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        neighbours = min(len(ids), 32)
+        with self._lock:
+            scores, found = self._index_for(ns).search(vectors, neighbours)
+        for row_id, row_scores, row_found in zip(ids, scores, found, strict=True):
+            for score, other in zip(row_scores, row_found, strict=True):
+                if other >= 0 and other != row_id and score >= threshold and int(other) in parent:
+                    parent[root(int(row_id))] = root(int(other))
+        groups: dict[int, list[int]] = defaultdict(list)
+        for case_id in parent:
+            groups[root(case_id)].append(case_id)
+        return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+
+    def dedupe(self, namespace: str | None = None, *, threshold: float = 0.95) -> list[Merge]:
+        """Merge each group of near-duplicates into its best case (reward, visits, age)."""
+        merges = []
+        for group in self.find_duplicates(namespace, threshold=threshold):
+            cases = self.get_many(group)
+
+            def rank(case: Case) -> tuple[float, int, int]:
+                visits = sum(s.visits for s in case.stats.values())
+                return (case.reward if case.reward is not None else -2.0, visits, -case.id)
+
+            best = max(cases, key=rank)
+            merges.append(self.merge(best.id, [c.id for c in cases if c.id != best.id]))
+        return merges
+
+    def set_budget(self, namespace: str | None, max_cases: int | None) -> list[int]:
+        """Set a namespace's case budget (None: the settings' default); evicts at once."""
+        ns = self._namespace(namespace)
+        if max_cases is not None and max_cases < 1:
+            raise InvalidInputError("A budget must be at least 1 case (or None for no budget).")
+        with self._sessions.begin() as session:
+            self._require_namespace(session, ns).max_cases = max_cases
+        return self.enforce_budget(ns)
+
+    def budget(self, namespace: str | None = None) -> int | None:
+        ns = self._namespace(namespace)
+        with self._sessions() as session:
+            row = self._require_namespace(session, ns)
+            return (
+                row.max_cases
+                if row.max_cases is not None
+                else self.settings.max_cases_per_namespace
+            )
+
+    def _eviction_order(self, namespace: str) -> Select[int]:
+        # Until policies supply learned values: the lowest known reward first (unknown
+        # counts as 0), then the oldest.
+        return (
+            select(CaseRow.id)
+            .where(CaseRow.namespace == namespace, CaseRow.deleted_at.is_(None))
+            .order_by(func.coalesce(CaseRow.reward, 0.0), CaseRow.created_at, CaseRow.id)
+        )
+
+    def enforce_budget(self, namespace: str | None = None) -> list[int]:
+        """Evict the lowest-value cases until the namespace fits its budget."""
+        ns = self._namespace(namespace)
+        limit = self.budget(ns)
+        if limit is None:
+            return []
+        excess = self.count(ns) - limit
+        if excess <= 0:
+            return []
+        with self._sessions() as session:
+            victims = list(session.scalars(self._eviction_order(ns).limit(excess)))
+        self._tombstone(victims, "evicted")
+        return victims
+
+    # ------------------------------------------------------------------ transfer
+
+    def export(self, target: Path | IO[str], namespace: str | None = None) -> int:
+        """Write live cases as JSONL (all namespaces unless one is named); returns the count."""
+        query = select(CaseRow).where(CaseRow.deleted_at.is_(None)).order_by(CaseRow.id)
+        if namespace is not None:
+            ns = self._namespace(namespace)
+            with self._sessions() as session:
+                self._require_namespace(session, ns)
+            query = query.where(CaseRow.namespace == ns)
+
+        def write(handle: IO[str]) -> int:
+            count = 0
+            with self._sessions() as session:
+                for chunk in session.scalars(query.execution_options(yield_per=1000)).partitions():
+                    stats = self._stats_for(session, [r.id for r in chunk])
+                    for row in chunk:
+                        record = _to_case(row, stats.get(row.id)).to_json()
+                        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                        count += 1
+            return count
+
+        if isinstance(target, Path):
+            tmp = target.with_name(target.name + ".partial")
+            with tmp.open("w", encoding="utf-8") as handle:
+                count = write(handle)
+            tmp.replace(target)  # never leave a half-written export under the real name
+            return count
+        return write(target)
+
+    def import_file(
+        self,
+        path: Path,
+        *,
+        fmt: ImportFormat = "jsonl",
+        namespace: str | None = None,
+        skip_invalid: bool = False,
+        on_progress: Progress | None = None,
+    ) -> ImportReport:
+        """Import a JSONL case file (our export format, or a Memento case bank).
+
+        All-or-nothing by default: every line is checked before anything is written, and any
+        bad line aborts the import with each problem listed by line number. With
+        `skip_invalid`, good lines are imported and bad ones reported. Cases already stored
+        (same task, plan and answer in the namespace) are skipped, so re-running an import
+        after a crash or a fix adds only what is missing.
+        """
+        report = ImportReport()
+        good: list[NewCase] = []
+        targets: list[str | None] = []
+        for number, case, ns, error in read_case_file(path, fmt):
+            if case is not None:
+                try:
+                    case = check_new_case(case, self.settings)
+                    target = namespace if namespace is not None else ns
+                    if target is not None:
+                        check_namespace(target)
+                except InvalidInputError as exc:
+                    error = str(exc)
+                else:
+                    good.append(case)
+                    targets.append(target)
+                    continue
+            report.invalid.append((number, error or "invalid"))
+        if report.invalid and not skip_invalid:
+            shown = "; ".join(f"line {n}: {msg}" for n, msg in report.invalid[:5])
+            more = f" (and {len(report.invalid) - 5} more)" if len(report.invalid) > 5 else ""
+            raise ImportFileError(
+                f"{path} has {len(report.invalid)} bad line(s), nothing was imported: "
+                f"{shown}{more}. Fix them, or pass --skip-invalid to import the good lines.",
+                report.invalid,
+            )
+        before = {ns: self._count_if_exists(ns) for ns in set(targets) | {namespace}}
+        ids = self.add_many(
+            good,
+            namespace=namespace,
+            namespaces=targets,
+            skip_duplicates=True,
+            on_progress=on_progress,
+        )
+        report.added = len(ids)
+        report.skipped_duplicates = len(good) - len(ids)
+        after = sum(self._count_if_exists(ns) for ns in before)
+        report.evicted = max(0, sum(before.values()) + report.added - after)
+        return report
+
+    def _count_if_exists(self, namespace: str | None) -> int:
+        ns = self._namespace(namespace)
+        return self.count(ns)
+
+    # ------------------------------------------------------------------ stats
+
+    def stats(self, namespace: str | None = None) -> dict[str, Any]:
+        """Counts and sizes of the store (or of one namespace)."""
+        with self._sessions() as session:
+            base = select(CaseRow.namespace, func.count(), func.sum(
+                func.coalesce(func.length(CaseRow.embedding), 0)
+                + func.coalesce(func.length(CaseRow.code), 0)
+            )).where(CaseRow.deleted_at.is_(None))  # fmt: skip
+            if namespace is not None:
+                ns = self._namespace(namespace)
+                self._require_namespace(session, ns)
+                base = base.where(CaseRow.namespace == ns)
+            per_ns = {
+                name: (int(n), int(b or 0))
+                for name, n, b in session.execute(base.group_by(CaseRow.namespace))
+            }
+            tombstoned = int(
+                session.scalar(
+                    select(func.count()).select_from(CaseRow).where(CaseRow.deleted_at.is_not(None))
+                )
+                or 0
+            )
+        cases = sum(n for n, _ in per_ns.values())
+        stored = sum(b for _, b in per_ns.values())
+        with self._lock:
+            index_bytes = sum(idx.nbytes() for ns, idx in self._indexes.items() if ns in per_ns)
+        return {
+            "database": redact(self.url),
+            "cases": cases,
+            "tombstoned": tombstoned,
+            "namespaces": {name: n for name, (n, _) in sorted(per_ns.items())},
+            "index_kind": self.settings.index_kind,
+            "dim": self._dim,
+            "embedder": self._embedder_name,
+            "vector_bytes_stored": stored,
+            "index_bytes": index_bytes,
+            "bytes_per_case": (stored + index_bytes) / cases if cases else 0.0,
+        }
+
+    # ------------------------------------------------------------------ async
+
+    async def aadd(self, task: str, **kwargs: Any) -> Case:
+        return await asyncio.to_thread(lambda: self.add(task, **kwargs))
+
+    async def aadd_many(self, cases: Iterable[NewCase], **kwargs: Any) -> list[int]:
+        items = list(cases)
+        return await asyncio.to_thread(lambda: self.add_many(items, **kwargs))
+
+    async def asearch(
+        self, query: str | npt.ArrayLike, k: int = 5, **kwargs: Any
+    ) -> list[SearchHit]:
+        return await asyncio.to_thread(lambda: self.search(query, k, **kwargs))
+
+    async def aget(self, case_id: int) -> Case:
+        return await asyncio.to_thread(self.get, case_id)
+
+    async def aupdate(self, case_id: int, **changes: Any) -> Case:
+        return await asyncio.to_thread(lambda: self.update(case_id, **changes))
+
+    async def adelete(self, case_id: int) -> None:
+        await asyncio.to_thread(self.delete, case_id)
+
+    async def amerge(self, keep_id: int, drop_ids: Sequence[int]) -> Merge:
+        return await asyncio.to_thread(self.merge, keep_id, drop_ids)

@@ -1,0 +1,129 @@
+"""Opening a database: engine set-up, connection checks and automatic migrations."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from memory_agent.errors import StoreConnectionError
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+# Stable key for PostgreSQL's advisory lock, so only one process migrates at a time.
+_MIGRATION_LOCK_KEY = zlib.crc32(b"memory-agent-migrations")
+
+
+def redact(url: str | URL) -> str:
+    """The URL with its password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside a writer; NORMAL sync is durable against process crashes
+    # (kill -9), which is the failure this store promises to survive.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for `url`, checked to connect, with the schema migrated to the newest version."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreConnectionError(
+            f"Database URL {url!r} is not a valid SQLAlchemy URL. Use sqlite:///path/to/file.db "
+            "or postgresql+psycopg://user:password@host:5432/dbname "
+            "(MEMORY_AGENT_DATABASE_URL or --database-url)."
+        ) from exc
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            path = Path(database).expanduser()
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreConnectionError(
+                    f"Cannot create the folder for the database file {path}: {exc}. "
+                    "Choose a writable data directory with MEMORY_AGENT_HOME or --home."
+                ) from exc
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs["pool_pre_ping"] = True
+        if parsed.get_backend_name() == "postgresql":
+            kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise StoreConnectionError(
+            f"No database driver for {redact(parsed)}: {exc}. Use sqlite:/// or "
+            "postgresql+psycopg:// (psycopg is installed with memory-agent)."
+        ) from exc
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except DBAPIError as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise StoreConnectionError(
+            f"Could not connect to {redact(parsed)}: {reason}. Check that the server is running "
+            "and that the URL (MEMORY_AGENT_DATABASE_URL or --database-url) is right."
+        ) from exc
+    migrate(engine)
+    return engine
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
+
+
+def head_revisions() -> set[str]:
+    """The revisions a fully migrated store is at."""
+    from alembic.script import ScriptDirectory
+
+    return set(ScriptDirectory.from_config(_alembic_config()).get_heads())
+
+
+def current_revisions(engine: Engine) -> set[str]:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads())
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision; a no-op on an up-to-date store."""
+    from alembic import command
+
+    heads = head_revisions()
+    if current_revisions(engine) == heads:
+        return
+    config = _alembic_config()
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+        elif conn.dialect.name == "sqlite":
+            # Take the write lock before reading the version, so two processes opening a new
+            # file at once do not both create the tables.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        config.attributes["connection"] = conn
+        # Several issues may add migrations that branch from the same parent; "heads"
+        # applies all of them.
+        command.upgrade(config, "heads")

@@ -1,0 +1,106 @@
+"""Vector indexes over case embeddings. Indexes are derived state: rebuilt from the database."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from memory_agent.errors import InvalidInputError
+from memory_agent.store.embedder import Vectors
+
+Ids = npt.NDArray[np.int64]
+Scores = npt.NDArray[np.float32]
+
+
+class VectorIndex(Protocol):
+    """Inner-product search over unit vectors, keyed by case id."""
+
+    kind: str
+    dim: int
+
+    def add(self, ids: Ids, vectors: Vectors) -> None: ...
+
+    def remove(self, ids: Ids) -> None: ...
+
+    def search(self, queries: Vectors, k: int, allowed: Ids | None = None) -> tuple[Scores, Ids]:
+        """Top-k (scores, ids) per query row; missing slots have id -1."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def nbytes(self) -> int:
+        """Bytes the index holds in memory (vectors or codes, and the id map)."""
+        ...
+
+
+def check_vectors(vectors: npt.ArrayLike, dim: int, what: str = "vectors") -> Vectors:
+    """A (n, dim) contiguous float32 array, or a clear error about the shape or values."""
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] != dim:
+        got = array.shape[-1] if array.ndim >= 1 else 0
+        raise InvalidInputError(
+            f"{what} have dimension {got}, but this store holds {dim}-dimensional vectors. "
+            "Embed with the store's embedder (see `memory-agent memory stats`), or use a new "
+            "store for a different model."
+        )
+    if not np.all(np.isfinite(array)):
+        raise InvalidInputError(f"{what} contain NaN or infinite values; pass finite numbers.")
+    return np.ascontiguousarray(array)
+
+
+class ExactIndex:
+    """Exact inner-product search (FAISS flat index with an id map)."""
+
+    kind = "flat"
+
+    def __init__(self, dim: int) -> None:
+        import faiss
+
+        self.dim = dim
+        self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+    def add(self, ids: Ids, vectors: Vectors) -> None:
+        if len(ids) == 0:
+            return
+        vectors = check_vectors(vectors, self.dim)
+        self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+
+    def remove(self, ids: Ids) -> None:
+        if len(ids) == 0:
+            return
+        import faiss
+
+        self._index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
+
+    def search(self, queries: Vectors, k: int, allowed: Ids | None = None) -> tuple[Scores, Ids]:
+        queries = check_vectors(queries, self.dim, "query vectors")
+        n = len(queries)
+        if k <= 0 or len(self) == 0 or (allowed is not None and len(allowed) == 0):
+            return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+        k = min(k, len(self))
+        if allowed is None:
+            scores, ids = self._index.search(queries, k)
+        else:
+            import faiss
+
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+            params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
+            scores, ids = self._index.search(queries, k, params=params)
+        return np.asarray(scores, np.float32), np.asarray(ids, np.int64)
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def nbytes(self) -> int:
+        # float32 vectors plus the int64 id map.
+        return len(self) * (self.dim * 4 + 8)
+
+
+def make_index(kind: str, dim: int) -> VectorIndex:
+    if kind == "flat":
+        return ExactIndex(dim)
+    raise InvalidInputError(f"Unknown index kind {kind!r}; choose one of: flat.")
