@@ -530,6 +530,23 @@ class CaseMemory:
             stats = self._stats_for(session, list(rows))
             return [_to_case(rows[i], stats.get(i)) for i in ids if i in rows]
 
+    def vectors(self, ids: Sequence[int]) -> Vectors:
+        """The stored vectors of these cases, one row per id in order (zeros if unknown)."""
+        out = np.zeros((len(ids), self._dim or 0), dtype=np.float32)
+        if not ids or self._dim is None:
+            return out
+        with self._sessions() as session:
+            rows = dict(
+                session.execute(
+                    select(CaseRow.id, CaseRow.embedding).where(CaseRow.id.in_(ids))
+                ).tuples()
+            )
+        for position, case_id in enumerate(ids):
+            blob = rows.get(case_id)
+            if blob is not None:
+                out[position] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
     def list_cases(
         self, namespace: str | None = None, *, limit: int = 20, offset: int = 0
     ) -> list[Case]:

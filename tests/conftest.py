@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from postgres_server import find_bin_dir, postgres_server
 
 REPO = Path(__file__).resolve().parent.parent
