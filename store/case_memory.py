@@ -536,11 +536,8 @@ class CaseMemory:
         if not ids or self._dim is None:
             return out
         with self._sessions() as session:
-            rows = dict(
-                session.execute(
-                    select(CaseRow.id, CaseRow.embedding).where(CaseRow.id.in_(ids))
-                ).tuples()
-            )
+            query = select(CaseRow.id, CaseRow.embedding).where(CaseRow.id.in_(ids))
+            rows = dict(session.execute(query).tuples().all())
         for position, case_id in enumerate(ids):
             blob = rows.get(case_id)
             if blob is not None:
