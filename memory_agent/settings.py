@@ -48,8 +48,46 @@ class Settings(BaseSettings):
     )
     embed_batch_size: int = Field(default=64, ge=1, le=4096)
 
-    index_kind: Literal["flat"] = Field(
-        default="flat", description="Vector index over the stored vectors (exact inner product)."
+    # compressed vector memory
+    index_kind: Literal["auto", "flat"] = Field(
+        default="auto",
+        description="auto: exact float32 vectors until codebook_min_cases cases exist, then "
+        "OPQ+IVF-PQ codes only (the switch is automatic and persisted); flat: never compress.",
+    )
+    code_bytes: int = Field(
+        default=8, ge=1, le=128, description="PQ bytes per case (must divide the vector size)."
+    )
+    codebook_min_cases: int = Field(
+        default=4096, ge=256, description="Live cases needed before the first codebook trains."
+    )
+    codebook_train_sample: int = Field(
+        default=32_768, ge=256, description="Most vectors a codebook trains on."
+    )
+    ivf_nprobe: int = Field(default=48, ge=1, description="Coarse lists probed per search.")
+    reservoir_size: int = Field(
+        default=512, ge=0, description="Recent raw embeddings kept for codebook upkeep."
+    )
+    usage_ema_decay: float = Field(
+        default=0.9995, gt=0.0, lt=1.0, description="Per-code decay of the codeword usage EMA."
+    )
+    dead_code_threshold: float = Field(
+        default=0.05,
+        gt=0.0,
+        lt=1.0,
+        description="A codeword is dead when its usage EMA is below this share of uniform use.",
+    )
+    dead_code_reset_fraction: float = Field(
+        default=0.1, gt=0.0, le=1.0, description="Reset once this share of codewords is dead."
+    )
+    distortion_bound: float = Field(
+        default=2.0,
+        gt=1.0,
+        description="Retrain when distortion on recent data exceeds this many times the "
+        "distortion the codebook had when trained.",
+    )
+    reindex_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    reindex_in_background: bool = Field(
+        default=True, description="Run re-encoding after a codebook change in a thread."
     )
     shortlist_size: int = Field(
         default=50, ge=1, le=10_000, description="Candidates the store hands to a policy."

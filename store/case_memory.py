@@ -13,7 +13,7 @@ from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Select, and_, delete, func, insert, select, update
+from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from memory_agent.errors import (
@@ -24,6 +24,8 @@ from memory_agent.errors import (
     UnknownNamespaceError,
 )
 from memory_agent.settings import Settings
+from memory_agent.store.codebook import CodeIndex
+from memory_agent.store.compression import Compression, ReindexWorker
 from memory_agent.store.database import create_store_engine, redact
 from memory_agent.store.embedder import Embedder, Vectors, embedder_from_settings, normalise
 from memory_agent.store.index import Ids, VectorIndex, check_vectors, make_index
@@ -70,10 +72,6 @@ def _to_case(row: CaseRow, stats: Mapping[str, StageStats] | None = None) -> Cas
     )
 
 
-def _vector_bytes(vector: Vectors) -> bytes:
-    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-
-
 class CaseMemory:
     """Episodic cases in a SQL database, searchable by task similarity.
 
@@ -98,12 +96,18 @@ class CaseMemory:
         self._indexes: dict[str, VectorIndex] = {}
         self._dim: int | None = None
         self._embedder_name: str | None = None
+        self._compression = Compression(self.settings, self._sessions)
+        self._worker: ReindexWorker | None = None
         self._load_vector_space()
         self._rebuild_indexes()
 
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()  # between batches: the job resumes at the next open
+            self._worker = None
+        self._compression.flush()
         self.engine.dispose()
 
     def __enter__(self) -> CaseMemory:
@@ -154,36 +158,65 @@ class CaseMemory:
         self._dim, self._embedder_name = dim, embedder_name
 
     def _rebuild_indexes(self) -> None:
-        """Build every namespace's index from the stored vectors (no re-embedding)."""
+        """Build every namespace's index from the stored vectors or codes (no re-embedding).
+
+        Once a codebook is active every live case is searched through its code of the active
+        version; a pending version's codes wait in `next_code` until reindex finishes.
+        """
         if self._dim is None:
             return
         dim = self._dim
-        batches: dict[str, tuple[list[int], list[bytes]]] = defaultdict(lambda: ([], []))
+        book = self._compression.active
+        coded: dict[str, tuple[list[int], list[bytes]]] = defaultdict(lambda: ([], []))
+        raw: dict[str, tuple[list[int], list[bytes]]] = defaultdict(lambda: ([], []))
         query = (
-            select(CaseRow.namespace, CaseRow.id, CaseRow.embedding)
-            .where(CaseRow.deleted_at.is_(None), CaseRow.embedding.is_not(None))
+            select(CaseRow.namespace, CaseRow.id, CaseRow.code, CaseRow.embedding)
+            .where(
+                CaseRow.deleted_at.is_(None),
+                or_(CaseRow.embedding.is_not(None), CaseRow.code.is_not(None)),
+            )
             .order_by(CaseRow.id)
-            .execution_options(yield_per=20_000)
+            .execution_options(yield_per=50_000)
         )
+        if book is None:
+            query = query.where(CaseRow.embedding.is_not(None))
         with self.engine.connect() as conn:
-            for namespace, case_id, blob in conn.execute(query):
-                assert blob is not None  # filtered in the query
-                ids, blobs = batches[namespace]
+            for namespace, case_id, code, embedding in conn.execute(query):
+                if book is not None and code is not None:
+                    ids, blobs = coded[namespace]
+                    blobs.append(code)
+                else:
+                    ids, blobs = raw[namespace]
+                    blobs.append(embedding or b"")
                 ids.append(case_id)
-                blobs.append(blob)
         indexes: dict[str, VectorIndex] = {}
-        for namespace, (ids, blobs) in batches.items():
-            index = make_index(self.settings.index_kind, dim)
-            vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), dim)
-            index.add(np.asarray(ids, dtype=np.int64), vectors)
+        for namespace in sorted(set(coded) | set(raw)):
+            index = self._new_index(dim)
+            if namespace in coded:
+                assert isinstance(index, CodeIndex)
+                ids, blobs = coded[namespace]
+                codes = np.frombuffer(b"".join(blobs), np.uint8).reshape(len(ids), -1)
+                index.add_codes(np.asarray(ids, dtype=np.int64), codes)
+            if namespace in raw:
+                # Raw vectors are all there is before the switch (and after it only for rows
+                # a future writer left uncoded): the index encodes them itself.
+                ids, blobs = raw[namespace]
+                vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), dim)
+                index.add(np.asarray(ids, dtype=np.int64), vectors)
             indexes[namespace] = index
         self._indexes = indexes
+
+    def _new_index(self, dim: int) -> VectorIndex:
+        book = self._compression.active
+        if book is None:
+            return make_index(self.settings.index_kind, dim)
+        return CodeIndex(book, self.settings.ivf_nprobe)
 
     def _index_for(self, namespace: str) -> VectorIndex:
         index = self._indexes.get(namespace)
         if index is None:
             assert self._dim is not None
-            index = make_index(self.settings.index_kind, self._dim)
+            index = self._new_index(self._dim)
             self._indexes[namespace] = index
         return index
 
@@ -323,6 +356,8 @@ class CaseMemory:
                 touched.update(batch_ns[i] for i in keep)
             if on_progress is not None:
                 on_progress(len(batch))
+        if new_ids:
+            self._after_write()
         for ns in sorted(touched):
             self.enforce_budget(ns)
         return new_ids
@@ -361,9 +396,11 @@ class CaseMemory:
                 "content_hash": digest,
                 "created_at": now,
                 "updated_at": now,
-                "embedding": _vector_bytes(vector),
+                **columns,
             }
-            for case, ns, digest, vector in zip(batch, namespaces, hashes, vectors, strict=True)
+            for case, ns, digest, columns in zip(
+                batch, namespaces, hashes, self._compression.columns_for(vectors), strict=True
+            )
         ]
         with self._lock:
             with self._sessions.begin() as session:
@@ -435,7 +472,7 @@ class CaseMemory:
             "updated_at": utcnow(),
         }
         if vector is not None:
-            values["embedding"] = _vector_bytes(vector[0])
+            values.update(self._compression.columns_for(vector)[0])
         with self._lock:
             with self._sessions.begin() as session:
                 session.execute(update(CaseRow).where(CaseRow.id == case_id).values(**values))
@@ -531,17 +568,35 @@ class CaseMemory:
             return [_to_case(rows[i], stats.get(i)) for i in ids if i in rows]
 
     def vectors(self, ids: Sequence[int]) -> Vectors:
-        """The stored vectors of these cases, one row per id in order (zeros if unknown)."""
+        """The stored vectors of these cases, one row per id in order (zeros if unknown).
+
+        Once a case is stored as a code, its vector is the code decoded: an approximation of
+        the embedding whose error is the codebook's distortion.
+        """
         out = np.zeros((len(ids), self._dim or 0), dtype=np.float32)
         if not ids or self._dim is None:
             return out
         with self._sessions() as session:
-            query = select(CaseRow.id, CaseRow.embedding).where(CaseRow.id.in_(ids))
-            rows = dict(session.execute(query).tuples().all())
+            query = select(
+                CaseRow.id, CaseRow.embedding, CaseRow.code, CaseRow.codebook_version
+            ).where(CaseRow.id.in_(ids))
+            rows = {r[0]: r[1:] for r in session.execute(query).tuples().all()}
+        by_version: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
         for position, case_id in enumerate(ids):
-            blob = rows.get(case_id)
-            if blob is not None:
-                out[position] = np.frombuffer(blob, dtype=np.float32)
+            found = rows.get(case_id)
+            if found is None:
+                continue
+            raw, code, version = found
+            if raw is not None:
+                out[position] = np.frombuffer(raw, dtype=np.float32)
+            elif code is not None and version is not None:
+                by_version[version].append((position, code))
+        for version, items in by_version.items():
+            book = self._compression.book(version)
+            if book is None:
+                continue
+            codes = np.frombuffer(b"".join(c for _, c in items), np.uint8).reshape(len(items), -1)
+            out[[p for p, _ in items]] = book.decode(codes)
         return out
 
     def list_cases(
@@ -724,19 +779,19 @@ class CaseMemory:
         ns = self._namespace(namespace)
         with self._sessions() as session:
             self._require_namespace(session, ns)
-            rows = session.execute(
-                select(CaseRow.id, CaseRow.embedding).where(
-                    CaseRow.namespace == ns,
-                    CaseRow.deleted_at.is_(None),
-                    CaseRow.embedding.is_not(None),
+            live = list(
+                session.scalars(
+                    select(CaseRow.id).where(
+                        CaseRow.namespace == ns,
+                        CaseRow.deleted_at.is_(None),
+                        or_(CaseRow.embedding.is_not(None), CaseRow.code.is_not(None)),
+                    )
                 )
-            ).all()
-        if not rows or self._dim is None:
+            )
+        if not live or self._dim is None:
             return []
-        ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-        vectors = np.frombuffer(b"".join(r[1] or b"" for r in rows), np.float32).reshape(
-            -1, self._dim
-        )
+        ids = np.asarray(live, dtype=np.int64)
+        vectors = self.vectors(live)
         parent = {int(i): int(i) for i in ids}
 
         def root(x: int) -> int:
@@ -747,10 +802,17 @@ class CaseMemory:
 
         neighbours = min(len(ids), 32)
         with self._lock:
-            scores, found = self._index_for(ns).search(vectors, neighbours)
-        for row_id, row_scores, row_found in zip(ids, scores, found, strict=True):
-            for score, other in zip(row_scores, row_found, strict=True):
-                if other >= 0 and other != row_id and score >= threshold and int(other) in parent:
+            _, found = self._index_for(ns).search(vectors, neighbours)
+        # Candidates come from the index; the similarity that decides is the cosine of the two
+        # stored vectors (decoded codes are not unit length, so raw index scores would not do).
+        unit = normalise(vectors)
+        position = {int(i): p for p, i in enumerate(ids)}
+        for row, (row_id, row_found) in enumerate(zip(ids, found, strict=True)):
+            for other in row_found:
+                other_at = position.get(int(other))
+                if other_at is None or other == row_id:
+                    continue
+                if float(unit[row] @ unit[other_at]) >= threshold:
                     parent[root(int(row_id))] = root(int(other))
         groups: dict[int, list[int]] = defaultdict(list)
         for case_id in parent:
@@ -906,11 +968,17 @@ class CaseMemory:
     # ------------------------------------------------------------------ stats
 
     def stats(self, namespace: str | None = None) -> dict[str, Any]:
-        """Counts and sizes of the store (or of one namespace)."""
+        """Counts and sizes of the store (or of one namespace).
+
+        `bytes_per_case` is every byte the vector memory costs, divided by the live cases:
+        stored vectors or codes in the database, the in-memory indexes, the codebooks and the
+        reservoir of raw vectors kept for codebook upkeep.
+        """
         with self._sessions() as session:
             base = select(CaseRow.namespace, func.count(), func.sum(
                 func.coalesce(func.length(CaseRow.embedding), 0)
                 + func.coalesce(func.length(CaseRow.code), 0)
+                + func.coalesce(func.length(CaseRow.next_code), 0)
             )).where(CaseRow.deleted_at.is_(None))  # fmt: skip
             if namespace is not None:
                 ns = self._namespace(namespace)
@@ -930,18 +998,145 @@ class CaseMemory:
         stored = sum(b for _, b in per_ns.values())
         with self._lock:
             index_bytes = sum(idx.nbytes() for ns, idx in self._indexes.items() if ns in per_ns)
+        keeper = self._compression
+        book, pending = keeper.active, keeper.pending
+        codebook_bytes = sum(b.nbytes() for b in (book, pending) if b is not None)
+        reservoir_bytes = int(keeper.reservoir.nbytes) if book is not None else 0
+        distortion = keeper.distortion()
         return {
             "database": redact(self.url),
             "cases": cases,
             "tombstoned": tombstoned,
             "namespaces": {name: n for name, (n, _) in sorted(per_ns.items())},
-            "index_kind": self.settings.index_kind,
+            "index_kind": "flat" if book is None else "opq-ivf-pq",
             "dim": self._dim,
             "embedder": self._embedder_name,
             "vector_bytes_stored": stored,
             "index_bytes": index_bytes,
-            "bytes_per_case": (stored + index_bytes) / cases if cases else 0.0,
+            "codebook_bytes": codebook_bytes,
+            "reservoir_bytes": reservoir_bytes,
+            "bytes_per_case": (
+                (stored + index_bytes + codebook_bytes + reservoir_bytes) / cases if cases else 0.0
+            ),
+            "code_bytes": book.code_size if book is not None else None,
+            "codebook_version": book.version if book is not None else None,
+            "dead_codewords": (
+                book.dead_codewords(self.settings.dead_code_threshold) if book is not None else None
+            ),
+            "distortion": distortion,
+            "pending_codebook_version": pending.version if pending is not None else None,
+            "reindex_remaining": keeper.remaining(),
         }
+
+    # ------------------------------------------------------------------ codebooks
+
+    def _after_write(self) -> None:
+        """After new vectors: the automatic switch to codes, codebook upkeep, persistence."""
+        keeper = self._compression
+        if keeper.active is None:
+            if self.settings.index_kind == "auto":
+                self._maybe_switch()
+        elif keeper.pending is None:
+            reason = keeper.upkeep_reason()
+            if reason is not None:
+                self.new_codebook(reason)
+        keeper.flush()
+        if (
+            keeper.pending is not None
+            and self.settings.reindex_in_background
+            and (self._worker is None or not self._worker.running)
+        ):
+            self._worker = ReindexWorker(lambda stop: self.reindex(stop=stop))
+
+    def _maybe_switch(self) -> None:
+        """Train the first codebook once enough cases exist; from then on only codes."""
+        if self._dim is None:
+            return
+        with self._sessions() as session:
+            live = int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(CaseRow)
+                    .where(CaseRow.deleted_at.is_(None), CaseRow.embedding.is_not(None))
+                )
+                or 0
+            )
+        if live < self.settings.codebook_min_cases:
+            return
+        with self._lock:
+            with self._sessions() as session:
+                rows = session.execute(
+                    select(CaseRow.id, CaseRow.embedding)
+                    .where(CaseRow.embedding.is_not(None))
+                    .order_by(CaseRow.id)
+                ).all()
+            ids = [r[0] for r in rows]
+            vectors = np.frombuffer(b"".join(r[1] or b"" for r in rows), np.float32).reshape(
+                len(rows), self._dim
+            )
+            # Tombstoned cases are coded too, so no raw vector outlives the switch.
+            self._compression.switch_to_codes(vectors, ids)
+            self._rebuild_indexes()
+
+    def new_codebook(self, reason: str = "manual") -> int:
+        """Make a new codebook version (pending until `reindex` finishes); returns it.
+
+        `dead_codes` re-seeds the dead codewords from recent embeddings; any other reason
+        retrains the codebook.
+        """
+        keeper = self._compression
+        if keeper.active is None:
+            raise InvalidInputError(
+                "This store has no codebook yet: it keeps exact vectors until "
+                f"{self.settings.codebook_min_cases} cases exist (MEMORY_AGENT_CODEBOOK_MIN_CASES)."
+            )
+        if keeper.pending is not None:
+            return keeper.pending.version
+        with self._sessions() as session:
+            sample_ids = list(
+                session.scalars(
+                    select(CaseRow.id)
+                    .where(CaseRow.deleted_at.is_(None))
+                    .order_by(func.random())
+                    .limit(self.settings.codebook_train_sample)
+                )
+            )
+        decoded = self.vectors(sample_ids if reason != "dead_codes" else [])
+        return keeper.prepare(reason, decoded).version
+
+    def reindex(
+        self,
+        *,
+        on_progress: Progress | None = None,
+        stop: threading.Event | None = None,
+    ) -> bool:
+        """Re-encode every live case with the pending codebook, batch by batch.
+
+        Search keeps using the active version's index while this runs; the new codes go to a
+        side column, and only when every live case has one does a single UPDATE make the new
+        version active and the index get rebuilt from the new codes. Each batch commits, so
+        an interrupted job resumes where it stopped. Returns True when the job finished.
+        """
+        keeper = self._compression
+        if keeper.pending is None:
+            return True
+        re_embed = None
+        if self._embedder_name is not None:
+            re_embed = self._embed_tasks
+        while stop is None or not stop.is_set():
+            done = keeper.reencode_batch(re_embed)
+            if on_progress is not None and done:
+                on_progress(done)
+            if done == 0:
+                with self._lock:
+                    # Cases added meanwhile got both codes on write, so nothing is left over.
+                    keeper.finish()
+                    self._rebuild_indexes()
+                return True
+        return False
+
+    def reindex_remaining(self) -> int:
+        return self._compression.remaining()
 
     # ------------------------------------------------------------------ async
 

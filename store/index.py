@@ -101,6 +101,7 @@ class ExactIndex:
 
 
 def make_index(kind: str, dim: int) -> VectorIndex:
-    if kind == "flat":
+    """The exact index; `auto` stores serve from it until their first codebook is trained."""
+    if kind in ("flat", "auto"):
         return ExactIndex(dim)
-    raise InvalidInputError(f"Unknown index kind {kind!r}; choose one of: flat.")
+    raise InvalidInputError(f"Unknown index kind {kind!r}; choose one of: auto, flat.")

@@ -89,6 +89,10 @@ class CaseRow(Base):
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     code: Mapped[bytes | None] = mapped_column(LargeBinary)
     codebook_version: Mapped[int | None] = mapped_column(Integer)
+    # While `memory reindex` moves the store to a new codebook, the new code is written here
+    # so the live index keeps serving the old version; the switch is one UPDATE at the end.
+    next_code: Mapped[bytes | None] = mapped_column(LargeBinary)
+    next_codebook_version: Mapped[int | None] = mapped_column(Integer)
 
     # Tombstone: deleted, evicted or merged cases stay for audit but leave every index.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -126,11 +130,41 @@ class StoreMetaRow(Base):
     value: Mapped[Any] = mapped_column(JSON)
 
 
+class CodebookRow(Base):
+    """One version of the quantiser that turns embeddings into codes (see store/codebook.py)."""
+
+    __tablename__ = "codebooks"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # active: codes of live cases are of this version; pending: reindex is moving to it;
+    # retired: kept so old codes (tombstoned cases) still decode.
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))
+    dim: Mapped[int] = mapped_column(Integer)
+    code_size: Mapped[int] = mapped_column(Integer)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+    usage: Mapped[bytes | None] = mapped_column(LargeBinary)
+    distortion: Mapped[float] = mapped_column(Float)
+    trained_on: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReservoirRow(Base):
+    """A ring of the most recent raw embeddings: the data dead codewords are re-seeded from."""
+
+    __tablename__ = "vector_reservoir"
+
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 __all__ = [
     "Base",
+    "CodebookRow",
     "CaseRow",
     "CaseStatRow",
     "NamespaceRow",
+    "ReservoirRow",
     "StoreMetaRow",
     "UTCDateTime",
     "utcnow",

@@ -1,0 +1,350 @@
+"""Codebooks: the quantiser that turns a case embedding into a few bytes of code.
+
+A codebook is an OPQ rotation, a coarse (IVF) quantiser and a product quantiser, trained
+together by FAISS. A case's code is FAISS's standalone code for it: the coarse list number
+followed by one byte per PQ sub-quantiser. Codes are the stored vectors; an index is rebuilt
+from them without the original embeddings, and a code decodes to an approximate vector.
+
+Upkeep follows MBC: each PQ codeword's usage is tracked as an EMA over the codes written;
+codewords whose usage falls below a threshold are dead and are re-seeded from recent
+embeddings. Any change to the codewords makes a new codebook version, because every code
+means something only under the version that produced it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from memory_agent.errors import InvalidInputError
+from memory_agent.store.embedder import Vectors
+from memory_agent.store.index import Ids, Scores, check_vectors
+
+Codes = npt.NDArray[np.uint8]
+KSUB = 256  # 8-bit PQ: 256 codewords per sub-quantiser
+
+
+def nlist_for(cases: int) -> int:
+    """Coarse lists for a codebook trained at this size: about sqrt(n), a power of two.
+
+    Capped at 1024 so the coarse centroids cost at most 1.5 MB (384-d) in every process,
+    and so FAISS has at least ~39 training points per list.
+    """
+    target = max(1, int(np.sqrt(max(cases, 1))))
+    power = 1 << max(0, target.bit_length() - 1)
+    while power > 1 and cases < 39 * power:
+        power //= 2
+    return int(min(power, 1024))
+
+
+@dataclass
+class Codebook:
+    """One trained, versioned quantiser (an empty trained FAISS index) and its usage EMA."""
+
+    version: int
+    index: Any  # faiss.IndexPreTransform(OPQ, IndexIVFPQ), trained, holding no vectors
+    usage: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    distortion: float = 0.0  # mean squared error on its training data
+    trained_on: int = 0
+
+    # ------------------------------------------------------------------ shape
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    @property
+    def ivf(self) -> Any:
+        import faiss
+
+        return faiss.downcast_index(faiss.extract_index_ivf(self.index))
+
+    @property
+    def nlist(self) -> int:
+        return int(self.ivf.nlist)
+
+    @property
+    def m(self) -> int:
+        """PQ sub-quantisers (one byte each in the code)."""
+        return int(self.ivf.pq.M)
+
+    @property
+    def code_size(self) -> int:
+        return int(self.index.sa_code_size())
+
+    @property
+    def coarse_size(self) -> int:
+        return self.code_size - self.m
+
+    def nbytes(self) -> int:
+        """Bytes this codebook holds: rotation, coarse centroids and PQ codewords."""
+        return (
+            self.dim * self.dim * 4
+            + self.nlist * self.dim * 4
+            + self.m * KSUB * (self.dim // self.m) * 4
+        )
+
+    # ------------------------------------------------------------------ training
+
+    @classmethod
+    def train(cls, vectors: Vectors, *, version: int, m: int, opq: bool = True) -> Codebook:
+        """Train a codebook on unit vectors (at least 256 of them)."""
+        import faiss
+
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n, dim = vectors.shape
+        if n < KSUB:
+            raise InvalidInputError(
+                f"A codebook needs at least {KSUB} vectors to train; got {n}. Add more cases "
+                "first (MEMORY_AGENT_CODEBOOK_MIN_CASES sets when the switch happens)."
+            )
+        if dim % m:
+            raise InvalidInputError(
+                f"MEMORY_AGENT_CODE_BYTES={m} must divide the vector size {dim}; pick a divisor "
+                f"of {dim} (e.g. 8, 12, 16, 24, 32 for 384-d vectors)."
+            )
+        nlist = nlist_for(n)
+        spec = f"{'OPQ' + str(m) + ',' if opq else ''}IVF{nlist},PQ{m}"
+        index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
+        if not isinstance(index, faiss.IndexPreTransform):
+            # Keep one shape (a pre-transform around the IVF) whether or not OPQ is used.
+            index = faiss.IndexPreTransform(index)
+        elif opq:
+            # FAISS's default of 50 OPQ rounds takes minutes on a shared 2-core machine;
+            # 20 bounds the pause of the automatic switch (the bench reports the recall).
+            opq_matrix: Any = faiss.downcast_VectorTransform(index.chain.at(0))  # type: ignore[attr-defined]
+            opq_matrix.niter = 20
+        ivf: Any = faiss.downcast_index(faiss.extract_index_ivf(index))
+        # Polysemous training (Hamming-ordered codewords) costs ~20 s and we never search
+        # by Hamming distance.
+        ivf.do_polysemous_training = False
+        index.train(vectors)
+        book = cls(version=version, index=index, usage=np.full((m, KSUB), 1.0 / KSUB))
+        book.trained_on = n
+        book.distortion = book.measure_distortion(vectors)
+        book.usage = book.codeword_frequencies(book.encode(vectors))
+        return book
+
+    # ------------------------------------------------------------------ coding
+
+    def encode(self, vectors: Vectors) -> Codes:
+        vectors = check_vectors(vectors, self.dim)
+        if len(vectors) == 0:
+            return np.zeros((0, self.code_size), np.uint8)
+        return np.asarray(self.index.sa_encode(vectors), dtype=np.uint8)
+
+    def decode(self, codes: Codes) -> Vectors:
+        codes = self.check_codes(codes)
+        if len(codes) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return np.asarray(self.index.sa_decode(codes), dtype=np.float32)
+
+    def check_codes(self, codes: npt.ArrayLike) -> Codes:
+        array = np.ascontiguousarray(codes, dtype=np.uint8)
+        if array.ndim != 2 or array.shape[1] != self.code_size:
+            raise InvalidInputError(
+                f"codes must be (n, {self.code_size}) bytes for codebook v{self.version}; "
+                f"got shape {array.shape}. Run `memory-agent memory reindex`."
+            )
+        if self.coarse_size and len(array):
+            lists = self.coarse_lists(array)
+            if int(lists.max()) >= self.nlist:
+                raise InvalidInputError(
+                    f"codes name coarse lists beyond {self.nlist - 1}; they were not made by "
+                    f"codebook v{self.version}. Run `memory-agent memory reindex`."
+                )
+        return array
+
+    def coarse_lists(self, codes: Codes) -> npt.NDArray[np.int64]:
+        # FAISS writes the list number little-endian in the first coarse_size bytes.
+        lists = np.zeros(len(codes), np.int64)
+        for byte in range(self.coarse_size):
+            lists |= codes[:, byte].astype(np.int64) << (8 * byte)
+        return lists
+
+    def pq_part(self, codes: Codes) -> Codes:
+        return codes[:, self.coarse_size :]
+
+    def measure_distortion(self, vectors: Vectors) -> float:
+        """Mean squared reconstruction error of these vectors under this codebook."""
+        if len(vectors) == 0:
+            return 0.0
+        error = vectors - self.decode(self.encode(vectors))
+        return float(np.mean(np.sum(error * error, axis=1)))
+
+    # ------------------------------------------------------------------ usage (MBC)
+
+    def codeword_frequencies(self, codes: Codes) -> npt.NDArray[np.float64]:
+        """Per sub-quantiser, the fraction of these codes that use each codeword."""
+        pq = self.pq_part(codes)
+        freq = np.zeros((self.m, KSUB), np.float64)
+        if len(pq) == 0:
+            return freq
+        for j in range(self.m):
+            freq[j] = np.bincount(pq[:, j], minlength=KSUB) / len(pq)
+        return freq
+
+    def observe(self, codes: Codes, decay: float) -> None:
+        """Fold a batch of freshly written codes into the usage EMA.
+
+        The decay applies per code, so a batch of b codes moves the EMA as b single writes
+        would: usage <- decay^b * usage + (1 - decay^b) * batch frequencies.
+        """
+        if len(codes) == 0:
+            return
+        weight = float(decay) ** len(codes)
+        self.usage = weight * self.usage + (1.0 - weight) * self.codeword_frequencies(codes)
+
+    def dead_mask(self, threshold: float) -> npt.NDArray[np.bool_]:
+        """Codewords whose usage EMA is below `threshold` times uniform usage (1/256)."""
+        return np.asarray(self.usage < threshold / KSUB)
+
+    def dead_codewords(self, threshold: float) -> int:
+        return int(self.dead_mask(threshold).sum())
+
+    def with_dead_codes_reset(
+        self, recent: Vectors, threshold: float, *, version: int, seed: int = 0
+    ) -> Codebook:
+        """A new version whose dead codewords are re-seeded from recent embeddings (MBC).
+
+        Each dead codeword of a sub-quantiser becomes the residual sub-vector of a randomly
+        drawn recent embedding, so the codebook follows the data where it now lies; live
+        codewords keep their values, so codes of unchanged regions stay as good as before.
+        """
+        import faiss
+
+        dead = self.dead_mask(threshold)
+        clone = faiss.clone_index(self.index)
+        ivf: Any = faiss.downcast_index(faiss.extract_index_ivf(clone))
+        pq = ivf.pq
+        dsub = self.dim // self.m
+        centroids = faiss.vector_to_array(pq.centroids).reshape(self.m, KSUB, dsub).copy()
+        recent = check_vectors(recent, self.dim)
+        if len(recent) and dead.any():
+            residuals = self._residuals(recent)
+            rng = np.random.default_rng(seed)
+            for j in range(self.m):
+                slots = np.flatnonzero(dead[j])
+                if len(slots) == 0:
+                    continue
+                picks = rng.choice(
+                    len(residuals), size=len(slots), replace=len(slots) > len(residuals)
+                )
+                centroids[j, slots] = residuals[picks, j * dsub : (j + 1) * dsub]
+            faiss.copy_array_to_vector(centroids.ravel(), pq.centroids)
+            if pq.sdc_table.size():
+                pq.compute_sdc_table()
+            if ivf.use_precomputed_table:
+                ivf.precompute_table()
+        book = Codebook(version=version, index=clone, usage=self.usage.copy())
+        book.usage[dead] = 1.0 / KSUB  # a re-seeded codeword gets a fresh chance
+        book.trained_on = self.trained_on
+        book.distortion = book.measure_distortion(recent) if len(recent) else self.distortion
+        return book
+
+    def _residuals(self, vectors: Vectors) -> Vectors:
+        """Rotated vectors minus their coarse centroid: what the PQ actually encodes."""
+        rotated = np.asarray(self.index.apply_py(vectors), dtype=np.float32)
+        ivf = self.ivf
+        _, lists = ivf.quantizer.search(rotated, 1)
+        centroids = np.asarray(ivf.quantizer.reconstruct_batch(lists[:, 0]), dtype=np.float32)
+        return np.ascontiguousarray(rotated - centroids)
+
+    # ------------------------------------------------------------------ persistence
+
+    def to_bytes(self) -> bytes:
+        import faiss
+
+        return bytes(faiss.serialize_index(self.index).tobytes())
+
+    @classmethod
+    def from_bytes(
+        cls,
+        blob: bytes,
+        *,
+        version: int,
+        usage: bytes | None,
+        distortion: float,
+        trained_on: int,
+    ) -> Codebook:
+        import faiss
+
+        index = faiss.deserialize_index(np.frombuffer(blob, dtype=np.uint8))
+        book = cls(version=version, index=index, distortion=distortion, trained_on=trained_on)
+        if usage:
+            book.usage = np.frombuffer(usage, dtype=np.float64).reshape(book.m, KSUB).copy()
+        else:
+            book.usage = np.full((book.m, KSUB), 1.0 / KSUB)
+        return book
+
+    def usage_bytes(self) -> bytes:
+        return np.ascontiguousarray(self.usage, dtype=np.float64).tobytes()
+
+
+class CodeIndex:
+    """Search over one namespace's codes, all from one codebook version (never mixed)."""
+
+    def __init__(self, codebook: Codebook, nprobe: int) -> None:
+        import faiss
+
+        self.codebook = codebook
+        self.kind = "ivfpq"
+        self.dim = codebook.dim
+        self.nprobe = min(nprobe, codebook.nlist)
+        self._index: Any = faiss.clone_index(codebook.index)
+        self._ivf: Any = faiss.downcast_index(faiss.extract_index_ivf(self._index))
+        self._ivf.nprobe = self.nprobe
+
+    @property
+    def version(self) -> int:
+        return self.codebook.version
+
+    def add(self, ids: Ids, vectors: Vectors) -> None:
+        self.add_codes(ids, self.codebook.encode(vectors))
+
+    def add_codes(self, ids: Ids, codes: Codes) -> None:
+        if len(ids) == 0:
+            return
+        codes = self.codebook.check_codes(codes)
+        self._ivf.add_sa_codes(codes, np.ascontiguousarray(ids, dtype=np.int64))
+        # Codes go straight into the IVF; the OPQ wrapper only learns the count from us.
+        self._index.ntotal = self._ivf.ntotal
+
+    def remove(self, ids: Ids) -> None:
+        if len(ids) == 0:
+            return
+        import faiss
+
+        # Without a direct map FAISS scans every list; removals are rare (deletes, merges,
+        # evictions) and a map would cost more bytes per case than the code itself.
+        self._ivf.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
+        self._index.ntotal = self._ivf.ntotal
+
+    def search(self, queries: Vectors, k: int, allowed: Ids | None = None) -> tuple[Scores, Ids]:
+        import faiss
+
+        queries = check_vectors(queries, self.dim, "query vectors")
+        n = len(queries)
+        if k <= 0 or len(self) == 0 or (allowed is not None and len(allowed) == 0):
+            return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+        k = min(k, len(self))
+        if allowed is None:
+            scores, ids = self._index.search(queries, k)
+        else:
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+            # A filter may leave few cases in the probed lists: probe them all.
+            inner = faiss.SearchParametersIVF(sel=selector, nprobe=self.codebook.nlist)  # type: ignore[call-arg]
+            params = faiss.SearchParametersPreTransform(index_params=inner)  # type: ignore[call-arg]
+            scores, ids = self._index.search(queries, k, params=params)
+        return np.asarray(scores, np.float32), np.asarray(ids, np.int64)
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def nbytes(self) -> int:
+        # Per case: the PQ code and the int64 id FAISS keeps in the inverted list; the
+        # codebook is shared by every namespace and counted once, apart.
+        return len(self) * (self.codebook.m + 8)

@@ -1,0 +1,384 @@
+"""The codebook side of the store: which codebook is in force, the raw-vector reservoir,
+codeword upkeep, and the resumable re-encoding job.
+
+`CaseMemory` owns the indexes and the case rows; this module owns the codebook rows and the
+reservoir, and tells `CaseMemory` what to write for each new vector.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from memory_agent.settings import Settings
+from memory_agent.store.codebook import Codebook, Codes
+from memory_agent.store.embedder import Vectors, normalise
+from memory_agent.store.models import CaseRow, CodebookRow, ReservoirRow, utcnow
+
+ReEmbed = Callable[[list[str]], Vectors]
+"""Embeds task texts with the store's own embedder (for re-encoding from the case text)."""
+
+
+class Compression:
+    """Codebook versions, the reservoir and upkeep for one store."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self._sessions = sessions
+        self.active: Codebook | None = None
+        self.pending: Codebook | None = None
+        self._books: dict[int, Codebook] = {}
+        self._reservoir = np.zeros((0, 0), np.float32)
+        self._reservoir_next = 0
+        self._reservoir_dirty: set[int] = set()
+        self._usage_dirty = False
+        self.load()
+
+    # ------------------------------------------------------------------ loading
+
+    def load(self) -> None:
+        self.active = self.pending = None
+        self._books = {}
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(CodebookRow).where(CodebookRow.status.in_(("active", "pending")))
+            ).all()
+            for row in rows:
+                book = _book_from_row(row)
+                self._books[book.version] = book
+                if row.status == "active":
+                    self.active = book
+                else:
+                    self.pending = book
+            slots = session.execute(select(ReservoirRow.slot, ReservoirRow.vector)).all()
+        if slots:
+            dim = len(slots[0][1]) // 4
+            self._reservoir = np.zeros((len(slots), dim), np.float32)
+            for position, (_slot, blob) in enumerate(sorted(slots)):
+                self._reservoir[position] = np.frombuffer(blob, np.float32)
+            self._reservoir_next = len(slots) % max(self.settings.reservoir_size, 1)
+
+    def book(self, version: int) -> Codebook | None:
+        """The codebook of this version (retired ones load on demand, for old codes)."""
+        if version not in self._books:
+            with self._sessions() as session:
+                row = session.get(CodebookRow, version)
+                if row is None:
+                    return None
+                self._books[version] = _book_from_row(row)
+        return self._books[version]
+
+    @property
+    def next_version(self) -> int:
+        with self._sessions() as session:
+            return int(session.scalar(select(func.max(CodebookRow.version))) or 0) + 1
+
+    # ------------------------------------------------------------------ writing codes
+
+    def columns_for(self, vectors: Vectors) -> list[dict[str, Any]]:
+        """What to store for each new vector: raw float32 before the switch, codes after."""
+        n = len(vectors)
+        if self.active is None:
+            return [{"embedding": np.ascontiguousarray(v, np.float32).tobytes()} for v in vectors]
+        self.remember(vectors)
+        codes = self.active.encode(vectors)
+        self.active.observe(codes, self.settings.usage_ema_decay)
+        self._usage_dirty = True
+        out: list[dict[str, Any]] = [
+            {"embedding": None, "code": codes[i].tobytes(), "codebook_version": self.active.version}
+            for i in range(n)
+        ]
+        if self.pending is not None:
+            # New cases get the pending version's code too, so reindex never has to revisit them.
+            next_codes = self.pending.encode(vectors)
+            self.pending.observe(next_codes, self.settings.usage_ema_decay)
+            for i in range(n):
+                out[i]["next_code"] = next_codes[i].tobytes()
+                out[i]["next_codebook_version"] = self.pending.version
+        return out
+
+    def remember(self, vectors: Vectors) -> None:
+        """Put the newest vectors in the reservoir ring (written out by `flush`)."""
+        size = self.settings.reservoir_size
+        if size == 0 or len(vectors) == 0:
+            return
+        if self._reservoir.shape[1] != vectors.shape[1]:
+            self._reservoir = np.zeros((0, vectors.shape[1]), np.float32)
+        for vector in vectors[-size:]:
+            slot = self._reservoir_next
+            if slot >= len(self._reservoir):
+                self._reservoir = np.vstack([self._reservoir, vector[None, :]])
+            else:
+                self._reservoir[slot] = vector
+            self._reservoir_dirty.add(slot)
+            self._reservoir_next = (slot + 1) % size
+
+    @property
+    def reservoir(self) -> Vectors:
+        return self._reservoir
+
+    def flush(self) -> None:
+        """Persist the reservoir slots and usage EMA changed since the last flush."""
+        if not self._reservoir_dirty and not self._usage_dirty:
+            return
+        with self._sessions.begin() as session:
+            if self._reservoir_dirty:
+                slots = sorted(self._reservoir_dirty)
+                session.execute(delete(ReservoirRow).where(ReservoirRow.slot.in_(slots)))
+                session.execute(
+                    insert(ReservoirRow),
+                    [{"slot": s, "vector": self._reservoir[s].tobytes()} for s in slots],
+                )
+            if self._usage_dirty:
+                for book in (self.active, self.pending):
+                    if book is not None:
+                        session.execute(
+                            update(CodebookRow)
+                            .where(CodebookRow.version == book.version)
+                            .values(usage=book.usage_bytes())
+                        )
+        self._reservoir_dirty.clear()
+        self._usage_dirty = False
+
+    # ------------------------------------------------------------------ the switch
+
+    def switch_to_codes(self, vectors: Vectors, ids: list[int]) -> Codebook:
+        """Train the first codebook on the stored raw vectors and replace them by codes.
+
+        One transaction: either every live case has a code and no raw vector, or nothing
+        changed. The newest raw vectors seed the reservoir.
+        """
+        sample = _sample(vectors, self.settings.codebook_train_sample)
+        book = Codebook.train(
+            sample, version=self.next_version, m=self.settings.code_bytes, opq=True
+        )
+        codes = book.encode(vectors)
+        with self._sessions.begin() as session:
+            session.add(_row_from_book(book, "active", "first"))
+            session.flush()
+            _write_codes(session, ids, codes, book.version, column="code")
+        self.active = book
+        self._books[book.version] = book
+        self.remember(
+            vectors[-self.settings.reservoir_size :]
+            if self.settings.reservoir_size
+            else vectors[:0]
+        )
+        self.flush()
+        return book
+
+    # ------------------------------------------------------------------ upkeep
+
+    def distortion(self) -> float | None:
+        """Mean squared error of the active codebook on the recent raw vectors."""
+        if self.active is None or len(self._reservoir) == 0:
+            return None
+        return self.active.measure_distortion(self._reservoir)
+
+    def upkeep_reason(self) -> str | None:
+        """Why the active codebook needs a new version now (None: it does not)."""
+        book = self.active
+        if book is None or self.pending is not None:
+            return None
+        if len(self._reservoir) < min(self.settings.reservoir_size, 256):
+            return None
+        distortion = self.distortion()
+        if distortion is not None and distortion > self.settings.distortion_bound * max(
+            book.distortion, 1e-9
+        ):
+            return "distortion"
+        dead = book.dead_codewords(self.settings.dead_code_threshold)
+        if dead >= self.settings.dead_code_reset_fraction * book.usage.size:
+            return "dead_codes"
+        return None
+
+    def prepare(self, reason: str, decoded_sample: Vectors) -> Codebook:
+        """Make the next version (pending until reindex finishes) for this reason.
+
+        `dead_codes`: the active codebook with its dead codewords re-seeded from the
+        reservoir. `distortion` (or `manual`): retrained on the reservoir plus a sample of the
+        stored cases' decoded codes, so the new version fits where the data now lies without
+        forgetting where it was.
+        """
+        assert self.active is not None
+        version = self.next_version
+        if reason == "dead_codes":
+            book = self.active.with_dead_codes_reset(
+                self._reservoir, self.settings.dead_code_threshold, version=version, seed=version
+            )
+        else:
+            train = (
+                np.vstack([self._reservoir, decoded_sample])
+                if len(self._reservoir)
+                else decoded_sample
+            )
+            book = Codebook.train(
+                normalise(_sample(train, self.settings.codebook_train_sample)),
+                version=version,
+                m=self.settings.code_bytes,
+                opq=True,
+            )
+        with self._sessions.begin() as session:
+            session.add(_row_from_book(book, "pending", reason))
+        self.pending = book
+        self._books[version] = book
+        return book
+
+    # ------------------------------------------------------------------ reindex
+
+    def remaining(self) -> int:
+        """Live cases not yet re-encoded with the pending codebook."""
+        if self.pending is None:
+            return 0
+        with self._sessions() as session:
+            return int(
+                session.scalar(
+                    select(func.count()).select_from(CaseRow).where(*_todo(self.pending.version))
+                )
+                or 0
+            )
+
+    def reencode_batch(self, re_embed: ReEmbed | None) -> int:
+        """Re-encode the next batch of cases with the pending codebook; returns how many.
+
+        The source is the raw vector where one is kept, else the case text re-embedded by the
+        store's embedder, else (vectors supplied by the caller, no embedder known) the old
+        code decoded. Each batch commits on its own, so a killed job resumes where it stopped.
+        """
+        target = self.pending
+        assert target is not None
+        with self._sessions() as session:
+            rows = session.execute(
+                select(
+                    CaseRow.id,
+                    CaseRow.task,
+                    CaseRow.embedding,
+                    CaseRow.code,
+                    CaseRow.codebook_version,
+                )  # fmt: skip
+                .where(*_todo(target.version))
+                .order_by(CaseRow.id)
+                .limit(self.settings.reindex_batch_size)
+            ).all()
+        if not rows:
+            return 0
+        vectors = np.zeros((len(rows), target.dim), np.float32)
+        need_text: list[int] = []
+        for position, (_id, _task, raw, code, version) in enumerate(rows):
+            if raw is not None:
+                vectors[position] = np.frombuffer(raw, np.float32)
+            elif re_embed is not None:
+                need_text.append(position)
+            elif code is not None and version is not None and (book := self.book(version)):
+                vectors[position] = book.decode(np.frombuffer(code, np.uint8)[None, :])[0]
+        if need_text:
+            vectors[need_text] = re_embed([rows[p][1] for p in need_text]) if re_embed else 0.0
+        codes = target.encode(normalise(vectors))
+        with self._sessions.begin() as session:
+            _write_codes(session, [r[0] for r in rows], codes, target.version, column="next_code")
+        return len(rows)
+
+    def finish(self) -> Codebook:
+        """Make the pending codebook active: one UPDATE moves every live case over."""
+        target, old = self.pending, self.active
+        assert target is not None
+        with self._sessions.begin() as session:
+            session.execute(
+                update(CaseRow)
+                .where(CaseRow.next_codebook_version == target.version)
+                .values(
+                    code=CaseRow.next_code,
+                    codebook_version=target.version,
+                    next_code=None,
+                    next_codebook_version=None,
+                )
+            )
+            if old is not None:
+                session.execute(
+                    update(CodebookRow)
+                    .where(CodebookRow.version == old.version)
+                    .values(status="retired", usage=old.usage_bytes())
+                )
+            session.execute(
+                update(CodebookRow)
+                .where(CodebookRow.version == target.version)
+                .values(status="active", usage=target.usage_bytes())
+            )
+        self.active, self.pending = target, None
+        return target
+
+
+def _todo(version: int) -> tuple[Any, ...]:
+    return (
+        CaseRow.deleted_at.is_(None),
+        or_(CaseRow.next_codebook_version.is_(None), CaseRow.next_codebook_version != version),
+    )
+
+
+def _write_codes(session: Session, ids: list[int], codes: Codes, version: int, column: str) -> None:
+    version_column = "codebook_version" if column == "code" else "next_codebook_version"
+    values: dict[str, Any] = {column: bindparam("b_code"), version_column: version}
+    if column == "code":
+        values["embedding"] = None
+    table: Any = CaseRow.__table__
+    session.connection().execute(
+        update(table).where(table.c.id == bindparam("b_id")).values(values),
+        [{"b_id": i, "b_code": codes[p].tobytes()} for p, i in enumerate(ids)],
+    )
+
+
+def _sample(vectors: Vectors, limit: int) -> Vectors:
+    if len(vectors) <= limit:
+        return vectors
+    rng = np.random.default_rng(len(vectors))
+    return vectors[np.sort(rng.choice(len(vectors), size=limit, replace=False))]
+
+
+def _book_from_row(row: CodebookRow) -> Codebook:
+    return Codebook.from_bytes(
+        row.blob,
+        version=row.version,
+        usage=row.usage,
+        distortion=row.distortion,
+        trained_on=row.trained_on,
+    )
+
+
+def _row_from_book(book: Codebook, status: str, reason: str) -> CodebookRow:
+    return CodebookRow(
+        version=book.version,
+        status=status,
+        reason=reason,
+        dim=book.dim,
+        code_size=book.code_size,
+        blob=book.to_bytes(),
+        usage=book.usage_bytes(),
+        distortion=book.distortion,
+        trained_on=book.trained_on,
+        created_at=utcnow(),
+    )
+
+
+class ReindexWorker:
+    """Runs the re-encode job in a daemon thread; `stop()` ends it between batches."""
+
+    def __init__(self, job: Callable[[threading.Event], Any]) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=job, args=(self._stop,), daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
