@@ -10,11 +10,13 @@ from typing import Annotated
 
 import typer
 
+from memory_agent.commands.bench import app as bench_app
 from memory_agent.commands.common import CliState, new_typer
 from memory_agent.commands.memory import app as memory_app
 
 app = new_typer("An agent that gets better at its work by remembering what worked.")
 app.add_typer(memory_app, name="memory")
+app.add_typer(bench_app, name="bench")
 
 
 @app.callback()

@@ -364,13 +364,14 @@ class CaseMemory:
 
     def _without_duplicates(self, namespaces: list[str], hashes: list[str]) -> list[int]:
         with self._sessions() as session:
-            existing = set(
-                session.execute(
+            existing = {
+                (ns, digest)
+                for ns, digest in session.execute(
                     select(CaseRow.namespace, CaseRow.content_hash).where(
                         CaseRow.content_hash.in_(set(hashes)), CaseRow.deleted_at.is_(None)
                     )
-                ).tuples()
-            )
+                )
+            }
         keep: list[int] = []
         for i, key in enumerate(zip(namespaces, hashes, strict=True)):
             if key not in existing:
@@ -580,7 +581,7 @@ class CaseMemory:
             query = select(
                 CaseRow.id, CaseRow.embedding, CaseRow.code, CaseRow.codebook_version
             ).where(CaseRow.id.in_(ids))
-            rows = {r[0]: r[1:] for r in session.execute(query).tuples().all()}
+            rows = {r[0]: r[1:] for r in session.execute(query).all()}
         by_version: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
         for position, case_id in enumerate(ids):
             found = rows.get(case_id)

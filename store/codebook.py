@@ -14,7 +14,7 @@ means something only under the version that produced it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -117,7 +117,7 @@ class Codebook:
             # 20 bounds the pause of the automatic switch (the bench reports the recall).
             opq_matrix: Any = faiss.downcast_VectorTransform(index.chain.at(0))  # type: ignore[attr-defined]
             opq_matrix.niter = 20
-        ivf: Any = faiss.downcast_index(faiss.extract_index_ivf(index))
+        ivf: Any = cast(Any, faiss.downcast_index(faiss.extract_index_ivf(index)))
         # Polysemous training (Hamming-ordered codewords) costs ~20 s and we never search
         # by Hamming distance.
         ivf.do_polysemous_training = False
@@ -206,19 +206,20 @@ class Codebook:
         return int(self.dead_mask(threshold).sum())
 
     def with_dead_codes_reset(
-        self, recent: Vectors, threshold: float, *, version: int, seed: int = 0
+        self, recent: Vectors, threshold: float, *, version: int, seed: int = 0, refine: int = 8
     ) -> Codebook:
         """A new version whose dead codewords are re-seeded from recent embeddings (MBC).
 
         Each dead codeword of a sub-quantiser becomes the residual sub-vector of a randomly
-        drawn recent embedding, so the codebook follows the data where it now lies; live
-        codewords keep their values, so codes of unchanged regions stay as good as before.
+        drawn recent embedding, then `refine` k-means rounds on the recent data move the
+        codewords it uses to the mean of what they encode. Codewords the recent data does not
+        use keep their values, so codes of regions the stream left stay as good as before.
         """
         import faiss
 
         dead = self.dead_mask(threshold)
         clone = faiss.clone_index(self.index)
-        ivf: Any = faiss.downcast_index(faiss.extract_index_ivf(clone))
+        ivf: Any = cast(Any, faiss.downcast_index(faiss.extract_index_ivf(clone)))
         pq = ivf.pq
         dsub = self.dim // self.m
         centroids = faiss.vector_to_array(pq.centroids).reshape(self.m, KSUB, dsub).copy()
@@ -234,6 +235,8 @@ class Codebook:
                     len(residuals), size=len(slots), replace=len(slots) > len(residuals)
                 )
                 centroids[j, slots] = residuals[picks, j * dsub : (j + 1) * dsub]
+            for j in range(self.m):
+                _refine(centroids[j], residuals[:, j * dsub : (j + 1) * dsub], rounds=refine)
             faiss.copy_array_to_vector(centroids.ravel(), pq.centroids)
             if pq.sdc_table.size():
                 pq.compute_sdc_table()
@@ -247,7 +250,12 @@ class Codebook:
 
     def _residuals(self, vectors: Vectors) -> Vectors:
         """Rotated vectors minus their coarse centroid: what the PQ actually encodes."""
-        rotated = np.asarray(self.index.apply_py(vectors), dtype=np.float32)
+        import faiss
+
+        rotated = np.ascontiguousarray(vectors, dtype=np.float32)
+        for i in range(self.index.chain.size()):
+            transform: Any = faiss.downcast_VectorTransform(self.index.chain.at(i))
+            rotated = np.asarray(transform.apply(rotated), dtype=np.float32)
         ivf = self.ivf
         _, lists = ivf.quantizer.search(rotated, 1)
         centroids = np.asarray(ivf.quantizer.reconstruct_batch(lists[:, 0]), dtype=np.float32)
@@ -284,6 +292,22 @@ class Codebook:
         return np.ascontiguousarray(self.usage, dtype=np.float64).tobytes()
 
 
+def _refine(codewords: Vectors, points: Vectors, *, rounds: int) -> None:
+    """Lloyd rounds in place; a codeword no point is assigned to keeps its value."""
+    for _ in range(rounds):
+        distances = (
+            np.sum(points * points, axis=1)[:, None]
+            - 2.0 * points @ codewords.T
+            + np.sum(codewords * codewords, axis=1)[None, :]
+        )
+        nearest = np.argmin(distances, axis=1)
+        counts = np.bincount(nearest, minlength=len(codewords))
+        sums = np.zeros_like(codewords)
+        np.add.at(sums, nearest, points)
+        used = counts > 0
+        codewords[used] = sums[used] / counts[used, None]
+
+
 class CodeIndex:
     """Search over one namespace's codes, all from one codebook version (never mixed)."""
 
@@ -295,7 +319,7 @@ class CodeIndex:
         self.dim = codebook.dim
         self.nprobe = min(nprobe, codebook.nlist)
         self._index: Any = faiss.clone_index(codebook.index)
-        self._ivf: Any = faiss.downcast_index(faiss.extract_index_ivf(self._index))
+        self._ivf: Any = cast(Any, faiss.downcast_index(faiss.extract_index_ivf(self._index)))
         self._ivf.nprobe = self.nprobe
 
     @property

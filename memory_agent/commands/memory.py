@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from memory_agent.commands.common import new_typer, open_memory, print_json
+from memory_agent.commands.common import new_typer, open_memory, print_json, state
 from memory_agent.errors import InvalidInputError
 
 app = new_typer("Store, search and inspect episodic cases.")
@@ -261,3 +261,52 @@ def budget(
             typer.echo(f"Budget set; evicted {len(evicted)} case(s).")
         limit = memory.budget(namespace)
     typer.echo(f"Budget: {'none' if limit is None else limit}")
+
+
+@app.command()
+def reindex(
+    ctx: typer.Context,
+    new_codebook: Annotated[
+        bool,
+        typer.Option(
+            "--new-codebook", help="Retrain the codebook first (otherwise: finish a pending one)."
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Re-encode every case with the pending codebook version.
+
+    Search keeps working while this runs. Interrupt it at any time (Ctrl-C, or even a kill):
+    each batch is committed, and running the command again carries on where it stopped.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    settings = state(ctx).settings(reindex_in_background=False)
+    from memory_agent.store import CaseMemory
+
+    with CaseMemory(settings) as memory:
+        if new_codebook:
+            memory.new_codebook("manual")
+        total = memory.reindex_remaining()
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            disable=json_out or total == 0,
+        ) as progress:
+            task = progress.add_task("Re-encoding cases", total=total)
+            memory.reindex(on_progress=lambda n: progress.advance(task, n))
+        figures = memory.stats()
+    result = {
+        "reencoded": total,
+        "codebook_version": figures["codebook_version"],
+        "distortion": figures["distortion"],
+    }
+    if json_out:
+        print_json(result)
+        return
+    if total == 0:
+        typer.echo(f"Nothing to re-encode; codebook version {result['codebook_version']}.")
+    else:
+        typer.echo(f"Re-encoded {total} case(s); codebook version {result['codebook_version']}.")

@@ -1,0 +1,311 @@
+"""`memory-agent bench store`: the compressed case store against exact FAISS and a
+Memento-style re-embedding baseline, on seeded synthetic vectors or real text.
+
+Every figure is measured here in one run: bytes per case from the store's own accounting,
+recall against exact k-NN of the same vectors, single-query latency (embedding excluded),
+add throughput and the time to open a store of N cases.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from memory_agent.evals.synthetic_vectors import SyntheticSpace, exact_top_k, recall
+from memory_agent.settings import Settings
+from memory_agent.store.embedder import Vectors
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Workload:
+    """Stored vectors (with their task text) and held-out queries."""
+
+    name: str
+    base: Vectors
+    queries: Vectors
+    texts: list[str] | None  # task text per stored vector (None: synthetic)
+    query_texts: list[str] | None
+
+
+def synthetic_workload(cases: int, queries: int, seed: int = 0) -> Workload:
+    space = SyntheticSpace(seed=seed)
+    return Workload(
+        name=f"synthetic (clustered, seed {seed})",
+        base=space.sample(cases, seed=seed + 1),
+        queries=space.sample(queries, seed=seed + 2),
+        texts=None,
+        query_texts=None,
+    )
+
+
+def text_workload(path: Path, cases: int, queries: int, settings: Settings, say: Say) -> Workload:
+    from memory_agent.evals.text_vectors import embed_texts_cached, read_texts
+
+    texts = read_texts(path)
+    if len(texts) < queries + 1:
+        from memory_agent.errors import InvalidInputError
+
+        raise InvalidInputError(f"{path} has {len(texts)} lines; need more than {queries}.")
+    say(f"Embedding {len(texts)} lines of {path.name} with {settings.embedder} (cached)...")
+    vectors, seconds = embed_texts_cached(texts, settings)
+    say(f"  {len(texts) / max(seconds, 1e-9):.0f} texts/s when first embedded")
+    # The last lines are held out as queries; the store gets the first `cases`.
+    stored = min(cases, len(texts) - queries)
+    return Workload(
+        name=f"text: {path.name}",
+        base=vectors[:stored],
+        queries=vectors[-queries:],
+        texts=texts[:stored],
+        query_texts=texts[-queries:],
+    )
+
+
+def _latencies(
+    search: Callable[[Vectors], npt.NDArray[np.int64]], queries: Vectors
+) -> tuple[npt.NDArray[np.int64], list[float]]:
+    found, times = [], []
+    for query in queries:
+        start = time.perf_counter()
+        ids = search(query[None, :])
+        times.append((time.perf_counter() - start) * 1000.0)
+        found.append(ids[0])
+    return np.vstack(found), times
+
+
+def _figures(
+    found: npt.NDArray[np.int64], truth: npt.NDArray[np.int64], times: list[float]
+) -> dict[str, float]:
+    return {
+        "shortlist_recall": recall(found, truth),
+        "recall_at_10": recall(found[:, :10], truth),
+        "search_p50_ms": float(np.percentile(times, 50)),
+        "search_p95_ms": float(np.percentile(times, 95)),
+    }
+
+
+def measure_store(
+    work: Workload, settings: Settings, truth: npt.NDArray[np.int64], say: Say, batch: int = 20_000
+) -> dict[str, Any]:
+    """Build a real SQLite store of the workload, reopen it, and search it."""
+    from memory_agent.store import CaseMemory, NewCase
+
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as folder:
+        url = f"sqlite:///{Path(folder) / 'bench.db'}"
+        n = len(work.base)
+        ids: list[int] = []
+        memory = CaseMemory(settings, database_url=url)
+        start = time.perf_counter()
+        for begin in range(0, n, batch):
+            end = min(n, begin + batch)
+            tasks = (
+                work.texts[begin:end] if work.texts else [f"case {i}" for i in range(begin, end)]
+            )
+            ids += memory.add_many(
+                [NewCase(task=t) for t in tasks], embeddings=work.base[begin:end], batch_size=batch
+            )
+            say(f"  added {end}/{n}")
+        add_seconds = time.perf_counter() - start
+        memory.close()
+        start = time.perf_counter()
+        memory = CaseMemory(settings, database_url=url)
+        open_s = time.perf_counter() - start
+        stats = memory.stats()
+        position = np.full(max(ids) + 1, -1, dtype=np.int64)
+        position[np.asarray(ids)] = np.arange(n)
+        k = settings.shortlist_size
+
+        def search(query: Vectors) -> npt.NDArray[np.int64]:
+            return memory.nearest(query, k)[1]
+
+        search(work.queries[:1])  # warm-up
+        found, times = _latencies(search, work.queries)
+        found = np.where(found >= 0, position[np.clip(found, 0, None)], -1)
+        memory.close()
+        db_bytes = (Path(folder) / "bench.db").stat().st_size
+    return {
+        "bytes_per_case": stats["bytes_per_case"],
+        **_figures(found, truth, times),
+        "add_per_s": n / add_seconds,
+        "open_s": open_s,
+        "index_kind": stats["index_kind"],
+        "code_bytes": stats["code_bytes"],
+        "codebook_version": stats["codebook_version"],
+        "distortion": stats["distortion"],
+        "bytes_breakdown": {
+            key: stats[key]
+            for key in ("vector_bytes_stored", "index_bytes", "codebook_bytes", "reservoir_bytes")
+        },
+        "database_file_bytes_per_case": db_bytes / n,
+    }
+
+
+def measure_exact(work: Workload, truth: npt.NDArray[np.int64], k: int) -> dict[str, Any]:
+    """Exact float32 FAISS (flat inner product with an id map), opened from a .npy file."""
+    import faiss
+
+    with tempfile.TemporaryDirectory(prefix="bench-exact-") as folder:
+        path = Path(folder) / "vectors.npy"
+        np.save(path, work.base)
+        ids = np.arange(len(work.base), dtype=np.int64)
+        start = time.perf_counter()
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(work.base.shape[1]))
+        index.add_with_ids(work.base, ids)
+        add_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        reopened = faiss.IndexIDMap2(faiss.IndexFlatIP(work.base.shape[1]))
+        reopened.add_with_ids(np.load(path), ids)
+        open_s = time.perf_counter() - start
+    found, times = _latencies(lambda q: index.search(q, k)[1], work.queries)
+    return {
+        "bytes_per_case": float(work.base.shape[1] * 4 + 8),
+        **_figures(found, truth, times),
+        "add_per_s": len(work.base) / max(add_seconds, 1e-9),
+        "open_s": open_s,
+    }
+
+
+def measure_reembedding(
+    work: Workload, settings: Settings, cases: int, queries: int, k: int, say: Say
+) -> dict[str, Any]:
+    """Memento-style retrieval: embed every stored case's text again for each query."""
+    from memory_agent.store.embedder import embedder_from_settings
+
+    if work.texts is None or work.query_texts is None:
+        return {"skipped": "needs --text: the baseline re-embeds case text"}
+    embedder = embedder_from_settings(settings)
+    texts = work.texts[:cases]
+    truth = exact_top_k(work.queries[:queries], work.base[: len(texts)], 10)
+    found, times = [], []
+    for number, query in enumerate(work.query_texts[:queries]):
+        say(f"  re-embedding {len(texts)} cases for query {number + 1}/{queries}...")
+        start = time.perf_counter()
+        stored = embedder.embed(texts)
+        q = embedder.embed([query])
+        order = np.argsort(-(stored @ q[0]))[:k]
+        times.append((time.perf_counter() - start) * 1000.0)
+        found.append(order)
+    return {
+        "cases": len(texts),
+        "queries": queries,
+        # Nothing but the text is stored; the model's weights are not counted.
+        "bytes_per_case": 0.0,
+        **_figures(np.vstack(found), truth, times),
+        "add_per_s": None,
+        "open_s": 0.0,
+    }
+
+
+def run_store_benchmark(
+    *,
+    cases: int,
+    text: Path | None,
+    queries: int,
+    settings: Settings,
+    baseline_cases: int,
+    baseline_queries: int,
+    say: Say,
+) -> dict[str, Any]:
+    work = (
+        text_workload(text, cases, queries, settings, say)
+        if text is not None
+        else synthetic_workload(cases, queries)
+    )
+    k = settings.shortlist_size
+    say(f"Exact top-10 of {len(work.queries)} queries over {len(work.base)} vectors...")
+    truth = exact_top_k(work.queries, work.base, 10)
+    say("Compressed store (SQLite):")
+    result = measure_store(work, settings, truth, say)
+    say("Baseline: exact float32 FAISS...")
+    baselines: dict[str, Any] = {"exact_float32_faiss": measure_exact(work, truth, k)}
+    if baseline_cases > 0:
+        say("Baseline: Memento-style re-embedding...")
+        baselines["memento_reembed"] = measure_reembedding(
+            work, settings, baseline_cases, baseline_queries, k, say
+        )
+    return {
+        "workload": work.name,
+        "cases": len(work.base),
+        "queries": len(work.queries),
+        "shortlist_size": k,
+        **result,
+        "baselines": baselines,
+    }
+
+
+def index_frontier(
+    cases: int, text: Path | None, queries: int, settings: Settings, say: Say
+) -> list[dict[str, Any]]:
+    """Recall vs bytes of the index kinds tried, in plain FAISS over the same vectors.
+
+    Bytes per case here are what a store of that kind would hold: the code in the database,
+    the code and int64 id in memory, and the trained parameters amortised over the cases.
+    """
+    import faiss
+
+    work = (
+        text_workload(text, cases, queries, settings, say)
+        if text is not None
+        else synthetic_workload(cases, queries)
+    )
+    dim = work.base.shape[1]
+    n = len(work.base)
+    truth = exact_top_k(work.queries, work.base, 10)
+    nlist = 1024 if n >= 400_000 else 256
+    kinds = [
+        ("flat float32", "Flat"),
+        ("PQ16x4 fast-scan, flat", "PQ16x4fs"),
+        (f"IVF{nlist},PQ8", f"IVF{nlist},PQ8"),
+        (f"OPQ8,IVF{nlist},PQ8 (default)", f"OPQ8,IVF{nlist},PQ8"),
+        (f"OPQ12,IVF{nlist},PQ12", f"OPQ12,IVF{nlist},PQ12"),
+        (f"OPQ16,IVF{nlist},PQ16", f"OPQ16,IVF{nlist},PQ16"),
+        (f"OPQ32,IVF{nlist},PQ32", f"OPQ32,IVF{nlist},PQ32"),
+        (f"OPQ32,IVF{nlist},PQ32x4fs", f"OPQ32,IVF{nlist},PQ32x4fs"),
+    ]
+    rows = []
+    train = work.base[: min(n, settings.codebook_train_sample)]
+    for label, spec in kinds:
+        say(f"  {label}...")
+        index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
+        ivf: Any = faiss.try_extract_index_ivf(index)
+        if ivf is not None:
+            ivf = faiss.downcast_index(ivf)
+            if hasattr(ivf, "do_polysemous_training"):
+                ivf.do_polysemous_training = False
+            ivf.nprobe = settings.ivf_nprobe
+        if not index.is_trained:
+            index.train(train)
+        index.add(work.base)
+        found, times = _latencies(_searcher(index, settings.shortlist_size), work.queries)
+        if spec == "Flat":
+            code, params = dim * 4, 0
+        else:
+            code = int(index.sa_code_size())
+            params = len(faiss.serialize_index(_empty_clone(index)))
+        memory_code = code - (2 if ivf is not None else 0)
+        per_case = code + memory_code + (8 if ivf is not None or spec == "Flat" else 0) + params / n
+        rows.append({"kind": label, "bytes_per_case": per_case, **_figures(found, truth, times)})
+    return rows
+
+
+def _searcher(index: Any, k: int) -> Callable[[Vectors], npt.NDArray[np.int64]]:
+    def search(query: Vectors) -> npt.NDArray[np.int64]:
+        return np.asarray(index.search(query, k)[1], np.int64)
+
+    return search
+
+
+def _empty_clone(index: Any) -> Any:
+    import faiss
+
+    clone = faiss.clone_index(index)
+    clone.reset()
+    return clone

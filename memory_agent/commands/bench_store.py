@@ -1,0 +1,151 @@
+"""`memory-agent bench store`: the compressed case store beside exact FAISS and re-embedding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from memory_agent.commands.common import print_json, state
+from memory_agent.errors import InvalidInputError
+
+
+def _say(enabled: bool) -> Any:
+    def say(message: str) -> None:
+        if enabled:
+            typer.echo(message, err=True)
+
+    return say
+
+
+def store(
+    ctx: typer.Context,
+    cases: Annotated[int, typer.Option("--cases", min=1, help="Cases to store.")] = 100_000,
+    synthetic: Annotated[
+        bool, typer.Option("--synthetic", help="Seeded clustered vectors (the default).")
+    ] = False,
+    text: Annotated[
+        Path | None,
+        typer.Option("--text", help="Text file, one task per line, embedded with the embedder."),
+    ] = None,
+    queries: Annotated[int, typer.Option(min=1, help="Held-out queries.")] = 500,
+    baseline_cases: Annotated[
+        int,
+        typer.Option(help="Cases for the re-embedding baseline (0: skip it; needs --text)."),
+    ] = 10_000,
+    baseline_queries: Annotated[int, typer.Option(min=1)] = 3,
+    frontier: Annotated[
+        Path | None,
+        typer.Option(help="Also measure the recall-vs-bytes frontier; write it to this PNG."),
+    ] = None,
+    collapse: Annotated[
+        Path | None,
+        typer.Option(help="Run the codebook-collapse stream instead; write its PNG here."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Bytes per case, shortlist recall, latency, add rate and open time of the store."""
+    import faiss
+
+    from memory_agent.evals.store_benchmark import index_frontier, run_store_benchmark
+
+    if synthetic and text is not None:
+        raise InvalidInputError("Pick one of --synthetic and --text FILE.")
+    if text is not None and not text.is_file():
+        raise InvalidInputError(f"--text {text}: no such file (one task per line).")
+    # One query at a time is what an agent does; FAISS's threads only add contention.
+    faiss.omp_set_num_threads(1)
+    settings = state(ctx).settings(reindex_in_background=False)
+    say = _say(not json_out)
+    if collapse is not None:
+        result: dict[str, Any] = _collapse(collapse)
+    else:
+        result = run_store_benchmark(
+            cases=cases,
+            text=text,
+            queries=queries,
+            settings=settings,
+            baseline_cases=baseline_cases if text is not None else 0,
+            baseline_queries=baseline_queries,
+            say=say,
+        )
+        if frontier is not None:
+            say("Frontier of index kinds:")
+            rows = index_frontier(cases, text, min(queries, 300), settings, say)
+            _plot_frontier(rows, frontier, result["workload"])
+            result["frontier"] = rows
+    if json_out:
+        print_json(result)
+        return
+    _print(result)
+
+
+def _print(result: dict[str, Any]) -> None:
+    for key, value in result.items():
+        if isinstance(value, dict):
+            typer.echo(f"{key}:")
+            for name, inner in value.items():
+                typer.echo(f"  {name}: {inner}")
+        elif isinstance(value, list):
+            typer.echo(f"{key}:")
+            for row in value:
+                typer.echo(f"  {row}")
+        else:
+            typer.echo(f"{key}: {value}")
+
+
+def _plot_frontier(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        ax.scatter(row["bytes_per_case"], row["shortlist_recall"], color="tab:blue")
+        ax.annotate(row["kind"], (row["bytes_per_case"], row["shortlist_recall"]), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes per case (database + memory + parameters)")
+    ax.set_ylabel("shortlist recall (exact top-10 in top-50)")
+    ax.set_title(f"Recall vs bytes — {title}", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _collapse(path: Path) -> dict[str, Any]:
+    import matplotlib
+
+    from memory_agent.evals.codebook_collapse import collapse_curves
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = collapse_curves()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    for curve in curves:
+        label = "with dead-codeword resets" if curve.resets else "without resets"
+        top.plot(curve.seen, curve.shortlist_recall, marker="o", label=label)
+        bottom.plot(curve.seen, curve.dead, marker="o", label=label)
+    top.set_ylabel("shortlist recall")
+    bottom.set_ylabel("dead codewords")
+    bottom.set_xlabel("cases streamed (distribution shifts after the 2nd step)")
+    top.legend()
+    top.grid(True, alpha=0.3)
+    bottom.grid(True, alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return {
+        curve_name: {
+            "seen": c.seen,
+            "dead_codewords": c.dead,
+            "shortlist_recall": c.shortlist_recall,
+            "codebook_version": c.versions,
+        }
+        for curve_name, c in zip(("without_resets", "with_resets"), curves, strict=True)
+    }

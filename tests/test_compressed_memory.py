@@ -1,0 +1,198 @@
+"""The compressed vector memory: the switch to codes, reindexing, collapse and resumption."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from memory_agent.evals.codebook_collapse import collapse_curves
+from memory_agent.evals.synthetic_vectors import SyntheticSpace, exact_top_k, recall
+from memory_agent.settings import Settings
+from memory_agent.store import CaseMemory, NewCase
+from memory_agent.store.models import CaseRow, CodebookRow
+
+SPACE = SyntheticSpace()
+
+
+def _settings(home: Path, **more: object) -> Settings:
+    values: dict[str, object] = {
+        "home": home,
+        "codebook_min_cases": 600,
+        "reindex_in_background": False,
+        "reservoir_size": 256,
+        **more,
+    }
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _add(memory: CaseMemory, vectors: np.ndarray, start: int = 0) -> list[int]:
+    cases = [NewCase(task=f"synthetic case {start + i}") for i in range(len(vectors))]
+    return memory.add_many(cases, embeddings=vectors)
+
+
+def _rows(url: str) -> list[tuple[bytes | None, bytes | None, int | None]]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(CaseRow.embedding, CaseRow.code, CaseRow.codebook_version).where(
+                CaseRow.deleted_at.is_(None)
+            )
+        ).all()
+    engine.dispose()
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def test_switch_to_codes_is_automatic_invisible_and_persisted(
+    database_url: str, isolated_home: Path
+) -> None:
+    vectors = SPACE.sample(1000, seed=1)
+    queries = SPACE.sample(40, seed=2)
+    memory = CaseMemory(_settings(isolated_home), database_url=database_url)
+    ids = _add(memory, vectors[:500])
+    before = memory.stats()
+    assert before["codebook_version"] is None and before["index_kind"] == "flat"
+    assert all(raw is not None and code is None for raw, code, _ in _rows(database_url))
+    exact_hits = memory.nearest(queries, 10)[1]
+
+    ids += _add(memory, vectors[500:], start=500)
+    after = memory.stats()
+    assert after["codebook_version"] == 1 and after["index_kind"] == "opq-ivf-pq"
+    rows = _rows(database_url)
+    assert len(rows) == 1000
+    # Only codes are kept; the float32 vectors are gone from every case.
+    assert all(raw is None and code is not None and v == 1 for raw, code, v in rows)
+    assert {len(code or b"") for _, code, _ in rows} == {after["code_bytes"]}
+    assert after["vector_bytes_stored"] == 1000 * after["code_bytes"]
+
+    position = {case_id: p for p, case_id in enumerate(ids)}
+    _, found = memory.nearest(queries, 50)
+    as_positions = np.vectorize(lambda i: position.get(int(i), -1), otypes=[np.int64])(found)
+    assert recall(as_positions, exact_top_k(queries, vectors, 10)) >= 0.7
+    # The first 500 were searched exactly before the switch; their hits still come back.
+    assert np.isin(exact_hits[:, 0], found).mean() >= 0.9
+
+    decoded = memory.vectors(ids[:50])
+    cosine = np.sum(decoded * vectors[:50], axis=1) / np.linalg.norm(decoded, axis=1)
+    assert cosine.min() > 0.7
+    hits = memory.search(queries[0], 5)
+    assert len(hits) == 5 and hits[0].case.codebook_version == 1
+    memory.close()
+
+    reopened = CaseMemory(_settings(isolated_home), database_url=database_url)
+    assert reopened.stats()["codebook_version"] == 1
+    np.testing.assert_array_equal(reopened.nearest(queries, 50)[1], found)
+    reopened.delete(ids[0])
+    assert ids[0] not in reopened.nearest(vectors[:1], 50)[1]
+    reopened.close()
+
+
+def test_reindex_moves_every_case_to_a_new_version_while_search_serves(
+    database_url: str, isolated_home: Path
+) -> None:
+    vectors = SPACE.sample(900, seed=3)
+    memory = CaseMemory(_settings(isolated_home, reindex_batch_size=200), database_url=database_url)
+    ids = _add(memory, vectors)
+    assert memory.new_codebook("manual") == 2
+    assert memory.stats()["reindex_remaining"] == 900
+    keeper = memory._compression
+    assert keeper.reencode_batch(None) == 200
+    # Mid-job: search still uses version 1 only, and new cases get both codes.
+    assert memory.search(vectors[5], 1)[0].case.codebook_version == 1
+    new_id = _add(memory, SPACE.sample(1, seed=4), start=900)[0]
+    assert memory.stats()["reindex_remaining"] == 700
+    assert memory.reindex() is True
+    stats = memory.stats()
+    assert stats["codebook_version"] == 2 and stats["reindex_remaining"] == 0
+    assert {v for _, _, v in _rows(database_url)} == {2}
+    assert memory.search(vectors[5], 1)[0].case.id == ids[5]
+    assert new_id in memory.nearest(memory.vectors([new_id]), 5)[1]
+    memory.close()
+
+
+def test_codebook_collapse_resets_recover_recall() -> None:
+    without, with_resets = collapse_curves(steps_before=2, steps=6, per_step=800, queries=60)
+    shift = 2  # the first step after the distribution moves
+    # Before the shift both runs are the same and recall is high.
+    assert without.shortlist_recall[:shift] == with_resets.shortlist_recall[:shift]
+    assert without.shortlist_recall[shift - 1] > 0.8
+    # Without resets: dead codewords pile up and recall stays down.
+    assert without.dead[-1] > 3 * without.dead[shift - 1]
+    assert max(without.shortlist_recall[shift:]) < without.shortlist_recall[shift - 1] - 0.3
+    assert without.versions[-1] == 1
+    # With resets: new versions re-seed the dead codewords and recall comes back up.
+    assert with_resets.versions[-1] > 1
+    assert with_resets.dead[-1] < 0.75 * without.dead[-1]
+    assert with_resets.shortlist_recall[-1] > without.shortlist_recall[-1] + 0.1
+
+
+@pytest.mark.slow
+def test_killed_reindex_resumes_with_no_case_lost(tmp_path: Path, isolated_home: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    vectors = SPACE.sample(6000, seed=5)
+    memory = CaseMemory(_settings(isolated_home), database_url=url)
+    ids = _add(memory, vectors)
+    memory.delete(ids[0])
+    memory.new_codebook("manual")
+    memory.close()
+
+    env = {
+        **os.environ,
+        "MEMORY_AGENT_DATABASE_URL": url,
+        "MEMORY_AGENT_REINDEX_BATCH_SIZE": "10",
+        "MEMORY_AGENT_CODEBOOK_MIN_CASES": "600",
+    }
+    command = [sys.executable, "-m", "memory_agent", "memory", "reindex"]
+    job = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    engine = create_engine(url)
+    done = 0
+    deadline = time.monotonic() + 120
+    while job.poll() is None and time.monotonic() < deadline:
+        with engine.connect() as conn:
+            done = int(
+                conn.scalar(
+                    select(func.count())
+                    .select_from(CaseRow)
+                    .where(CaseRow.next_codebook_version == 2)
+                )
+                or 0
+            )
+        if done >= 500:
+            job.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    job.wait()
+    assert job.returncode == -signal.SIGKILL, "the job ended before it could be killed"
+    assert 0 < done < 5999
+
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert finished.returncode == 0, finished.stderr
+    with engine.connect() as conn:
+        live = conn.execute(
+            select(CaseRow.id, CaseRow.code, CaseRow.codebook_version, CaseRow.next_code).where(
+                CaseRow.deleted_at.is_(None)
+            )
+        ).all()
+        active = (
+            conn.execute(select(CodebookRow.version).where(CodebookRow.status == "active"))
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+    assert active == [2]
+    assert sorted(r[0] for r in live) == ids[1:]
+    reopened = CaseMemory(_settings(isolated_home), database_url=url)
+    book = reopened._compression.active
+    assert book is not None and book.version == 2
+    codes = np.frombuffer(b"".join(r[1] for r in live), np.uint8).reshape(len(live), -1)
+    book.check_codes(codes)  # every code decodes under version 2
+    assert all(r[2] == 2 and r[3] is None for r in live)
+    assert reopened.search(vectors[7], 1)[0].case.id == ids[7]
+    reopened.close()
