@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     codebook_train_sample: int = Field(
         default=32_768, ge=256, description="Most vectors a codebook trains on."
     )
-    ivf_nprobe: int = Field(default=48, ge=1, description="Coarse lists probed per search.")
+    ivf_nprobe: int = Field(default=64, ge=1, description="Coarse lists probed per search.")
     reservoir_size: int = Field(
         default=512, ge=0, description="Recent raw embeddings kept for codebook upkeep."
     )

@@ -382,6 +382,14 @@ class CaseMemory:
     def _write_batch(
         self, batch: list[NewCase], namespaces: list[str], hashes: list[str], vectors: Vectors
     ) -> list[int]:
+        # Under the lock from encoding to indexing: a reindex finishing meanwhile must not
+        # make these codes belong to a retired version.
+        with self._lock:
+            return self._write_batch_locked(batch, namespaces, hashes, vectors)
+
+    def _write_batch_locked(
+        self, batch: list[NewCase], namespaces: list[str], hashes: list[str], vectors: Vectors
+    ) -> list[int]:
         now = utcnow()
         rows = [
             {
@@ -434,7 +442,16 @@ class CaseMemory:
                 by_ns[ns].append(position)
             id_array = np.asarray(ids, dtype=np.int64)
             for ns, positions in by_ns.items():
-                self._index_for(ns).add(id_array[positions], vectors[positions])
+                index = self._index_for(ns)
+                if isinstance(index, CodeIndex) and rows[positions[0]].get("code") is not None:
+                    # The codes just stored are what the index holds: no second encoding.
+                    codes = b"".join(rows[p]["code"] for p in positions)
+                    index.add_codes(
+                        id_array[positions],
+                        np.frombuffer(codes, np.uint8).reshape(len(positions), -1),
+                    )
+                else:
+                    index.add(id_array[positions], vectors[positions])
         return ids
 
     def update(self, case_id: int, **changes: Any) -> Case:
