@@ -57,7 +57,8 @@ def store(
     # One query at a time is what an agent does; FAISS's threads only add contention.
     faiss.omp_set_num_threads(1)
     settings = state(ctx).settings(reindex_in_background=False)
-    say = _say(not json_out)
+    # Progress goes to stderr, so --json output on stdout stays clean.
+    say = _say(True)
     if collapse is not None:
         result: dict[str, Any] = _collapse(collapse)
     else:
