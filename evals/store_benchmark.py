@@ -101,18 +101,24 @@ def measure_store(
     with tempfile.TemporaryDirectory(prefix="bench-store-") as folder:
         url = f"sqlite:///{Path(folder) / 'bench.db'}"
         n = len(work.base)
-        ids: list[int] = []
         memory = CaseMemory(settings, database_url=url)
+        tasks = work.texts if work.texts else [f"case {i}" for i in range(n)]
+        done = [0]
+
+        def progress(count: int) -> None:
+            done[0] += count
+            if done[0] % (10 * batch) < count or done[0] == n:
+                say(f"  added {done[0]}/{n}")
+
+        # One bulk add, as an import would do: batches commit one by one, and the codebook
+        # is trained once the store knows how big it is (sized for n cases).
         start = time.perf_counter()
-        for begin in range(0, n, batch):
-            end = min(n, begin + batch)
-            tasks = (
-                work.texts[begin:end] if work.texts else [f"case {i}" for i in range(begin, end)]
-            )
-            ids += memory.add_many(
-                [NewCase(task=t) for t in tasks], embeddings=work.base[begin:end], batch_size=batch
-            )
-            say(f"  added {end}/{n}")
+        ids = memory.add_many(
+            [NewCase(task=t) for t in tasks],
+            embeddings=work.base,
+            batch_size=batch,
+            on_progress=progress,
+        )
         add_seconds = time.perf_counter() - start
         memory.close()
         start = time.perf_counter()

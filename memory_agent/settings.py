@@ -61,9 +61,11 @@ class Settings(BaseSettings):
         default=4096, ge=256, description="Live cases needed before the first codebook trains."
     )
     codebook_train_sample: int = Field(
-        default=32_768, ge=256, description="Most vectors a codebook trains on."
+        default=65_536,
+        ge=256,
+        description="Most vectors a codebook trains on (1024 coarse lists need 40k).",
     )
-    ivf_nprobe: int = Field(default=64, ge=1, description="Coarse lists probed per search.")
+    ivf_nprobe: int = Field(default=48, ge=1, description="Coarse lists probed per search.")
     reservoir_size: int = Field(
         default=512, ge=0, description="Recent raw embeddings kept for codebook upkeep."
     )

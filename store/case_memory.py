@@ -677,9 +677,12 @@ class CaseMemory:
         """Raw top-k (scores, ids) for query vectors; ids are -1 where fewer than k exist."""
         ns = self._namespace(namespace)
         allowed = None
-        with self._sessions() as session:
-            self._require_namespace(session, ns)
-            if filters:
+        if filters or ns not in self._indexes:
+            # A namespace with an index exists (namespaces are never dropped): no round trip.
+            with self._sessions() as session:
+                self._require_namespace(session, ns)
+        if filters:
+            with self._sessions() as session:
                 allowed = np.fromiter(
                     session.scalars(
                         select(CaseRow.id).where(

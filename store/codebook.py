@@ -27,17 +27,18 @@ Codes = npt.NDArray[np.uint8]
 KSUB = 256  # 8-bit PQ: 256 codewords per sub-quantiser
 
 
-def nlist_for(cases: int) -> int:
-    """Coarse lists for a codebook trained at this size: about sqrt(n), a power of two.
+def nlist_for(cases: int, train_points: int | None = None) -> int:
+    """Coarse lists for a store of `cases`: about sqrt(n), a power of two.
 
     Capped at 1024 so the coarse centroids cost at most 1.5 MB (384-d) in every process,
-    and so FAISS has at least ~39 training points per list.
+    and halved until FAISS has at least 39 training points per list.
     """
+    points = cases if train_points is None else train_points
     target = max(1, int(np.sqrt(max(cases, 1))))
-    power = 1 << max(0, target.bit_length() - 1)
-    while power > 1 and cases < 39 * power:
+    power = min(1 << max(0, target.bit_length() - 1), 1024)
+    while power > 1 and points < 39 * power:
         power //= 2
-    return int(min(power, 1024))
+    return int(power)
 
 
 @dataclass
@@ -90,8 +91,10 @@ class Codebook:
     # ------------------------------------------------------------------ training
 
     @classmethod
-    def train(cls, vectors: Vectors, *, version: int, m: int, opq: bool = True) -> Codebook:
-        """Train a codebook on unit vectors (at least 256 of them)."""
+    def train(
+        cls, vectors: Vectors, *, version: int, m: int, opq: bool = True, cases: int | None = None
+    ) -> Codebook:
+        """Train a codebook on unit vectors (at least 256), sized for a store of `cases`."""
         import faiss
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -106,7 +109,7 @@ class Codebook:
                 f"MEMORY_AGENT_CODE_BYTES={m} must divide the vector size {dim}; pick a divisor "
                 f"of {dim} (e.g. 8, 12, 16, 24, 32 for 384-d vectors)."
             )
-        nlist = nlist_for(n)
+        nlist = nlist_for(cases or n, n)
         spec = f"{'OPQ' + str(m) + ',' if opq else ''}IVF{nlist},PQ{m}"
         index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
         if not isinstance(index, faiss.IndexPreTransform):

@@ -155,7 +155,11 @@ class Compression:
         """
         sample = _sample(vectors, self.settings.codebook_train_sample)
         book = Codebook.train(
-            sample, version=self.next_version, m=self.settings.code_bytes, opq=True
+            sample,
+            version=self.next_version,
+            m=self.settings.code_bytes,
+            opq=True,
+            cases=len(vectors),
         )
         codes = book.encode(vectors)
         with self._sessions.begin() as session:
