@@ -150,7 +150,7 @@ def test_killed_reindex_resumes_with_no_case_lost(tmp_path: Path, isolated_home:
         "MEMORY_AGENT_CODEBOOK_MIN_CASES": "600",
     }
     command = [sys.executable, "-m", "memory_agent", "memory", "reindex"]
-    job = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    job = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     engine = create_engine(url)
     done = 0
     deadline = time.monotonic() + 120
