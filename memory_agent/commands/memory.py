@@ -306,7 +306,12 @@ def reindex(
     if json_out:
         print_json(result)
         return
-    if total == 0:
+    if result["codebook_version"] is None:
+        typer.echo(
+            "Nothing to re-encode: this store keeps exact vectors until it has "
+            f"{settings.codebook_min_cases} cases (MEMORY_AGENT_CODEBOOK_MIN_CASES)."
+        )
+    elif total == 0:
         typer.echo(f"Nothing to re-encode; codebook version {result['codebook_version']}.")
     else:
         typer.echo(f"Re-encoded {total} case(s); codebook version {result['codebook_version']}.")
