@@ -64,6 +64,49 @@ class Settings(BaseSettings):
     )
     max_trajectory_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
 
+    # policies
+    policy_name: Literal["similarity", "value", "neural"] = Field(
+        default="value", description="Case-selection policy the agent uses."
+    )
+    policy_k: int = Field(default=3, ge=1, le=100, description="Cases shown to the planner.")
+    policy_exploration: Literal["ucb", "epsilon", "none"] = Field(
+        default="ucb", description="How learned policies explore (none: pure exploitation)."
+    )
+    policy_epsilon: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="epsilon-greedy: chance a slot goes to a random case.",
+    )
+    policy_ucb_c: float = Field(
+        default=0.3, ge=0.0, description="UCB bonus weight on sqrt(ln N / (1 + visits))."
+    )
+    policy_step_size: float | None = Field(
+        default=0.2, gt=0.0, le=1.0,
+        description="Value step size (constant-alpha TD, tracks change); None: sample mean.",
+    )  # fmt: skip
+    policy_q_init: float = Field(
+        default=0.0, ge=-1.0, le=1.0, description="Value of a case never shown at a stage."
+    )
+    policy_value_weight: float = Field(
+        default=0.7, ge=0.0, le=1.0,
+        description="Weight of the value z-score against the similarity z-score.",
+    )  # fmt: skip
+    policy_credit: Literal["cited", "flat"] = Field(
+        default="cited", description="Reward only the cases the planner used, or all shown."
+    )
+    policy_unused_target: float | None = Field(
+        default=0.0, ge=-1.0, le=1.0,
+        description="Target for shown cases the planner did not use (None: leave unchanged).",
+    )  # fmt: skip
+    policy_hidden: int = Field(default=64, ge=4, le=4096, description="Neural Q hidden units.")
+    policy_learning_rate: float = Field(default=3e-3, gt=0.0, le=1.0)
+    policy_replay_size: int = Field(default=2000, ge=16, description="Neural replay buffer size.")
+    policy_batch_size: int = Field(default=32, ge=1, le=4096)
+    policy_save_every: int = Field(
+        default=20, ge=1, description="Neural: save weights after this many updates."
+    )
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

@@ -135,3 +135,8 @@ __all__ = [
     "UTCDateTime",
     "utcnow",
 ]
+
+# Tables owned by other areas register on the same metadata (imported last: they need Base).
+from memory_agent.store.policy_models import PolicyStateRow  # noqa: E402
+
+__all__ += ["PolicyStateRow"]
