@@ -79,15 +79,23 @@ class Settings(BaseSettings):
         description="epsilon-greedy: chance a slot goes to a random case.",
     )
     policy_ucb_c: float = Field(
-        default=0.3, ge=0.0, description="UCB bonus weight on sqrt(ln N / (1 + visits))."
+        default=0.1, ge=0.0, description="UCB bonus weight on sqrt(ln N / (1 + visits))."
     )
     policy_step_size: float | None = Field(
         default=0.2, gt=0.0, le=1.0,
         description="Value step size (constant-alpha TD, tracks change); None: sample mean.",
     )  # fmt: skip
     policy_q_init: float = Field(
-        default=0.0, ge=-1.0, le=1.0, description="Value of a case never shown at a stage."
+        default=0.5, ge=-1.0, le=1.0,
+        description="Prior value of a case never shown at a stage (optimistic: it gets tried).",
+    )  # fmt: skip
+    policy_prior_visits: float = Field(
+        default=1.0, ge=0.0, description="How many visits the prior value counts for."
     )
+    policy_recall: int = Field(
+        default=30, ge=1, le=10_000,
+        description="value: only the most similar cases of the shortlist compete (MemRL phase A).",
+    )  # fmt: skip
     policy_value_weight: float = Field(
         default=0.7, ge=0.0, le=1.0,
         description="Weight of the value z-score against the similarity z-score.",

@@ -309,6 +309,8 @@ class NeuralPolicy:
             feedback.stage,
             targets,
             self.settings.policy_step_size,
+            q_init=self.settings.policy_q_init,
+            prior_visits=self.settings.policy_prior_visits,
             check_only=shown,
         )
         if not targets:

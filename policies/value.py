@@ -63,7 +63,14 @@ class ValuePolicy:
         sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
         q, _ = stage_values(candidates, stage, self.settings.policy_q_init)
         w = self.settings.policy_value_weight
-        return ((1.0 - w) * zscore(sims) + w * zscore(q)).astype(np.float32)
+        scores = (1.0 - w) * zscore(sims) + w * zscore(q)
+        # Phase A of MemRL: a value is a property of the case, not of the task, so a case
+        # that earned it on other tasks must first be similar enough to compete here.
+        recall = self.settings.policy_recall
+        if len(candidates) > recall:
+            outside = np.argsort(-sims, kind="stable")[recall:]
+            scores[outside] = scores.min() - 1.0 - np.arange(outside.size) * 1e-6
+        return scores.astype(np.float32)
 
     def select(
         self,
@@ -105,6 +112,8 @@ class ValuePolicy:
             feedback.stage,
             targets,
             self.settings.policy_step_size,
+            q_init=self.settings.policy_q_init,
+            prior_visits=self.settings.policy_prior_visits,
             check_only=[int(i) for i in feedback.shown],
         )
 

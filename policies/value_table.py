@@ -21,17 +21,27 @@ if TYPE_CHECKING:
     from memory_agent.store import CaseMemory
 
 
-def next_stats(old: StageStats | None, target: float, step_size: float | None) -> StageStats:
+def next_stats(
+    old: StageStats | None,
+    target: float,
+    step_size: float | None,
+    *,
+    q_init: float = 0.0,
+    prior_visits: float = 1.0,
+) -> StageStats:
     """One value update towards `target`.
 
-    The step is max(step_size, 1/n): the first visit replaces the prior and early visits
-    average (Monte-Carlo), later ones move by a constant step (TD(0) with a step size), so
-    a case that stops being useful is forgotten in about 1/step_size visits. With
-    `step_size=None` it is the plain sample mean.
+    The prior `q_init` counts as `prior_visits` pseudo-visits, so one unlucky episode (a
+    harmful case shown beside a good one) cannot bury a case for good. The step is
+    max(step_size, 1/(n + prior)): early visits average with the prior (Monte-Carlo), later
+    ones move by a constant step (TD(0) with a step size; episodes are one step long, so
+    the target is the credited reward), and a case that stops being useful is forgotten in
+    about 1/step_size visits. With `step_size=None` it is the sample mean with the prior.
     """
-    visits = (old.visits if old else 0) + 1
-    q = old.q_value if old else 0.0
-    step = 1.0 / visits if step_size is None else max(step_size, 1.0 / visits)
+    visits = (old.visits if old and old.visits > 0 else 0) + 1
+    q = old.q_value if old and old.visits > 0 else q_init
+    mean_step = 1.0 / (visits + prior_visits)
+    step = mean_step if step_size is None else max(step_size, mean_step)
     return StageStats(
         visits=visits,
         q_value=q + step * (target - q),
@@ -93,6 +103,8 @@ class ValueTable:
         targets: Mapping[int, float],
         step_size: float | None,
         *,
+        q_init: float = 0.0,
+        prior_visits: float = 1.0,
         check_only: Sequence[int] = (),
     ) -> dict[int, StageStats]:
         """Move each case's value at `stage` towards its target, all in one transaction.
@@ -122,7 +134,9 @@ class ValueTable:
             now = utcnow()
             fresh: list[dict[str, Any]] = []
             for case_id, target in targets.items():
-                new = next_stats(old.get(case_id), target, step_size)
+                new = next_stats(
+                    old.get(case_id), target, step_size, q_init=q_init, prior_visits=prior_visits
+                )
                 out[case_id] = new
                 values = {
                     "visits": new.visits,
