@@ -10,11 +10,15 @@ from typing import Annotated
 
 import typer
 
+from memory_agent.commands.bench import app as bench_app
 from memory_agent.commands.common import CliState, new_typer
 from memory_agent.commands.memory import app as memory_app
+from memory_agent.commands.policy import app as policy_app
 
 app = new_typer("An agent that gets better at its work by remembering what worked.")
 app.add_typer(memory_app, name="memory")
+app.add_typer(policy_app, name="policy")
+app.add_typer(bench_app, name="bench")
 
 
 @app.callback()
