@@ -89,6 +89,10 @@ class Settings(BaseSettings):
         default=0.5, ge=-1.0, le=1.0,
         description="Prior value of a case never shown at a stage (optimistic: it gets tried).",
     )  # fmt: skip
+    policy_neighbour_cos: float = Field(
+        default=0.7, ge=0.0, le=1.0,
+        description="value: a new case borrows its prior from visited cases this similar (1: off).",
+    )  # fmt: skip
     policy_prior_visits: float = Field(
         default=1.0, ge=0.0, description="How many visits the prior value counts for."
     )

@@ -38,6 +38,31 @@ def stage_values(
     return q, n
 
 
+def neighbour_prior(
+    candidates: Sequence[Candidate],
+    q: npt.NDArray[np.float64],
+    visits: npt.NDArray[np.float64],
+    q_init: float,
+    threshold: float,
+) -> npt.NDArray[np.float64]:
+    """Values with each never-visited case's prior taken from its visited near neighbours.
+
+    A new case that reads almost like cases already known to be useless (or useful) most
+    likely is too: its prior is the average value of the visited candidates whose
+    embeddings are at least `threshold`-cosine-similar to it, weighted by how much they
+    exceed the threshold, shrunk towards `q_init`. Cases with no such neighbour keep `q_init`.
+    """
+    fresh = visits == 0
+    if threshold >= 1.0 or not fresh.any() or fresh.all():
+        return q
+    emb = np.stack([c.embedding for c in candidates]).astype(np.float64)
+    weights = np.clip(emb[fresh] @ emb[~fresh].T - threshold, 0.0, None) / (1.0 - threshold)
+    total = weights.sum(axis=1)
+    out = q.copy()
+    out[fresh] = (q_init * 0.5 + weights @ q[~fresh]) / (0.5 + total)
+    return out
+
+
 class ValuePolicy:
     """Learned per-case values, per stage; explores by UCB or epsilon-greedy."""
 
@@ -61,7 +86,9 @@ class ValuePolicy:
 
     def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:
         sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
-        q, _ = stage_values(candidates, stage, self.settings.policy_q_init)
+        q_init = self.settings.policy_q_init
+        q, visits = stage_values(candidates, stage, q_init)
+        q = neighbour_prior(candidates, q, visits, q_init, self.settings.policy_neighbour_cos)
         w = self.settings.policy_value_weight
         scores = (1.0 - w) * zscore(sims) + w * zscore(q)
         # Phase A of MemRL: a value is a property of the case, not of the task, so a case
