@@ -130,3 +130,22 @@ def shortlist(
         for i, s in found
         if i in rows
     ]  # fmt: skip
+
+
+def case_vectors(memory: CaseMemory, ids: Sequence[int]) -> Vector:
+    """The stored vectors of these cases, one row per id in order (zeros if unknown)."""
+    from sqlalchemy import select
+
+    from memory_agent.store.models import CaseRow
+
+    out = np.zeros((len(ids), memory.dim or 0), dtype=np.float32)
+    if not ids or memory.dim is None:
+        return out
+    with memory.engine.connect() as conn:
+        query = select(CaseRow.id, CaseRow.embedding).where(CaseRow.id.in_(list(ids)))
+        rows: dict[int, bytes | None] = {row[0]: row[1] for row in conn.execute(query)}
+    for position, case_id in enumerate(ids):
+        blob = rows.get(case_id)
+        if blob is not None:
+            out[position] = np.frombuffer(blob, dtype=np.float32)
+    return out

@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from memory_agent.policies.base import Candidate, Feedback, Selection, Stage, Vector
+from memory_agent.policies.base import (
+    Candidate,
+    Feedback,
+    Selection,
+    Stage,
+    Vector,
+    case_vectors,
+)
 from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
 from memory_agent.policies.exploration import Exploration, choose, zscore
 from memory_agent.policies.state import load_state, save_state
@@ -287,7 +294,7 @@ class NeuralPolicy:
         if all(i in cached for i in ids):
             return cached
         cases = {c.id: c for c in self.memory.get_many(list(ids))}
-        vectors = self.memory.vectors(list(ids))
+        vectors = case_vectors(self.memory, list(ids))
         unit = state / max(float(np.linalg.norm(state)), 1e-12)
         candidates = [
             Candidate(i, float(vectors[p] @ unit), vectors[p], cases[i].reward, cases[i].stats)

@@ -77,7 +77,7 @@ def list_states(memory: CaseMemory) -> list[dict[str, Any]]:
     with Session(memory.engine) as session:
         return [
             {"key": k, "version": v, "meta": m, "bytes": int(n or 0), "updated_at": t}
-            for k, v, m, n, t in session.execute(query).tuples()
+            for k, v, m, n, t in session.execute(query)
         ]
 
 

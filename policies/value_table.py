@@ -78,9 +78,7 @@ class ValueTable:
                 select(CaseRow.id, CaseRow.namespace).where(
                     CaseRow.id.in_(list(ids)), CaseRow.deleted_at.is_(None)
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         for case_id in ids:
             if case_id not in rows:
@@ -196,7 +194,7 @@ class ValueTable:
                     .where(*live, CaseStatRow.visits > 0)
                     .group_by(CaseStatRow.stage)
                     .order_by(CaseStatRow.stage)
-                ).tuples()
+                )
             )
             out: dict[str, Any] = {}
             for stage, count, visits, mean, low, high in stages:
@@ -208,10 +206,10 @@ class ValueTable:
                 )
                 best = session.execute(
                     base.order_by(CaseStatRow.q_value.desc(), CaseStatRow.case_id).limit(top)
-                ).tuples()
+                )
                 worst = session.execute(
                     base.order_by(CaseStatRow.q_value, CaseStatRow.case_id).limit(top)
-                ).tuples()
+                )
                 out[stage] = {
                     "cases": int(count),
                     "visits": int(visits or 0),

@@ -791,12 +791,21 @@ class CaseMemory:
             )
 
     def _eviction_order(self, namespace: str) -> Select[int]:
-        # Until policies supply learned values: the lowest known reward first (unknown
-        # counts as 0), then the oldest.
+        # The lowest value first: a case's learned value (its best stage, once the policy
+        # has shown it), else its own reward, else 0; then the oldest.
+        learned = (
+            select(CaseStatRow.case_id, func.max(CaseStatRow.q_value).label("q"))
+            .where(CaseStatRow.visits > 0)
+            .group_by(CaseStatRow.case_id)
+            .subquery()
+        )
         return (
             select(CaseRow.id)
+            .outerjoin(learned, learned.c.case_id == CaseRow.id)
             .where(CaseRow.namespace == namespace, CaseRow.deleted_at.is_(None))
-            .order_by(func.coalesce(CaseRow.reward, 0.0), CaseRow.created_at, CaseRow.id)
+            .order_by(
+                func.coalesce(learned.c.q, CaseRow.reward, 0.0), CaseRow.created_at, CaseRow.id
+            )
         )
 
     def enforce_budget(self, namespace: str | None = None) -> list[int]:
