@@ -263,3 +263,67 @@ def test_candidates_carry_what_policies_need(memory: CaseMemory) -> None:
     assert isinstance(top, Candidate) and top.case_id == ids[2]
     assert top.similarity == pytest.approx(1.0, abs=1e-5) and top.reward == 0.0
     assert np.allclose(top.embedding, state) and top.stats["plan"].visits == 1
+
+
+_CHILD = """
+import sys, numpy as np
+from memory_agent.settings import Settings
+from memory_agent.store import CaseMemory, NewCase
+from memory_agent.policies.base import Feedback
+from memory_agent.policies.neural import NeuralPolicy
+home, url = sys.argv[1], sys.argv[2]
+memory = CaseMemory(Settings(home=home), database_url=url)
+rng = np.random.default_rng(0)
+vectors = rng.normal(size=(30, 384)).astype(np.float32)
+ids = memory.add_many([NewCase(task=f"case {i}") for i in range(30)], embeddings=vectors)
+policy = NeuralPolicy(memory, Settings(home=home, policy_save_every=1), seed=0)
+step = 0
+while True:
+    shown = [int(i) for i in rng.choice(ids, 3, replace=False)]
+    state = vectors[int(rng.integers(30))]
+    policy.update(Feedback("default", "plan", state, shown, shown[:1], float(rng.random())))
+    step += 1
+    print(step, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_killed_mid_update_reopens_consistent_and_continues(tmp_path: Path) -> None:
+    """SIGKILL a process that updates and saves non-stop; the store reopens clean."""
+    import signal
+    import subprocess
+    import sys
+
+    from memory_agent.policies.neural import NeuralPolicy
+
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    home = tmp_path / "home"
+    done = 0
+    with subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(home), url], stdout=subprocess.PIPE, text=True
+    ) as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            done = int(line)
+            if done >= 40:
+                break
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+
+    memory = CaseMemory(Settings(home=home), database_url=url)
+    try:
+        cases = memory.list_cases(limit=100)
+        visits = sum(c.stats["plan"].visits for c in cases if "plan" in c.stats)
+        # Every update credits its three shown cases in one transaction: never a part of one.
+        assert visits % 3 == 0 and visits // 3 >= done
+        policy = NeuralPolicy(memory, Settings(home=home), seed=1)
+        assert policy.version >= done - 1 and policy.updates >= done - 1
+        ids = [c.id for c in cases[:3]]
+        state = case_vectors(memory, ids[:1])[0]
+        policy.update(feedback(state, ids, ids[:1], 1.0))
+        after = sum(
+            c.stats["plan"].visits for c in memory.list_cases(limit=100) if "plan" in c.stats
+        )
+        assert after == visits + 3
+    finally:
+        memory.close()
