@@ -170,7 +170,9 @@ def test_budget_evicts_lowest_reward_then_oldest(memory: CaseMemory) -> None:
     assert {c.id for c in memory.list_cases()} == {ids[2], new.id}
     assert memory.budget() == 2
     # A batch larger than the budget keeps its best cases.
-    batch = memory.add_many([NewCase(task=t, reward=r) for t, r in zip(TASKS, [0, 1, 0, 1, 0])])
+    batch = memory.add_many(
+        [NewCase(task=t, reward=r) for t, r in zip(TASKS, [0, 1, 0, 1, 0], strict=True)]
+    )
     assert {c.id for c in memory.list_cases()} == {batch[1], batch[3]}
 
 
