@@ -77,9 +77,7 @@ def test_non_json_trajectory(seeded: CaseMemory) -> None:
 
 def test_import_with_non_utf8_bytes(seeded: CaseMemory, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
-    bad.write_bytes(
-        b'{"task": "good one"}\n{"task": "caf\xe9 au lait"}\n{"task": "good two"}\n'
-    )
+    bad.write_bytes(b'{"task": "good one"}\n{"task": "caf\xe9 au lait"}\n{"task": "good two"}\n')
     with pytest.raises(ImportFileError, match=r"line 2: not UTF-8 \(byte 0xe9 at column 14\)"):
         seeded.import_file(bad)
     assert_untouched(seeded)
