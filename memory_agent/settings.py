@@ -82,7 +82,7 @@ class Settings(BaseSettings):
         default=0.1, ge=0.0, description="UCB bonus weight on sqrt(ln N / (1 + visits))."
     )
     policy_step_size: float | None = Field(
-        default=0.2, gt=0.0, le=1.0,
+        default=0.1, gt=0.0, le=1.0,
         description="Value step size (constant-alpha TD, tracks change); None: sample mean.",
     )  # fmt: skip
     policy_q_init: float = Field(
