@@ -101,7 +101,7 @@ class Settings(BaseSettings):
         description="value: only the most similar cases of the shortlist compete (MemRL phase A).",
     )  # fmt: skip
     policy_value_weight: float = Field(
-        default=0.7, ge=0.0, le=1.0,
+        default=0.85, ge=0.0, le=1.0,
         description="Weight of the value z-score against the similarity z-score.",
     )  # fmt: skip
     policy_credit: Literal["cited", "flat"] = Field(
@@ -112,7 +112,9 @@ class Settings(BaseSettings):
         description="Target for shown cases the planner did not use (None: leave unchanged).",
     )  # fmt: skip
     policy_hidden: int = Field(default=64, ge=4, le=4096, description="Neural Q hidden units.")
-    policy_learning_rate: float = Field(default=3e-3, gt=0.0, le=1.0)
+    policy_learning_rate: float = Field(
+        default=1e-2, gt=0.0, le=1.0, description="Neural Adam step."
+    )
     policy_replay_size: int = Field(default=2000, ge=16, description="Neural replay buffer size.")
     policy_batch_size: int = Field(default=32, ge=1, le=4096)
     policy_save_every: int = Field(

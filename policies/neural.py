@@ -42,7 +42,7 @@ from memory_agent.policies.base import (
 from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
 from memory_agent.policies.exploration import Exploration, choose, zscore
 from memory_agent.policies.state import load_state, save_state
-from memory_agent.policies.value import stage_values
+from memory_agent.policies.value import stage_values, value_scores
 from memory_agent.policies.value_table import ValueTable
 
 if TYPE_CHECKING:
@@ -52,22 +52,25 @@ if TYPE_CHECKING:
     from memory_agent.store import CaseMemory
 
 STATE_KEY = "neural"
-STATE_FORMAT = 1
-SCALARS = ("similarity", "z_similarity", "q", "z_q", "visited", "log_visits", "reward", "rated")
-_Q, _ZSIM = SCALARS.index("q"), SCALARS.index("z_similarity")
+STATE_FORMAT = 2
+SCALARS = (
+    "similarity", "z_similarity", "q", "z_q", "visited", "log_visits", "reward", "rated",
+    "value_score",
+)  # fmt: skip
+_Q, _VALUE = SCALARS.index("q"), SCALARS.index("value_score")
 _CACHE = 64
 Array = npt.NDArray[np.float32]
 
 
 def candidate_features(
-    state: Vector, candidates: Sequence[Candidate], stage: Stage, q_init: float
+    state: Vector, candidates: Sequence[Candidate], stage: Stage, settings: Settings
 ) -> tuple[Array, Array]:
     """(embedding part, scalar part) of the network input, one row per candidate."""
     s = np.asarray(state, dtype=np.float32)
     s = s / max(float(np.linalg.norm(s)), 1e-12)
     emb = np.stack([c.embedding for c in candidates]).astype(np.float32)
     sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
-    q, visits = stage_values(candidates, stage, q_init)
+    q, visits = stage_values(candidates, stage, settings.policy_q_init)
     rewards = [c.reward for c in candidates]
     scalars = np.stack(
         [
@@ -79,6 +82,7 @@ def candidate_features(
             np.log1p(visits) / 5.0,
             np.asarray([r if r is not None else 0.0 for r in rewards], dtype=np.float64),
             np.asarray([r is not None for r in rewards], dtype=np.float64),
+            value_scores(candidates, stage, settings),
         ],
         axis=1,
     ).astype(np.float32)
@@ -100,8 +104,8 @@ def _build_net(dim: int, hidden: int) -> torch.nn.Module:
             with torch.no_grad():
                 self.head.weight.zero_()
                 self.head.bias.zero_()
-                self.head.weight[0, _Q] = 1.0
-                self.head.weight[0, _ZSIM] = 0.05
+                self.head.weight[0, _Q] = 0.5
+                self.head.weight[0, _VALUE] = 0.1
                 last = self.body[2]
                 assert isinstance(last, nn.Linear)
                 last.weight.zero_()
@@ -244,7 +248,7 @@ class NeuralPolicy:
     def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:
         if not candidates:
             return np.zeros(0, np.float32)
-        emb, scalars = candidate_features(state, candidates, stage, self.settings.policy_q_init)
+        emb, scalars = candidate_features(state, candidates, stage, self.settings)
         key = (
             hashlib.blake2b(np.asarray(state, np.float32).tobytes(), digest_size=16).digest(),
             stage,
@@ -301,9 +305,7 @@ class NeuralPolicy:
             for p, i in enumerate(ids)
             if i in cases
         ]
-        emb, scalars = candidate_features(
-            state, candidates, feedback.stage, self.settings.policy_q_init
-        )
+        emb, scalars = candidate_features(state, candidates, feedback.stage, self.settings)
         return {c.case_id: (emb[p], scalars[p]) for p, c in enumerate(candidates)}
 
     def update(self, feedback: Feedback) -> None:

@@ -63,6 +63,27 @@ def neighbour_prior(
     return out
 
 
+def value_scores(
+    candidates: Sequence[Candidate], stage: Stage, settings: Settings
+) -> npt.NDArray[np.float64]:
+    """The `value` policy's score of each candidate (also a feature of `neural`)."""
+    if not candidates:
+        return np.zeros(0, dtype=np.float64)
+    sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
+    q_init = settings.policy_q_init
+    q, visits = stage_values(candidates, stage, q_init)
+    q = neighbour_prior(candidates, q, visits, q_init, settings.policy_neighbour_cos)
+    w = settings.policy_value_weight
+    scores = (1.0 - w) * zscore(sims) + w * zscore(q)
+    # Phase A of MemRL: a value is a property of the case, not of the task, so a case that
+    # earned it on other tasks must first be similar enough to compete here.
+    recall = settings.policy_recall
+    if len(candidates) > recall:
+        outside = np.argsort(-sims, kind="stable")[recall:]
+        scores[outside] = scores.min() - 1.0 - np.arange(outside.size) * 1e-6
+    return scores
+
+
 class ValuePolicy:
     """Learned per-case values, per stage; explores by UCB or epsilon-greedy."""
 
@@ -85,19 +106,7 @@ class ValuePolicy:
         self.rng = np.random.default_rng(seed)
 
     def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:
-        sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
-        q_init = self.settings.policy_q_init
-        q, visits = stage_values(candidates, stage, q_init)
-        q = neighbour_prior(candidates, q, visits, q_init, self.settings.policy_neighbour_cos)
-        w = self.settings.policy_value_weight
-        scores = (1.0 - w) * zscore(sims) + w * zscore(q)
-        # Phase A of MemRL: a value is a property of the case, not of the task, so a case
-        # that earned it on other tasks must first be similar enough to compete here.
-        recall = self.settings.policy_recall
-        if len(candidates) > recall:
-            outside = np.argsort(-sims, kind="stable")[recall:]
-            scores[outside] = scores.min() - 1.0 - np.arange(outside.size) * 1e-6
-        return scores.astype(np.float32)
+        return value_scores(candidates, stage, self.settings).astype(np.float32)
 
     def select(
         self,
