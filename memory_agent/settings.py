@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     policy_replay_size: int = Field(default=2000, ge=16, description="Neural replay buffer size.")
     policy_batch_size: int = Field(default=32, ge=1, le=4096)
     policy_save_every: int = Field(
-        default=20, ge=1, description="Neural: save weights after this many updates."
+        default=50, ge=1, description="Neural: save weights after this many updates."
     )
 
     @field_validator("home", mode="after")

@@ -7,11 +7,13 @@ on the reward's scale, so scores are comparable across tasks and usable for evic
 
 Inputs: the task embedding times the case embedding (which parts of meaning match), the case
 embedding (what kind of case it is), and cheap scalars: similarity, the case's learned
-value and visit count at the stage, and the reward its own episode earned. The network is a
-linear head over the scalars plus a one-hidden-layer MLP over everything; the head starts as
-"the tabular value, ties broken by similarity" and the MLP's output layer starts at zero, so
-a new policy behaves like `value` on day one (the warm start) and the MLP learns what
-generalises to cases never shown before (their embeddings and rewards, not their visits).
+value and visit count at the stage, the reward its own episode earned, and the `value`
+policy's score. The network is a linear head over the scalars plus a one-hidden-layer MLP
+over everything; the head starts as a positive mix of the tabular value and the `value`
+score and the MLP's output layer starts at zero, so a new policy ranks like `value` on day
+one (the warm start; a saved network is loaded instead when there is one) and the MLP
+learns what the task changes and what generalises to cases never shown before (their
+embeddings and rewards, not their visits).
 
 Training is online: each feedback adds one example per credited case to a replay buffer and
 takes one Adam step on a minibatch of the newest examples plus a random sample of older
