@@ -49,7 +49,13 @@ class Selection:
 
 @dataclass(frozen=True, slots=True)
 class Feedback:
-    """The outcome of one decision: what was shown, what was used, what it earned."""
+    """The outcome of one decision: what was shown, what was used, what it earned.
+
+    `reward` must lie in REWARD_RANGE. With `citation="cited"` (or "inferred") only the
+    `used` cases earn it and the other shown cases get the policy's unused target (0 by
+    default); `citation="flat"` says the planner gave no citations, so every shown case
+    gets the reward. Every id must be a live case of `namespace`.
+    """
 
     namespace: str
     stage: Stage
