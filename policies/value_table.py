@@ -130,27 +130,26 @@ class ValueTable:
                 for row in session.scalars(query)
             }
             now = utcnow()
+            changed: list[dict[str, Any]] = []
             fresh: list[dict[str, Any]] = []
             for case_id, target in targets.items():
                 new = next_stats(
                     old.get(case_id), target, step_size, q_init=q_init, prior_visits=prior_visits
                 )
                 out[case_id] = new
-                values = {
+                row = {
+                    "case_id": case_id,
+                    "stage": stage,
                     "visits": new.visits,
                     "q_value": new.q_value,
                     "reward_sum": new.reward_sum,
                     "last_reward": new.last_reward,
                     "updated_at": now,
                 }
-                if case_id in old:
-                    session.execute(
-                        update(CaseStatRow)
-                        .where(CaseStatRow.case_id == case_id, CaseStatRow.stage == stage)
-                        .values(**values)
-                    )
-                else:
-                    fresh.append({"case_id": case_id, "stage": stage, **values})
+                (changed if case_id in old else fresh).append(row)
+            # One executemany each: building a statement per row cost more than the write.
+            if changed:
+                session.execute(update(CaseStatRow), changed)
             if fresh:
                 session.execute(insert(CaseStatRow), fresh)
         return out
