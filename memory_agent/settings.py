@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     )
     policy_replay_size: int = Field(default=2000, ge=16, description="Neural replay buffer size.")
     policy_batch_size: int = Field(default=32, ge=1, le=4096)
+    policy_train_steps: int = Field(
+        default=1, ge=1, le=64, description="Neural: minibatch steps per feedback."
+    )
     policy_save_every: int = Field(
         default=50, ge=1, description="Neural: save weights after this many updates."
     )

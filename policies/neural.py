@@ -332,7 +332,8 @@ class NeuralPolicy:
             return
         self._ensure_model(fresh[0][0][0].shape[0] // 2)
         newest = [self._push(emb, sc, y) for (emb, sc), y in fresh]
-        self._train(newest)
+        for _ in range(self.settings.policy_train_steps):
+            self._train(newest)
         self.updates += 1
         if self.updates % self.settings.policy_save_every == 0:
             self.save()
