@@ -111,7 +111,7 @@ class Settings(BaseSettings):
         default=0.0, ge=-1.0, le=1.0,
         description="Target for shown cases the planner did not use (None: leave unchanged).",
     )  # fmt: skip
-    policy_hidden: int = Field(default=64, ge=4, le=4096, description="Neural Q hidden units.")
+    policy_hidden: int = Field(default=128, ge=4, le=4096, description="Neural Q hidden units.")
     policy_learning_rate: float = Field(
         default=1e-2, gt=0.0, le=1.0, description="Neural Adam step."
     )
