@@ -64,6 +64,48 @@ class Settings(BaseSettings):
     )
     max_trajectory_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
 
+    # runtime
+    model: str = Field(
+        default="smollm2-135m",
+        description="Chat model: `smollm2-135m` (the embedded local model), `scripted` (tests), "
+        "or a model name served by the OpenAI-compatible endpoint at `base_url`.",
+    )
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp)."
+    )
+    api_key: str | None = Field(
+        default=None, description="Key for `base_url`; falls back to OPENAI_API_KEY."
+    )
+    llm_timeout_s: float = Field(default=120.0, gt=0, description="Per LLM call.")
+    llm_max_retries: int = Field(default=3, ge=0, le=20)
+    max_new_tokens: int = Field(default=256, ge=1, le=32_768, description="Per LLM call.")
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0 means greedy.")
+    prompt_style: Literal["auto", "code", "react"] = Field(
+        default="auto",
+        description="`code`: cases as prior chat turns, the model answers with Python (small "
+        "models); `react`: plan, tools and FINAL ANSWER (large models); `auto` picks by model.",
+    )
+    policy: str = Field(
+        default="similarity", description="Case-selection policy, or `none` for no memory."
+    )
+    k_cases: int = Field(default=2, ge=0, le=50, description="Cases shown to the planner.")
+    max_steps: int = Field(default=8, ge=1, le=200, description="LLM calls per task.")
+    max_tool_calls: int = Field(default=8, ge=0, le=500, description="Tool calls per task.")
+    max_attempts: int = Field(
+        default=2, ge=1, le=10, description="Attempts per task (a failed one is refined)."
+    )
+    refine_on_wrong_answer: bool = Field(
+        default=False,
+        description="Also refine when the ground truth says the answer is wrong (off by "
+        "default: it would let evaluation runs peek at the truth).",
+    )
+    task_timeout_s: float = Field(default=300.0, gt=0, description="Wall-clock budget per task.")
+    tool_timeout_s: float = Field(default=20.0, gt=0, description="Per tool call.")
+    sandbox_memory_mb: int = Field(default=1024, ge=64, description="Python tool address space.")
+    docs_dir: Path | None = Field(
+        default=None, description="Folder the `search_docs` tool searches (off when unset)."
+    )
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

@@ -135,3 +135,6 @@ __all__ = [
     "UTCDateTime",
     "utcnow",
 ]
+
+# The run log's tables live in their own module; importing it here registers them on Base.
+from memory_agent.store import run_log_models as _run_log_models  # noqa: E402, F401
