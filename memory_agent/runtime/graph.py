@@ -287,7 +287,8 @@ class Episode:
                     '{"arg": ...}` or `FINAL ANSWER: ...`.',
                 }
             )
-        return self._llm_step({**s, **update, "messages": messages, "trajectory": trajectory})
+        stepped = self._llm_step({**s, **update, "messages": messages, "trajectory": trajectory})
+        return {**update, **stepped}
 
     def _llm_step(self, s: EpisodeState, *, first: bool = False) -> EpisodeState:
         """Call the model once on `s["messages"]` and parse its reply into the state."""
