@@ -79,7 +79,8 @@ def _files_line(files: Sequence[str]) -> str:
 def code_messages(task: str, cases: Sequence[ShownCase], files: Sequence[str]) -> list[Message]:
     """The `code` style conversation: each usable case is a prior turn."""
     messages: list[Message] = [{"role": "system", "content": CODE_SYSTEM}]
-    for case in cases:
+    # Best case last: a small model copies the turn nearest the question most faithfully.
+    for case in reversed(cases):
         if case.succeeded and case.plan:
             messages.append({"role": "user", "content": case.task})
             messages.append({"role": "assistant", "content": case.plan.strip()})

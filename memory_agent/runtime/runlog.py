@@ -137,7 +137,11 @@ class RunLog:
                 )
             )
         if self.listener is not None:
-            self.listener(kind, {"name": name, "duration_s": duration_s, **data})
+            self.listener(
+                kind,
+                {"name": name, "duration_s": duration_s, "prompt_tokens": prompt_tokens,
+                 "completion_tokens": completion_tokens, **data},
+            )  # fmt: skip
 
     def get(self, run_id: str) -> RunRow:
         with self._sessions() as session:
