@@ -43,7 +43,7 @@ class RunResult:
     run_id: str
     task: str
     answer: str | None  # the text after "FINAL ANSWER:" (None if none was given)
-    reward: float | None  # from ground truth, or None until feedback
+    reward: float | None  # from ground truth, a judge model, or None until feedback
     cases_shown: list[int]
     cases_used: list[int]  # cited by the planner, or inferred (see citation)
     citation: str  # "cited" | "inferred" | "none"
@@ -95,9 +95,11 @@ class MemoryAgent:
         memory: CaseMemory | None = None,
         policy: CasePolicy | str | None = None,
         tools: ToolRegistry | None = None,
+        judge: ChatModel | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self._llm = llm
+        self._judge = judge
         self._owns_memory = memory is None
         if memory is None:
             from memory_agent.store import CaseMemory
@@ -134,6 +136,21 @@ class MemoryAgent:
         return self._llm
 
     @property
+    def judge(self) -> ChatModel | None:
+        """The model that rates answers without ground truth (settings.judge_model)."""
+        if self._judge is None and self.settings.judge_model:
+            if self.settings.judge_model == "self":
+                self._judge = self.llm
+            else:
+                from memory_agent.llm import make_chat_model
+
+                judge_settings = self.settings.model_copy(
+                    update={"model": self.settings.judge_model}
+                )
+                self._judge = make_chat_model(judge_settings)
+        return self._judge
+
+    @property
     def episode(self) -> Episode:
         if self._episode is None:
             from memory_agent.runtime.graph import Episode
@@ -146,6 +163,7 @@ class MemoryAgent:
                 tools=self.tools,
                 runlog=self.log,
                 checkpoint_path=self.settings.home / "checkpoints.db",
+                judge=self.judge,
             )
         return self._episode
 

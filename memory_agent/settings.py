@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         description="`code`: cases as prior chat turns, the model answers with Python (small "
         "models); `react`: plan, tools and FINAL ANSWER (large models); `auto` picks by model.",
     )
+    judge_model: str | None = Field(
+        default=None,
+        description="Model that rates answers when no ground truth is given (`self`: the "
+        "agent's own model; another name: served at `base_url`). Off when unset.",
+    )
     policy: str = Field(
         default="similarity", description="Case-selection policy, or `none` for no memory."
     )

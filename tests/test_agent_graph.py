@@ -297,3 +297,35 @@ def test_arun(agent: MemoryAgent, llm: ScriptedChatModel) -> None:
 
     llm.queue("FINAL ANSWER: 42")
     assert asyncio.run(_arun(agent)) == 1.0
+
+
+def test_a_judge_model_rates_answers_without_ground_truth(
+    memory: CaseMemory, isolated_home: Path, llm: ScriptedChatModel
+) -> None:
+    judge = ScriptedChatModel(["YES", "No, it is 56.", "maybe"])
+    llm.queue("FINAL ANSWER: 42", "FINAL ANSWER: 54", "FINAL ANSWER: 12")
+    settings = Settings(home=isolated_home)
+    with MemoryAgent(settings, llm=llm, memory=memory, judge=judge) as agent:
+        right = agent.run("What is six times seven?")
+        wrong = agent.run("What is seven times eight?")
+        unsure = agent.run("What is three times four?")
+    assert (right.reward, right.reward_source) == (1.0, "judge")
+    assert (wrong.reward, wrong.reward_source) == (0.0, "judge")
+    assert (unsure.reward, unsure.reward_source) == (None, None)
+    assert "Answer: 42" in judge.calls[0][1]["content"]
+    assert memory.get(right.case_id or -1).outcome == "success"
+
+
+def test_learned_policies_keep_their_own_case_statistics() -> None:
+    from memory_agent.policies.similarity import SimilarityPolicy
+    from memory_agent.runtime.credit import policy_owns_stats
+
+    class Learned:
+        name = "value"
+
+    class Declared:
+        name = "custom"
+        owns_case_stats = True
+
+    assert not policy_owns_stats(SimilarityPolicy())
+    assert policy_owns_stats(Learned()) and policy_owns_stats(Declared())

@@ -1,8 +1,9 @@
 """Per-case credit: the reward of an episode goes to the cases the planner used.
 
 The runtime keeps each used case's per-stage statistics (visits, running-mean Q, reward sum,
-last reward) in `case_stats`, unless the policy declares `owns_case_stats = True` because it
-writes them itself (a learned value policy), so nothing is counted twice.
+last reward) in `case_stats` only for policies that learn nothing (similarity). Learned
+policies (`value`, `neural`) write those rows in their own `update`, so the runtime leaves
+them alone and nothing is counted twice; any policy can say so with `owns_case_stats`.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from sqlalchemy.orm import sessionmaker
 from memory_agent.store import CaseMemory
 from memory_agent.store.models import CaseRow, CaseStatRow, utcnow
 
+_LEARNING_POLICIES = frozenset({"value", "neural"})
+
 
 def policy_owns_stats(policy: object) -> bool:
-    return bool(getattr(policy, "owns_case_stats", False))
+    """Whether `policy.update` itself writes the per-case statistics."""
+    default = getattr(policy, "name", None) in _LEARNING_POLICIES
+    return bool(getattr(policy, "owns_case_stats", default))
 
 
 def credit_cases(memory: CaseMemory, case_ids: Sequence[int], stage: str, reward: float) -> None:

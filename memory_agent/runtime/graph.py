@@ -62,8 +62,10 @@ class Episode:
         tools: ToolRegistry,
         runlog: RunLog,
         checkpoint_path: Path,
+        judge: ChatModel | None = None,
     ) -> None:
         self.settings = settings
+        self.judge = judge
         self.llm = llm
         self.memory = memory
         self.policy = policy
@@ -473,13 +475,42 @@ class Episode:
 
     def node_reward(self, s: EpisodeState) -> EpisodeState:
         truth = s.get("ground_truth")
-        if s.get("error_kind") == "llm" or truth is None:
+        if s.get("error_kind") == "llm":
             return {"reward": None, "reward_source": None}
+        if truth is None:
+            return self._judge(s)
         from memory_agent.evals.scorer import question_scorer
 
         reward = 1.0 if question_scorer(s.get("answer"), truth) else 0.0
         self.log.event(s["run_id"], "reward", "ground_truth", reward=reward, answer=s.get("answer"))
         return {"reward": reward, "reward_source": "ground_truth"}
+
+    def _judge(self, s: EpisodeState) -> EpisodeState:
+        """A judge model's YES/NO on the answer; no reward when there is no judge or answer."""
+        answer = s.get("answer")
+        if self.judge is None or answer is None:
+            return {"reward": None, "reward_source": None}
+        messages: list[Message] = [
+            {"role": "system", "content": prompts.JUDGE_SYSTEM},
+            {"role": "user", "content": f"Task: {s['task']}\nAnswer: {answer}"},
+        ]
+        try:
+            reply = self.judge.chat(messages, max_tokens=8, temperature=0.0)
+        except Exception as exc:  # a failed judge leaves the reward to later feedback
+            self.log.event(s["run_id"], "error", "judge", message=f"{type(exc).__name__}: {exc}")
+            return {"reward": None, "reward_source": None}
+        verdict = prompts.parse_verdict(reply.text)
+        self.log.event(
+            s["run_id"], "reward", "judge", duration_s=reply.elapsed_s,
+            prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+            reward=verdict, reply=_clip(reply.text, 200),
+        )  # fmt: skip
+        return {
+            "reward": verdict,
+            "reward_source": None if verdict is None else "judge",
+            "prompt_tokens": s.get("prompt_tokens", 0) + reply.prompt_tokens,
+            "completion_tokens": s.get("completion_tokens", 0) + reply.completion_tokens,
+        }
 
     def node_credit(self, s: EpisodeState) -> EpisodeState:
         shown_cases = self._shown(s)

@@ -69,6 +69,24 @@ After each ACTION you get an OBSERVATION; then write the next ACTION or the FINA
 Write one ACTION per reply and never write an OBSERVATION yourself."""
 
 
+JUDGE_SYSTEM = (
+    "You check answers. Reply YES if the answer correctly and completely answers the task, "
+    "otherwise NO. Reply with the one word."
+)
+
+
+def parse_verdict(text: str) -> float | None:
+    """1.0 for a YES, 0.0 for a NO, None when the judge said neither."""
+    words = re.findall(r"[a-z]+", text.lower())
+    if not words:
+        return None
+    if words[0] in ("yes", "correct"):
+        return 1.0
+    if words[0] in ("no", "incorrect", "wrong"):
+        return 0.0
+    return None
+
+
 def _files_line(files: Sequence[str]) -> str:
     if not files:
         return ""
