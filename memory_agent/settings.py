@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     api_key: str | None = Field(
         default=None, description="Key for `base_url`; falls back to OPENAI_API_KEY."
     )
+    local_threads: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="CPU threads for the local model. One is fastest for the 135M model on a "
+        "busy machine: thread synchronisation costs more than the small matrices gain.",
+    )
     llm_timeout_s: float = Field(default=120.0, gt=0, description="Per LLM call.")
     llm_max_retries: int = Field(default=3, ge=0, le=20)
     max_new_tokens: int = Field(default=256, ge=1, le=32_768, description="Per LLM call.")

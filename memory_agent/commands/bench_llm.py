@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -27,6 +28,9 @@ def llm(
     max_tokens: Annotated[int, typer.Option(min=8, max=1024, help="New tokens per call.")] = 64,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model name.")] = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI endpoint.")] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, max=256, help="CPU threads of the local model.")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Time the chat backend: load, time to first token, decode tokens/s (greedy)."""
@@ -34,7 +38,7 @@ def llm(
 
     from memory_agent.llm import make_chat_model
 
-    settings = state(ctx).settings(model=model, base_url=base_url)
+    settings = state(ctx).settings(model=model, base_url=base_url, local_threads=threads)
     started = time.perf_counter()
     chat_model = make_chat_model(settings)
     load = getattr(chat_model, "load", None)
@@ -73,7 +77,9 @@ def llm(
         "backend": type(chat_model).__name__,
         "date": datetime.now(UTC).date().isoformat(),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
-        f"{__import__('os').cpu_count()} cores",
+        f"{os.cpu_count()} cores",
+        "local_threads": settings.local_threads,
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "runs": runs,
         "max_tokens": max_tokens,
         "load_s": round(load_s, 3),

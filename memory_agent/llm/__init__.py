@@ -21,7 +21,7 @@ def make_chat_model(settings: Settings) -> ChatModel:
     if settings.base_url is None and settings.model in LOCAL_MODELS:
         from memory_agent.llm.local import LocalChatModel
 
-        local = LocalChatModel(name=settings.model)
+        local = LocalChatModel(name=settings.model, threads=settings.local_threads)
         if style_override:
             local.prompt_style = style_override
         return local

@@ -80,9 +80,12 @@ class LocalChatModel:
 
     prompt_style: PromptStyle = "code"
 
-    def __init__(self, gguf: Path | None = None, *, name: str = "smollm2-135m") -> None:
+    def __init__(
+        self, gguf: Path | None = None, *, name: str = "smollm2-135m", threads: int | None = 1
+    ) -> None:
         self.gguf = gguf or smollm2_gguf_path()
         self.name = name
+        self.threads = threads
 
     def load(self) -> None:
         """Load the weights now (otherwise the first call does)."""
@@ -115,8 +118,14 @@ class LocalChatModel:
             options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if stop:
             options.update(stop_strings=list(stop), tokenizer=tokenizer)
-        with torch.inference_mode():
-            output = model.generate(**inputs, pad_token_id=tokenizer.eos_token_id, **options)
+        previous_threads = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                output = model.generate(**inputs, pad_token_id=tokenizer.eos_token_id, **options)
+        finally:
+            torch.set_num_threads(previous_threads)
         new_tokens = output[0][prompt_len:]
         raw = tokenizer.decode(new_tokens, skip_special_tokens=True)
         text, stopped = cut_at_stop(raw, stop)
