@@ -248,9 +248,11 @@ class MemoryAgent:
         self, run_id: str, task: str, state: EpisodeState | None, episode: Episode
     ) -> RunResult:
         started = time.perf_counter()
+        crashed = False
         try:
             final = episode.invoke(state, run_id)
         except Exception as exc:  # a bug must not lose the run's record
+            crashed = True
             self.log.event(run_id, "error", "crash", message=f"{type(exc).__name__}: {exc}")
             self.log.update(
                 run_id,
@@ -261,6 +263,8 @@ class MemoryAgent:
             saved = episode.saved_state(run_id) or {}
             final = {**saved, "error": f"{type(exc).__name__}: {exc}"}
         result = self._result(run_id, task, final, time.perf_counter() - started)
+        if not crashed:  # a crashed run keeps its checkpoints, to resume once fixed
+            episode.forget(run_id)
         from memory_agent.store.models import utcnow
 
         self.log.update(

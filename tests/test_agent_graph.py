@@ -329,3 +329,15 @@ def test_learned_policies_keep_their_own_case_statistics() -> None:
 
     assert not policy_owns_stats(SimilarityPolicy())
     assert policy_owns_stats(Learned()) and policy_owns_stats(Declared())
+
+
+def test_worked_examples_show_the_tool_calls_of_a_case_and_finished_runs_drop_checkpoints(
+    agent: MemoryAgent, llm: ScriptedChatModel
+) -> None:
+    llm.queue(CALC, "FINAL ANSWER: 42", "USED CASES: 1\nFINAL ANSWER: 56")
+    first = agent.run("What is six times seven?", ground_truth="42")
+    second = agent.run("What is seven times eight?", ground_truth="56")
+    assert 'ACTION: calculator {"expression": "6*7"}' in llm.calls[-1][1]["content"]
+    assert second.cases_shown == [first.case_id]
+    for run_id in (first.run_id, second.run_id):
+        assert agent.episode.saved_state(run_id) is None

@@ -76,8 +76,7 @@ def llm(
         "model": chat_model.name,
         "backend": type(chat_model).__name__,
         "date": datetime.now(UTC).date().isoformat(),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
-        f"{os.cpu_count()} cores",
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} cores",
         "local_threads": settings.local_threads,
         "load_average_1m": round(os.getloadavg()[0], 2),
         "runs": runs,

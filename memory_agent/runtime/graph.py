@@ -126,6 +126,10 @@ class Episode:
         values = snapshot.values if snapshot else None
         return values or None
 
+    def forget(self, run_id: str) -> None:
+        """Drop a finished run's checkpoints: only interrupted runs need them to resume."""
+        self.graph.checkpointer.delete_thread(run_id)
+
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
@@ -199,9 +203,10 @@ class Episode:
         cases = {c.id: c for c in self.memory.get_many(selection.case_ids)}
         shown = [i for i in selection.case_ids if i in cases]
         shown_cases = [
-            asdict(ShownCase(c.id, c.task, c.plan, c.answer, c.outcome))
+            asdict(ShownCase(c.id, c.task, c.plan, c.answer, c.outcome,
+                             prompts.actions_of(c.trajectory)))
             for c in (cases[i] for i in shown)
-        ]
+        ]  # fmt: skip
         self.log.event(
             s["run_id"],
             "selection",

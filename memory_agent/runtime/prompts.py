@@ -42,6 +42,7 @@ class ShownCase:
     plan: str | None
     answer: str | None
     outcome: str | None
+    actions: tuple[str, ...] = ()  # the tool calls it made, as ACTION lines
 
     @property
     def succeeded(self) -> bool:
@@ -118,10 +119,23 @@ def code_retry(previous: str, observation: str) -> list[Message]:
     ]
 
 
+def actions_of(trajectory: Any, limit: int = 5) -> tuple[str, ...]:
+    """A stored trajectory's tool calls as ACTION lines, so a planner can copy them."""
+    if not isinstance(trajectory, list):
+        return ()
+    lines = []
+    for step in trajectory:
+        if isinstance(step, dict) and step.get("type") == "tool" and step.get("ok"):
+            args = json.dumps(step.get("args") or {}, ensure_ascii=False)
+            lines.append(f"ACTION: {step.get('tool')} {args[:400]}")
+    return tuple(lines[:limit])
+
+
 def _case_block(case: ShownCase) -> str:
     lines = [f"[case {case.id}] task: {case.task.strip()}"]
     if case.plan:
         lines.append(f"plan: {case.plan.strip()}")
+    lines.extend(case.actions)
     if case.answer:
         lines.append(f"answer: {case.answer.strip()}")
     return "\n".join(lines)
