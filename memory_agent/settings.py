@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     task_timeout_s: float = Field(default=300.0, gt=0, description="Wall-clock budget per task.")
     tool_timeout_s: float = Field(default=20.0, gt=0, description="Per tool call.")
     sandbox_memory_mb: int = Field(default=1024, ge=64, description="Python tool address space.")
+    mcp_servers: list[str] = Field(
+        default_factory=list,
+        description="MCP servers whose tools the agent may call, each a command line "
+        '(stdio), e.g. `python my_server.py`. Needs `pip install "mcp>=2"`.',
+    )
     docs_dir: Path | None = Field(
         default=None, description="Folder the `search_docs` tool searches (off when unset)."
     )

@@ -20,8 +20,9 @@ __all__ = [
 
 
 def default_tools(settings: Settings) -> ToolRegistry:
-    """python, calculator and read_file; search_docs when a document folder is set; plus any
-    installed plugins. There is deliberately no shell tool."""
+    """python, calculator and read_file; search_docs when a document folder is set; the tools
+    of the configured MCP servers; plus any installed plugins. There is deliberately no shell
+    tool."""
     from memory_agent.tools.attachments import ReadFileTool
     from memory_agent.tools.calculator import CalculatorTool
     from memory_agent.tools.python_sandbox import PythonTool
@@ -31,5 +32,11 @@ def default_tools(settings: Settings) -> ToolRegistry:
         from memory_agent.tools.docsearch import SearchDocsTool
 
         registry.register(SearchDocsTool(settings.docs_dir.expanduser()))
+    if settings.mcp_servers:
+        from memory_agent.tools.mcp import mcp_tools
+
+        for server in settings.mcp_servers:
+            for tool in mcp_tools(server, timeout_s=settings.tool_timeout_s + 10):
+                registry.register(tool)
     registry.load_plugins()
     return registry
