@@ -341,3 +341,23 @@ def test_worked_examples_show_the_tool_calls_of_a_case_and_finished_runs_drop_ch
     assert second.cases_shown == [first.case_id]
     for run_id in (first.run_id, second.run_id):
         assert agent.episode.saved_state(run_id) is None
+
+
+def test_a_refine_attempt_starts_clean_when_wrong_answers_may_be_retried(
+    memory: CaseMemory, isolated_home: Path, llm: ScriptedChatModel
+) -> None:
+    first = memory.add("What is six times seven?", plan="multiply", answer="42",
+                       outcome="success", reward=1.0)  # fmt: skip
+    memory.add("What is six plus seven?", plan="add", answer="13", outcome="success", reward=1.0)
+    llm.queue(
+        f"PLAN: guess\nUSED CASES: {first.id}\nFINAL ANSWER: 54",
+        "Thinking again, seven eights.\nFINAL ANSWER: 56",
+    )
+    with make_agent(memory, isolated_home, llm, k_cases=1, refine_on_wrong_answer=True) as agent:
+        result = agent.run("What is seven times eight?", ground_truth="56")
+    assert (result.answer, result.reward, result.attempts, result.stage) == (
+        "56", 1.0, 2, "refine",
+    )  # fmt: skip
+    assert result.citation == "inferred" and result.cases_used == []  # not attempt 1's citation
+    assert "the answer '54' was wrong" in llm.calls[1][1]["content"]
+    assert memory.get(first.id).stats["plan"].q_value == 0.0  # attempt 1's case got its 0

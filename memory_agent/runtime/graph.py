@@ -252,7 +252,10 @@ class Episode:
             "error": None,
             "error_kind": None,
         }
-        return self._llm_step({**s, **update}, first=True)
+        # The reset fields must reach the state too, or a refine attempt would inherit the
+        # previous attempt's answer, citation and note.
+        update["retry_note"] = None
+        return {**update, **self._llm_step({**s, **update}, first=True)}
 
     def node_act(self, s: EpisodeState) -> EpisodeState:
         pending = s.get("pending") or {"kind": "none"}
