@@ -106,7 +106,7 @@ class MemoryAgent:
 
             memory = CaseMemory(self.settings)
         self.memory = memory
-        chosen = self.settings.policy if policy is None else policy
+        chosen = self.settings.agent_policy() if policy is None else policy
         if isinstance(chosen, str):
             self.policy_name = chosen
             self.policy: CasePolicy | None = None

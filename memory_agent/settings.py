@@ -97,10 +97,27 @@ class Settings(BaseSettings):
         description="Model that rates answers when no ground truth is given (`self`: the "
         "agent's own model; another name: served at `base_url`). Off when unset.",
     )
-    policy: str = Field(
-        default="similarity", description="Case-selection policy, or `none` for no memory."
+    policy: str | None = Field(
+        default=None,
+        description="Case-selection policy for the agent, or `none` for no memory. Unset: the "
+        "policies' own default (`policy_name`) when that setting exists, else `similarity`.",
     )
-    k_cases: int = Field(default=2, ge=0, le=50, description="Cases shown to the planner.")
+    k_cases: int | None = Field(
+        default=None,
+        ge=0,
+        le=50,
+        description="Cases shown to the planner. Unset: `policy_k` when that setting exists, "
+        "else 2.",
+    )
+
+    def agent_policy(self) -> str:
+        """The policy name the agent uses (see `policy`)."""
+        return self.policy or str(getattr(self, "policy_name", "similarity"))
+
+    def agent_k(self) -> int:
+        """How many cases the agent shows (see `k_cases`)."""
+        return self.k_cases if self.k_cases is not None else int(getattr(self, "policy_k", 2))
+
     max_steps: int = Field(default=8, ge=1, le=200, description="LLM calls per task.")
     max_tool_calls: int = Field(default=8, ge=0, le=500, description="Tool calls per task.")
     max_attempts: int = Field(

@@ -156,7 +156,7 @@ class Episode:
     # ------------------------------------------------------------------ nodes
 
     def node_retrieve(self, s: EpisodeState) -> EpisodeState:
-        if self.policy is None or self.settings.k_cases == 0:
+        if self.policy is None or self.settings.agent_k() == 0:
             self.log.event(s["run_id"], "retrieval", "off", candidates=[])
             return {"state_vector": None, "candidates": []}
         from memory_agent.policies.base import shortlist
@@ -198,7 +198,7 @@ class Episode:
         started = time.perf_counter()
         vector = np.asarray(s["state_vector"], dtype=np.float32)
         selection = self.policy.select(
-            vector, pool, self.settings.k_cases, stage, explore=s.get("learn", True)
+            vector, pool, self.settings.agent_k(), stage, explore=s.get("learn", True)
         )
         cases = {c.id: c for c in self.memory.get_many(selection.case_ids)}
         shown = [i for i in selection.case_ids if i in cases]
