@@ -24,7 +24,11 @@ CALC = 'PLAN: 1. multiply\nUSED CASES: none\nACTION: calculator {"expression": "
 def make_agent(
     memory: CaseMemory, home: Path, llm: ScriptedChatModel, **settings: Any
 ) -> MemoryAgent:
-    merged: dict[str, Any] = {"home": home, "task_timeout_s": 60, "tool_timeout_s": 5}
+    # similarity learns nothing itself, so the runtime's own credit bookkeeping is what the
+    # statistics show; learned policies are tested in their own suite.
+    merged: dict[str, Any] = {
+        "home": home, "task_timeout_s": 60, "tool_timeout_s": 5, "policy": "similarity",
+    }  # fmt: skip
     merged.update(settings)
     return MemoryAgent(Settings(**merged), llm=llm, memory=memory)
 
@@ -150,7 +154,7 @@ class ExplodingTool:
 def test_tool_errors_and_tool_timeouts_do_not_crash_the_run(
     memory: CaseMemory, isolated_home: Path, llm: ScriptedChatModel
 ) -> None:
-    settings = Settings(home=isolated_home, tool_timeout_s=1)
+    settings = Settings(home=isolated_home, tool_timeout_s=1, policy="similarity")
     tools = default_tools(settings)
     tools.register(ExplodingTool())
     llm.queue(
@@ -304,7 +308,7 @@ def test_a_judge_model_rates_answers_without_ground_truth(
 ) -> None:
     judge = ScriptedChatModel(["YES", "No, it is 56.", "maybe"])
     llm.queue("FINAL ANSWER: 42", "FINAL ANSWER: 54", "FINAL ANSWER: 12")
-    settings = Settings(home=isolated_home)
+    settings = Settings(home=isolated_home, policy="similarity")
     with MemoryAgent(settings, llm=llm, memory=memory, judge=judge) as agent:
         right = agent.run("What is six times seven?")
         wrong = agent.run("What is seven times eight?")

@@ -69,7 +69,9 @@ def test_a_stored_case_makes_the_small_model_succeed(
             assert taught.cases_shown == [case.id]
             assert (taught.cases_used, taught.citation) == ([case.id], "inferred")
             stats = store.get(case.id).stats["plan"]
-            assert (stats.visits, stats.q_value) == (1, 1.0)  # its value rose from nothing
+            # Its value rose from nothing (exactly 1.0 under similarity, whose statistics the
+            # runtime keeps; a learned policy moves it from its prior towards 1).
+            assert stats.visits == 1 and stats.q_value > 0.5 and stats.last_reward == 1.0
             written = store.get(taught.case_id or -1)
             assert (written.outcome, written.plan) == ("success", taught.plan)
             events = [e.kind for e in agent.log.events(taught.run_id)]

@@ -101,7 +101,7 @@ def test_agent_learns_through_the_openai_compatible_path(
         assert result.error is None and result.cases_shown == [case.id]
         assert result.prompt_tokens > 0 and result.completion_tokens > 0
         assert result.reward == 1.0, (result.answer, result.plan)
-        assert memory.get(case.id).stats["plan"].q_value == 1.0
+        assert memory.get(case.id).stats["plan"].last_reward == 1.0
 
 
 def test_unreachable_endpoint_is_a_clear_error() -> None:
