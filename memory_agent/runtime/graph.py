@@ -702,4 +702,4 @@ def initial_state(
     }
 
 
-__all__ = ["Episode", "Message", "initial_state", "outcome_for"]
+__all__ = ["Episode", "initial_state", "outcome_for"]
