@@ -136,7 +136,9 @@ __all__ = [
     "utcnow",
 ]
 
-# Tables owned by other areas register on the same metadata (imported last: they need Base).
+# Tables owned by other areas live in their own modules; importing them here (last: they need
+# Base) registers them on the same metadata.
+from memory_agent.store import run_log_models as _run_log_models  # noqa: E402, F401
 from memory_agent.store.policy_models import PolicyStateRow  # noqa: E402
 
 __all__ += ["PolicyStateRow"]

@@ -1,11 +1,11 @@
-"""`memory-agent bench ...`: benchmarks that measure the store and the policies."""
+"""`memory-agent bench ...`: benchmarks that measure the store, the policies and the models."""
 
 from __future__ import annotations
 
+from memory_agent.commands.bench_llm import llm as bench_llm
+from memory_agent.commands.bench_policy import bench_policy
 from memory_agent.commands.common import new_typer
 
 app = new_typer("Benchmarks: each prints its figures (--json for machines) beside a baseline.")
-
-from memory_agent.commands.bench_policy import bench_policy  # noqa: E402
-
 app.command("policy")(bench_policy)
+app.command("llm")(bench_llm)
