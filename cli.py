@@ -11,10 +11,12 @@ from typing import Annotated
 import typer
 
 from memory_agent.commands.common import CliState, new_typer
+from memory_agent.commands.eval import app as eval_app
 from memory_agent.commands.memory import app as memory_app
 
 app = new_typer("An agent that gets better at its work by remembering what worked.")
 app.add_typer(memory_app, name="memory")
+app.add_typer(eval_app, name="eval")
 
 
 @app.callback()

@@ -12,6 +12,7 @@ import time
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from memory_agent.errors import DependencyMissingError
 from memory_agent.evals.gaia import GaiaTask
 from memory_agent.evals.runner import Attempt
 
@@ -45,7 +46,15 @@ class AgentSolver:
         agent = getattr(self._local, "agent", None)
         if agent is None:
             # import_module keeps this module type-checkable before the runtime lands
-            memory_agent_class = import_module("memory_agent.agent").MemoryAgent
+            try:
+                memory_agent_class = import_module("memory_agent.agent").MemoryAgent
+            except ModuleNotFoundError as exc:
+                if exc.name != "memory_agent.agent":
+                    raise
+                raise DependencyMissingError(
+                    "This build has no agent runtime (memory_agent.agent); install a "
+                    "memory-agent release that includes it to run evaluations."
+                ) from exc
             agent = memory_agent_class(self.settings, llm=self.llm, policy=self.policy)
             self._local.agent = agent
             with self._lock:
