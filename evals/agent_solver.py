@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from memory_agent.errors import DependencyMissingError
+from memory_agent.errors import DependencyMissingError, InvalidInputError
 from memory_agent.evals.gaia import GaiaTask
 from memory_agent.evals.runner import Attempt
 
@@ -83,6 +84,32 @@ class AgentSolver:
             run_id=str(result.run_id),
             error=result.error,
         )
+
+    def remember(self, tasks: Sequence[GaiaTask]) -> int:
+        """Store solved tasks (the solution in `annotator_metadata["solution"]`) as successful
+        cases, before any agent opens the memory. Returns how many were added."""
+        from memory_agent.store import CaseMemory, NewCase
+
+        if self._agents:
+            raise InvalidInputError("Worked examples must be stored before the first task runs.")
+        cases = [
+            NewCase(
+                task=t.question,
+                plan=str(t.annotator_metadata.get("solution") or "") or None,
+                answer=t.final_answer,
+                reward=1.0,
+                outcome="success",
+                source="worked-example",
+                meta={"task_id": t.task_id},
+            )
+            for t in tasks
+        ]
+        memory = CaseMemory(self.settings)
+        try:
+            ids = memory.add_many(cases, namespace=self.namespace)
+        finally:
+            memory.close()
+        return len(ids)
 
     def close(self) -> None:
         with self._lock:

@@ -17,13 +17,14 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from memory_agent.errors import InvalidInputError
 from memory_agent.evals.gaia import GaiaTask, load_split, write_metadata
 from memory_agent.evals.runner import Solver, run_eval
 
 HOLDOUT_SEED_OFFSET = 1_000_003  # held-out instances come from a disjoint generator seed
+WORKED_SEED_OFFSET = 2_000_003  # and so do the worked examples stored before the stream
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Family:
     name: str
     source: str  # the reasoning-gym dataset it draws from
     build: Callable[[dict[str, Any]], tuple[str, str]]
+    solution: Callable[[dict[str, Any]], str]  # one line of Python that computes the answer
     twin: str | None = None  # the family whose questions read almost the same
 
 
@@ -61,19 +63,47 @@ def _words_with_letter(entry: dict[str, Any]) -> tuple[str, str]:
     return question, str(sum(1 for w in words if letter in w.lower()))
 
 
+def _number(entry: dict[str, Any]) -> int:
+    return int(entry["metadata"]["number"])
+
+
+def _word(entry: dict[str, Any]) -> str:
+    return repr(str(entry["metadata"]["word"]))
+
+
+def _letter_code(entry: dict[str, Any], template: str) -> str:
+    meta = entry["metadata"]
+    text = " ".join(str(w) for w in meta["span"])
+    return template.format(letter=repr(str(meta["target_letter"])), text=repr(text))
+
+
+def _numbers(entry: dict[str, Any]) -> str:
+    return ", ".join(str(int(n)) for n in entry["metadata"]["numbers"])
+
+
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family("count_bits", "count_bits", _as_given, twin="count_zero_bits"),
-        Family("count_zero_bits", "count_bits", _zero_bits, twin="count_bits"),
-        Family("spell_backward", "spell_backward", _as_given, twin="sort_letters"),
-        Family("sort_letters", "spell_backward", _sorted_letters, twin="spell_backward"),
-        Family("letter_counting", "letter_counting", _as_given, twin="words_with_letter"),
-        Family("words_with_letter", "letter_counting", _words_with_letter, twin="letter_counting"),
-        Family("gcd", "gcd", _as_given, twin="lcm"),
-        Family("lcm", "lcm", _as_given, twin="gcd"),
+        Family("count_bits", "count_bits", _as_given,
+               lambda e: f"bin({_number(e)}).count('1')", twin="count_zero_bits"),
+        Family("count_zero_bits", "count_bits", _zero_bits,
+               lambda e: f"bin({_number(e)})[2:].count('0')", twin="count_bits"),
+        Family("spell_backward", "spell_backward", _as_given,
+               lambda e: f"{_word(e)}[::-1]", twin="sort_letters"),
+        Family("sort_letters", "spell_backward", _sorted_letters,
+               lambda e: f"''.join(sorted({_word(e)}))", twin="spell_backward"),
+        Family("letter_counting", "letter_counting", _as_given,
+               lambda e: _letter_code(e, "{text}.lower().count({letter})"),
+               twin="words_with_letter"),
+        Family("words_with_letter", "letter_counting", _words_with_letter,
+               lambda e: _letter_code(e, "sum({letter} in w.lower() for w in {text}.split())"),
+               twin="letter_counting"),
+        Family("gcd", "gcd", _as_given,
+               lambda e: f"import math; math.gcd({_numbers(e)})", twin="lcm"),
+        Family("lcm", "lcm", _as_given,
+               lambda e: f"import math; math.lcm({_numbers(e)})", twin="gcd"),
     )
-}
+}  # fmt: skip
 DEFAULT_FAMILIES = ("count_bits", "spell_backward", "letter_counting")
 
 
@@ -136,6 +166,7 @@ def make_tasks(
                     "family": name,
                     "source": f"reasoning-gym {FAMILIES[name].source}",
                     "seed": seed,
+                    "solution": FAMILIES[name].solution(entry),
                 },
                 row=index + 1,
             )
@@ -144,9 +175,10 @@ def make_tasks(
 
 
 def make_stream(
-    families: Sequence[str], tasks: int, holdout: int, seed: int
-) -> tuple[list[GaiaTask], list[GaiaTask]]:
-    """The training stream and a held-out set with no question in common."""
+    families: Sequence[str], tasks: int, holdout: int, seed: int, *, worked_examples: int = 0
+) -> tuple[list[GaiaTask], list[GaiaTask], list[GaiaTask]]:
+    """The training stream, a held-out set, and `worked_examples` solved tasks per family;
+    no question appears in two of them."""
     train = make_tasks(families, tasks, seed, prefix="train")
     seen = {t.question for t in train}
     candidates = make_tasks(
@@ -157,7 +189,29 @@ def make_stream(
         raise InvalidInputError(
             f"Only {len(held)} held-out tasks differ from the training stream; ask for fewer."
         )
-    return train, held
+    worked: list[GaiaTask] = []
+    if worked_examples > 0:
+        seen |= {t.question for t in held}
+        pool = make_tasks(
+            families,
+            (worked_examples + 2) * len(families),
+            seed + WORKED_SEED_OFFSET,
+            prefix="worked",
+        )
+        for family in families:
+            mine = [
+                t
+                for t in pool
+                if t.annotator_metadata["family"] == family and t.question not in seen
+            ]
+            worked.extend(mine[:worked_examples])
+    return train, held, worked
+
+
+class Rememberer(Protocol):
+    """A solver that can be given solved tasks (question, solution, answer) as memory."""
+
+    def remember(self, tasks: Sequence[GaiaTask]) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -186,13 +240,21 @@ def run_policy(
     solver_factory: SolverFactory,
     out: Path,
     *,
+    worked: Sequence[GaiaTask] = (),
     resume: bool = False,
 ) -> PolicyRun:
-    """The training stream (continual) then the held-out set (frozen) for one policy."""
+    """Worked examples, the training stream (continual), then the held-out set (frozen)."""
     home = out / f"seed-{seed}" / policy
     solver = solver_factory(policy, home)
     try:
         train_scores: list[bool] = []
+        if policy != "none" and worked and not (resume and (home / "train").exists()):
+            remember = getattr(solver, "remember", None)
+            if not callable(remember):
+                raise InvalidInputError(
+                    f"{type(solver).__name__} cannot store worked examples; use --worked 0."
+                )
+            remember(worked)
         if policy != "none":
             trained = run_eval(
                 load_split(train_dir), solver, home / "train", mode="continual", resume=resume,
@@ -234,20 +296,35 @@ def run_stream(
     seeds: Sequence[int],
     solver_factory: SolverFactory,
     out: Path,
+    worked_examples: int = 0,
     resume: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> list[PolicyRun]:
-    """Every policy on every seed; each policy starts from an empty memory of its own."""
+    """Every policy on every seed; each policy starts from a memory of its own holding only
+    the worked examples (none for the `none` baseline)."""
     runs: list[PolicyRun] = []
     for seed in seeds:
-        train, held = make_stream(families, tasks, holdout, seed)
+        train, held, worked = make_stream(
+            families, tasks, holdout, seed, worked_examples=worked_examples
+        )
         train_dir = write_stream(out / f"seed-{seed}" / "tasks" / "train", train)
         holdout_dir = write_stream(out / f"seed-{seed}" / "tasks" / "holdout", held)
+        if worked:
+            write_stream(out / f"seed-{seed}" / "tasks" / "worked", worked)
         for policy in policies:
             if progress is not None:
                 progress(f"seed {seed}: policy {policy}")
             runs.append(
-                run_policy(policy, seed, train_dir, holdout_dir, solver_factory, out, resume=resume)
+                run_policy(
+                    policy,
+                    seed,
+                    train_dir,
+                    holdout_dir,
+                    solver_factory,
+                    out,
+                    worked=worked,
+                    resume=resume,
+                )  # fmt: skip
             )
     return runs
 

@@ -60,6 +60,7 @@ class LearningSolver:
         self.known: set[str] = set()
         self.calls: list[tuple[str, bool]] = []
         self.closed = False
+        self.remembered: list[str] = []
 
     def solve(self, task: GaiaTask, attempt: int, *, learn: bool) -> Attempt:
         self.calls.append((task.task_id, learn))
@@ -68,6 +69,11 @@ class LearningSolver:
         if learn and self.policy != "none":
             self.known.add(family)
         return Attempt(prediction=answer)
+
+    def remember(self, tasks: list[GaiaTask]) -> int:
+        self.remembered = [t.task_id for t in tasks]
+        self.known |= {family_of(t.question)[0] for t in tasks}
+        return len(tasks)
 
     def close(self) -> None:
         self.closed = True
@@ -87,12 +93,14 @@ def test_generated_answers_match_an_independent_procedure(family: str) -> None:
 def test_streams_are_seeded_balanced_and_holdout_is_disjoint() -> None:
     families = resolve_families(["count_bits", "spell_backward"], with_distractors=True)
     assert families == ["count_bits", "count_zero_bits", "spell_backward", "sort_letters"]
-    train, held = make_stream(families, 16, 8, seed=3)
-    again, _ = make_stream(families, 16, 8, seed=3)
-    other, _ = make_stream(families, 16, 8, seed=4)
+    train, held, worked = make_stream(families, 16, 8, seed=3, worked_examples=2)
+    again, _, _ = make_stream(families, 16, 8, seed=3)
+    other, _, _ = make_stream(families, 16, 8, seed=4)
     assert [t.question for t in train] == [t.question for t in again]
     assert [t.question for t in train] != [t.question for t in other]
     assert len(held) == 8 and not {t.question for t in held} & {t.question for t in train}
+    assert [t.annotator_metadata["family"] for t in worked] == [f for f in families for _ in "ab"]
+    assert not {t.question for t in worked} & {t.question for t in train + held}
     counts = {f: sum(t.annotator_metadata["family"] == f for t in train) for f in families}
     assert counts == dict.fromkeys(families, 4)
     with pytest.raises(InvalidInputError, match="Unknown family 'bogus'"):
@@ -144,3 +152,35 @@ def test_protocol_train_continual_then_frozen_holdout(tmp_path: Path) -> None:
     assert "| similarity | 100.0% ± 0.0 | 50.0% |" in text
     png = learning_curve(runs, tmp_path / "curve.png", title="test")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_worked_examples_reach_memory_policies_only(tmp_path: Path) -> None:
+    solvers: dict[str, LearningSolver] = {}
+
+    def factory(policy: str, home: Path) -> LearningSolver:
+        solvers[policy] = LearningSolver(policy)
+        return solvers[policy]
+
+    runs = run_stream(
+        families=["count_bits", "spell_backward"], policies=["none", "similarity"], tasks=6,
+        holdout=4, seeds=[7], solver_factory=factory, out=tmp_path, worked_examples=1,
+    )  # fmt: skip
+    assert solvers["none"].remembered == []
+    assert [t.split("-")[-1] for t in solvers["similarity"].remembered] == [
+        "count_bits", "spell_backward"
+    ]  # fmt: skip
+    by = {r.policy: r for r in runs}
+    assert all(by["similarity"].train_scores) and by["similarity"].holdout_accuracy == 1.0
+    assert by["none"].holdout_accuracy == 0.0
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_reference_solutions_compute_the_answer(family: str) -> None:
+    for task in make_tasks([family], 5, seed=11):
+        *statements, expression = str(task.annotator_metadata["solution"]).split("; ")
+        namespace: dict[str, object] = {}
+        for statement in statements:
+            exec(statement, namespace)
+        value = eval(expression, namespace)
+        assert task.final_answer is not None
+        assert question_scorer(str(value), task.final_answer)

@@ -152,6 +152,10 @@ def stream(
         typer.Option("--distractors", help="Add each family's look-alike twin to the stream."),
     ] = False,
     tasks: Annotated[int, typer.Option(help="Tasks in the training stream.")] = 24,
+    worked: Annotated[
+        int,
+        typer.Option(help="Worked examples per family stored before the stream (0: cold start)."),
+    ] = 1,
     holdout: Annotated[int, typer.Option(help="Held-out tasks (memory frozen).")] = 12,
     policies: Annotated[
         str | None,
@@ -174,8 +178,9 @@ def stream(
 ) -> None:
     """Continual learning on seeded reasoning-gym tasks: train, then a frozen held-out set.
 
-    Each policy starts from its own empty memory, learns along the training stream, then
-    answers new instances with memory frozen. `none` (memory off) is the baseline.
+    Each policy starts from its own memory holding only --worked solved examples per family,
+    learns along the training stream, then answers new instances with memory frozen.
+    `none` (memory off, no examples) is the baseline.
     """
     from memory_agent.evals.agent_solver import AgentSolver
     from memory_agent.evals.runner import default_run_name
@@ -194,8 +199,10 @@ def stream(
     chosen = [check_policy(p) for p in wanted]
     if not chosen:
         raise InvalidInputError("Give at least one policy (--policies none,similarity).")
-    if tasks < 1 or holdout < 1 or seeds < 1:
-        raise InvalidInputError("--tasks, --holdout and --seeds must be at least 1.")
+    if tasks < 1 or holdout < 1 or seeds < 1 or worked < 0:
+        raise InvalidInputError(
+            "--tasks, --holdout and --seeds must be at least 1, --worked at least 0."
+        )
     settings = _settings(ctx, model, base_url)
     folder = out or settings.home / "evals" / default_run_name("stream")
     if folder.exists() and any(folder.iterdir()) and not resume:
@@ -210,7 +217,7 @@ def stream(
     runs = run_stream(
         families=names, policies=chosen, tasks=tasks, holdout=holdout,
         seeds=list(range(seed, seed + seeds)), solver_factory=factory, out=folder,
-        resume=resume, progress=lambda text: typer.echo(text, err=True),
+        worked_examples=worked, resume=resume, progress=lambda text: typer.echo(text, err=True),
     )  # fmt: skip
     elapsed = time.perf_counter() - started
     table = summary(runs)
@@ -228,6 +235,7 @@ def stream(
         "train": {p: row["train"] for p, row in table.items()},
         "tasks": tasks,
         "holdout_tasks": holdout,
+        "worked_examples_per_family": worked,
         "families": names,
         "seeds": seed_list,
         "model": _model_name(settings),
