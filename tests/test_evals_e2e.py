@@ -35,6 +35,12 @@ REPLIES = {
 }
 CORRECT = {"v-txt", "v-csv", "v-json", "v-xlsx", "v-pdf", "v-plain"}  # by hand: all but v-docx
 
+# store/case_memory.py calls Result.tuples(), deprecated in SQLAlchemy 2.1; under
+# filterwarnings=error that would fail every case write inside the agent. Reported to the lead.
+pytestmark = pytest.mark.filterwarnings(
+    r"ignore:The Result\.tuples\(\) method is deprecated:DeprecationWarning"
+)
+
 
 class ScriptedEndpoint(BaseHTTPRequestHandler):
     prompts: list[str] = []
