@@ -151,12 +151,12 @@ def stream(
         bool,
         typer.Option("--distractors", help="Add each family's look-alike twin to the stream."),
     ] = False,
-    tasks: Annotated[int, typer.Option(help="Tasks in the training stream.")] = 24,
+    tasks: Annotated[int, typer.Option(help="Tasks in the training stream.")] = 9,
     worked: Annotated[
         int,
         typer.Option(help="Worked examples per family stored before the stream (0: cold start)."),
     ] = 1,
-    holdout: Annotated[int, typer.Option(help="Held-out tasks (memory frozen).")] = 12,
+    holdout: Annotated[int, typer.Option(help="Held-out tasks (memory frozen).")] = 9,
     policies: Annotated[
         str | None,
         typer.Option(help="Comma-separated policies; `none` is memory off. Default: all."),
