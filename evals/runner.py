@@ -210,6 +210,7 @@ def run_with_progress(
     split: GaiaSplit, solver: Solver, run_dir: Path, *, pass_k: int = 1, **kwargs: Any
 ) -> RunOutcome:
     """`run_eval` with a rich progress bar showing the running accuracy."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     total = len(split.tasks) * pass_k
@@ -220,6 +221,7 @@ def run_with_progress(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        console=Console(stderr=True),  # stdout stays clean for --json and the report
     ) as bar:
         bar_id = bar.add_task("attempts", total=total)
         if kwargs.get("resume"):
