@@ -250,3 +250,17 @@ def test_two_processes_append_without_interleaving(tmp_path: Path) -> None:
     assert sorted((r["task_id"], r["attempt"]) for r in records) == sorted(
         (name, i) for name in ("p", "q") for i in range(150)
     )
+
+
+def test_progress_bar_run_keeps_stdout_clean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from memory_agent.evals.runner import run_with_progress
+
+    split = load_split(SAMPLE / "validation")
+    first = run_with_progress(split.select(limit=3), ScriptedSolver(SCRIPT), tmp_path / "r")
+    assert first.ran == 3
+    resumed = run_with_progress(split, ScriptedSolver(SCRIPT), tmp_path / "r", resume=True)
+    assert (resumed.ran, resumed.skipped) == (4, 3)
+    assert resumed.scores["all"].pass_1 == pytest.approx(4 / 7)  # attempt 0 column of CORRECT
+    assert capsys.readouterr().out == ""
