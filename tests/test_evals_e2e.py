@@ -42,15 +42,34 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 
+def gaia_answer(prompt: str) -> str:
+    task = prompt.rsplit("Task:", 1)[-1]  # past cases shown above must not steer the reply
+    return next((a for phrase, a in REPLIES.items() if phrase in task), "no idea")
+
+
+def stream_answer(prompt: str) -> str:
+    """Solves a stream task only when a worked example of its family is shown: a stand-in
+    for a model that can follow an example but not work the procedure out alone."""
+    from test_evals_stream import PROCEDURES, family_of
+
+    shown, _, task = prompt.rpartition("Task:")
+    family, match = family_of(task.strip())
+    worked = shown.split("Past cases that failed")[0]
+    examples = [line for line in worked.splitlines() if line.startswith("[case ")]
+    if any(family_of(line.split("task:", 1)[1].strip())[0] == family for line in examples):
+        return PROCEDURES[family][1](match)
+    return "I do not know"
+
+
 class ScriptedEndpoint(BaseHTTPRequestHandler):
     prompts: list[str] = []
+    answer = staticmethod(gaia_answer)
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         user = [m["content"] for m in body["messages"] if m["role"] == "user"][0]
         type(self).prompts.append(user)
-        task = user.rsplit("Task:", 1)[-1]  # past cases shown above must not steer the reply
-        answer = next((a for phrase, a in REPLIES.items() if phrase in task), "no idea")
+        answer = type(self).answer(user)
         text = f"PLAN: 1. read the task\nUSED CASES: none\nFINAL ANSWER: {answer}"
         reply = {
             "id": "scripted", "object": "chat.completion", "created": 0, "model": "scripted",
@@ -72,6 +91,7 @@ class ScriptedEndpoint(BaseHTTPRequestHandler):
 @pytest.fixture
 def endpoint() -> Iterator[str]:
     ScriptedEndpoint.prompts = []
+    ScriptedEndpoint.answer = staticmethod(gaia_answer)
     server = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedEndpoint)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -136,6 +156,25 @@ def test_scripted_model_end_to_end(endpoint: str, tmp_path: Path) -> None:
     )
     frozen_records = (Path(frozen["run_dir"]) / "results.jsonl").read_text().splitlines()
     assert not any(json.loads(x)["learned"] for x in frozen_records)
+
+
+def test_stream_end_to_end_with_scripted_model(endpoint: str, tmp_path: Path) -> None:
+    ScriptedEndpoint.answer = staticmethod(stream_answer)
+    args = [
+        "--home", str(tmp_path / "home"), "eval", "stream", "--families",
+        "count_bits,spell_backward", "--tasks", "2", "--holdout", "4", "--worked", "1",
+        "--policies", "none,similarity", "--model", "scripted", "--base-url", endpoint,
+        "--out", str(tmp_path / "out"), "--json",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout[result.stdout.index("{") :])
+    assert out["holdout"] == {"none": 0.0, "similarity": 1.0}
+    assert out["train"]["similarity"] == 1.0 and out["tasks"] == 2
+    assert Path(out["plot"]).read_bytes()[:4] == b"\x89PNG"
+    # the held-out run was frozen: the similarity memory holds the 2 examples + 2 train cases
+    records = (tmp_path / "out/seed-0/similarity/holdout/results.jsonl").read_text().splitlines()
+    assert not any(json.loads(r)["learned"] for r in records)
 
 
 @pytest.mark.slow
