@@ -324,18 +324,15 @@ class CaseMemory:
             if on_progress is not None:
                 on_progress(len(batch))
         for ns in sorted(touched):
-            self.enforce_budget(ns)
+            self.enforce_budget(ns, protect=new_ids)
         return new_ids
 
     def _without_duplicates(self, namespaces: list[str], hashes: list[str]) -> list[int]:
         with self._sessions() as session:
-            existing = set(
-                session.execute(
-                    select(CaseRow.namespace, CaseRow.content_hash).where(
-                        CaseRow.content_hash.in_(set(hashes)), CaseRow.deleted_at.is_(None)
-                    )
-                ).tuples()
+            query = select(CaseRow.namespace, CaseRow.content_hash).where(
+                CaseRow.content_hash.in_(set(hashes)), CaseRow.deleted_at.is_(None)
             )
+            existing = {(row[0], row[1]) for row in session.execute(query)}
         keep: list[int] = []
         for i, key in enumerate(zip(namespaces, hashes, strict=True)):
             if key not in existing:
@@ -537,7 +534,7 @@ class CaseMemory:
             return out
         with self._sessions() as session:
             query = select(CaseRow.id, CaseRow.embedding).where(CaseRow.id.in_(ids))
-            rows = dict(session.execute(query).tuples().all())
+            rows = {row[0]: row[1] for row in session.execute(query)}
         for position, case_id in enumerate(ids):
             blob = rows.get(case_id)
             if blob is not None:
@@ -799,8 +796,14 @@ class CaseMemory:
             .order_by(func.coalesce(CaseRow.reward, 0.0), CaseRow.created_at, CaseRow.id)
         )
 
-    def enforce_budget(self, namespace: str | None = None) -> list[int]:
-        """Evict the lowest-value cases until the namespace fits its budget."""
+    def enforce_budget(
+        self, namespace: str | None = None, *, protect: Sequence[int] = ()
+    ) -> list[int]:
+        """Evict the lowest-value cases until the namespace fits its budget.
+
+        Cases in `protect` (those just added) go last: a new case has had no chance to prove
+        its value yet, so older cases are evicted before it.
+        """
         ns = self._namespace(namespace)
         limit = self.budget(ns)
         if limit is None:
@@ -808,8 +811,11 @@ class CaseMemory:
         excess = self.count(ns) - limit
         if excess <= 0:
             return []
+        protected = set(protect)
         with self._sessions() as session:
-            victims = list(session.scalars(self._eviction_order(ns).limit(excess)))
+            ranked = list(session.scalars(self._eviction_order(ns)))
+        victims = [i for i in ranked if i not in protected][:excess]
+        victims += [i for i in ranked if i in protected][: excess - len(victims)]
         self._tombstone(victims, "evicted")
         return victims
 
