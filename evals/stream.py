@@ -403,6 +403,9 @@ def learning_curve(runs: Sequence[PolicyRun], path: Path, *, title: str) -> Path
             axes.plot(range(1, length + 1), curve, color=color, label=f"{policy} (stream)")
         held = sum(r.holdout_accuracy for r in mine) / len(mine)
         axes.axhline(held, color=color, linestyle="--", label=f"{policy} held-out {held:.0%}")
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("tasks seen in the training stream")
     axes.set_ylabel("cumulative accuracy")
     axes.set_ylim(-0.02, 1.02)

@@ -222,7 +222,10 @@ def stream(
     elapsed = time.perf_counter() - started
     table = summary(runs)
     seed_list = list(range(seed, seed + seeds))
-    title = f"{'+'.join(names)}: {tasks} train / {holdout} held-out, {_model_name(settings)}"
+    title = (
+        f"{'+'.join(names)}: {tasks} train / {holdout} held-out, {_model_name(settings)}, "
+        f"{seeds} seed(s)"
+    )
     png = learning_curve(runs, folder / "learning_curve.png", title=title)
     if plot is not None:
         learning_curve(runs, plot, title=title)
