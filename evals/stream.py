@@ -14,6 +14,7 @@ only runs the held-out set, since it cannot learn from the stream.
 from __future__ import annotations
 
 import random
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -409,7 +410,7 @@ def learning_curve(runs: Sequence[PolicyRun], path: Path, *, title: str) -> Path
     axes.set_xlabel("tasks seen in the training stream")
     axes.set_ylabel("cumulative accuracy")
     axes.set_ylim(-0.02, 1.02)
-    axes.set_title(title)
+    axes.set_title("\n".join(textwrap.wrap(title, 80)), fontsize=9)
     axes.legend(fontsize=8, loc="best")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
