@@ -113,7 +113,8 @@ def markdown_report(title: str, info: dict[str, Any], scores: dict[str, Score], 
             lines.append(f"- {key}: `{info[key]}`")
     lines += [
         "",
-        f"| level | tasks | scored | pass@1 | pass@{k} | errors | malformed | incomplete "
+        f"| level | tasks | scored | pass@1 | pass@{k if k > 1 else 'k'} | errors | malformed "
+        "| incomplete "
         "| mean s/attempt | tokens (prompt/completion) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
