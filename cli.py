@@ -12,6 +12,7 @@ import typer
 
 from memory_agent.commands.bench import app as bench_app
 from memory_agent.commands.common import CliState, new_typer
+from memory_agent.commands.eval import app as eval_app
 from memory_agent.commands.logs import app as logs_app
 from memory_agent.commands.memory import app as memory_app
 from memory_agent.commands.policy import app as policy_app
@@ -25,6 +26,7 @@ app.add_typer(logs_app, name="logs")
 app.add_typer(bench_app, name="bench")
 app.command("run")(run_command)
 app.command("chat")(chat_command)
+app.add_typer(eval_app, name="eval")
 
 
 @app.callback()
