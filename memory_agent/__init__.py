@@ -10,6 +10,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from memory_agent.agent import MemoryAgent, RunResult
     from memory_agent.errors import (
         CaseNotFoundError,
         DependencyMissingError,
@@ -40,6 +41,8 @@ _LAZY = {
     "StoreConnectionError": "memory_agent.errors",
     "EmbedderError": "memory_agent.errors",
     "DependencyMissingError": "memory_agent.errors",
+    "MemoryAgent": "memory_agent.agent",
+    "RunResult": "memory_agent.agent",
 }
 
 __all__ = [
@@ -50,8 +53,10 @@ __all__ = [
     "EmbedderError",
     "ImportFileError",
     "InvalidInputError",
+    "MemoryAgent",
     "MemoryAgentError",
     "NewCase",
+    "RunResult",
     "SearchHit",
     "Settings",
     "StageStats",

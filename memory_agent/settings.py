@@ -104,6 +104,142 @@ class Settings(BaseSettings):
     )
     max_trajectory_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
 
+    # policies
+    policy_name: Literal["similarity", "value", "neural"] = Field(
+        default="value", description="Case-selection policy the agent uses."
+    )
+    policy_k: int = Field(default=3, ge=1, le=100, description="Cases shown to the planner.")
+    policy_exploration: Literal["ucb", "epsilon", "none"] = Field(
+        default="ucb", description="How learned policies explore (none: pure exploitation)."
+    )
+    policy_epsilon: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="epsilon-greedy: chance a slot goes to a random case.",
+    )
+    policy_ucb_c: float = Field(
+        default=0.1, ge=0.0, description="UCB bonus weight on sqrt(ln N / (1 + visits))."
+    )
+    policy_step_size: float | None = Field(
+        default=0.1, gt=0.0, le=1.0,
+        description="Value step size (constant-alpha TD, tracks change); None: sample mean.",
+    )  # fmt: skip
+    policy_q_init: float = Field(
+        default=0.5, ge=-1.0, le=1.0,
+        description="Prior value of a case never shown at a stage (optimistic: it gets tried).",
+    )  # fmt: skip
+    policy_neighbour_cos: float = Field(
+        default=0.7, ge=0.0, le=1.0,
+        description="value: a new case borrows its prior from visited cases this similar (1: off).",
+    )  # fmt: skip
+    policy_prior_visits: float = Field(
+        default=1.0, ge=0.0, description="How many visits the prior value counts for."
+    )
+    policy_recall: int = Field(
+        default=30, ge=1, le=10_000,
+        description="value: only the most similar cases of the shortlist compete (MemRL phase A).",
+    )  # fmt: skip
+    policy_value_weight: float = Field(
+        default=0.85, ge=0.0, le=1.0,
+        description="Weight of the value z-score against the similarity z-score.",
+    )  # fmt: skip
+    policy_credit: Literal["cited", "flat"] = Field(
+        default="cited", description="Reward only the cases the planner used, or all shown."
+    )
+    policy_unused_target: float | None = Field(
+        default=0.0, ge=-1.0, le=1.0,
+        description="Target for shown cases the planner did not use (None: leave unchanged).",
+    )  # fmt: skip
+    policy_hidden: int = Field(default=128, ge=4, le=4096, description="Neural Q hidden units.")
+    policy_learning_rate: float = Field(
+        default=1e-2, gt=0.0, le=1.0, description="Neural Adam step."
+    )
+    policy_replay_size: int = Field(default=2000, ge=16, description="Neural replay buffer size.")
+    policy_batch_size: int = Field(default=32, ge=1, le=4096)
+    policy_train_steps: int = Field(
+        default=1, ge=1, le=64, description="Neural: minibatch steps per feedback."
+    )
+    policy_save_every: int = Field(
+        default=50, ge=1, description="Neural: save weights after this many updates."
+    )
+
+    # runtime
+    model: str = Field(
+        default="smollm2-135m",
+        description="Chat model: `smollm2-135m` (the embedded local model), `scripted` (tests), "
+        "or a model name served by the OpenAI-compatible endpoint at `base_url`.",
+    )
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp)."
+    )
+    api_key: str | None = Field(
+        default=None, description="Key for `base_url`; falls back to OPENAI_API_KEY."
+    )
+    local_threads: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="CPU threads for the local model. One is fastest for the 135M model on a "
+        "busy machine: thread synchronisation costs more than the small matrices gain.",
+    )
+    llm_timeout_s: float = Field(default=120.0, gt=0, description="Per LLM call.")
+    llm_max_retries: int = Field(default=3, ge=0, le=20)
+    max_new_tokens: int = Field(default=256, ge=1, le=32_768, description="Per LLM call.")
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0 means greedy.")
+    prompt_style: Literal["auto", "code", "react"] = Field(
+        default="auto",
+        description="`code`: cases as prior chat turns, the model answers with Python (small "
+        "models); `react`: plan, tools and FINAL ANSWER (large models); `auto` picks by model.",
+    )
+    judge_model: str | None = Field(
+        default=None,
+        description="Model that rates answers when no ground truth is given (`self`: the "
+        "agent's own model; another name: served at `base_url`). Off when unset.",
+    )
+    policy: str | None = Field(
+        default=None,
+        description="Case-selection policy for the agent, or `none` for no memory. Unset: the "
+        "policies' default, `policy_name`.",
+    )
+    k_cases: int | None = Field(
+        default=None,
+        ge=0,
+        le=50,
+        description="Cases shown to the planner. Unset: `policy_k` when that setting exists, "
+        "else 2.",
+    )
+
+    def agent_policy(self) -> str:
+        """The policy name the agent uses (see `policy`)."""
+        return self.policy or self.policy_name
+
+    def agent_k(self) -> int:
+        """How many cases the agent shows (see `k_cases`)."""
+        return self.k_cases if self.k_cases is not None else self.policy_k
+
+    max_steps: int = Field(default=8, ge=1, le=200, description="LLM calls per task.")
+    max_tool_calls: int = Field(default=8, ge=0, le=500, description="Tool calls per task.")
+    max_attempts: int = Field(
+        default=2, ge=1, le=10, description="Attempts per task (a failed one is refined)."
+    )
+    refine_on_wrong_answer: bool = Field(
+        default=False,
+        description="Also refine when the ground truth says the answer is wrong (off by "
+        "default: it would let evaluation runs peek at the truth).",
+    )
+    task_timeout_s: float = Field(default=300.0, gt=0, description="Wall-clock budget per task.")
+    tool_timeout_s: float = Field(default=20.0, gt=0, description="Per tool call.")
+    sandbox_memory_mb: int = Field(default=1024, ge=64, description="Python tool address space.")
+    mcp_servers: list[str] = Field(
+        default_factory=list,
+        description="MCP servers whose tools the agent may call, each a command line "
+        '(stdio), e.g. `python my_server.py`. Needs `pip install "mcp>=2"`.',
+    )
+    docs_dir: Path | None = Field(
+        default=None, description="Folder the `search_docs` tool searches (off when unset)."
+    )
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

@@ -22,6 +22,8 @@ Stage = str
 """A decision stage: at least "plan" and "refine"."""
 STAGES: tuple[Stage, ...] = ("plan", "refine")
 Citation = Literal["cited", "inferred", "flat"]
+REWARD_RANGE: tuple[float, float] = (-1.0, 1.0)
+"""Rewards a policy accepts; scorers map their outcome into this range (failure 0, success 1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,13 @@ class Selection:
 
 @dataclass(frozen=True, slots=True)
 class Feedback:
-    """The outcome of one decision: what was shown, what was used, what it earned."""
+    """The outcome of one decision: what was shown, what was used, what it earned.
+
+    `reward` must lie in REWARD_RANGE. With `citation="cited"` (or "inferred") only the
+    `used` cases earn it and the other shown cases get the policy's unused target (0 by
+    default); `citation="flat"` says the planner gave no citations, so every shown case
+    gets the reward. Every id must be a live case of `namespace`.
+    """
 
     namespace: str
     stage: Stage
@@ -79,21 +87,71 @@ class CasePolicy(Protocol):
 
     def update(self, feedback: Feedback) -> None: ...
 
+    def save(self) -> None:
+        """Persist any state not yet in the store (a no-op for policies that write through)."""
+        ...
+
 
 def shortlist(
     memory: CaseMemory, state: Vector, *, namespace: str | None = None, size: int | None = None
 ) -> list[Candidate]:
-    """The store's shortlist for `state` as policy candidates (best similarity first)."""
+    """The store's shortlist for `state` as policy candidates (best similarity first).
+
+    Reads only what a policy needs (reward, vector, per-stage stats) in two small queries on
+    one connection: this runs once per decision, so it must stay cheap.
+    """
+    from sqlalchemy import select
+
+    from memory_agent.store.models import CaseRow, CaseStatRow
+    from memory_agent.store.records import StageStats
+
     n = size or memory.settings.shortlist_size
     scores, ids = memory.nearest(state, n, namespace=namespace)
     found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
     if not found:
         return []
-    cases = {c.id: c for c in memory.get_many([i for i, _ in found])}
-    vectors = memory.vectors([i for i, _ in found])
+    wanted = [i for i, _ in found]
+    stats: dict[int, dict[str, StageStats]] = {i: {} for i in wanted}
+    with memory.engine.connect() as conn:
+        rows: dict[int, tuple[float | None, bytes]] = {
+            case_id: (reward, blob or b"")
+            for case_id, reward, blob in conn.execute(
+                select(CaseRow.id, CaseRow.reward, CaseRow.embedding).where(
+                    CaseRow.id.in_(wanted),
+                    CaseRow.deleted_at.is_(None),
+                    CaseRow.embedding.is_not(None),
+                )
+            )
+        }
+        for case_id, stage, visits, q, total, last in conn.execute(
+            select(
+                CaseStatRow.case_id, CaseStatRow.stage, CaseStatRow.visits,
+                CaseStatRow.q_value, CaseStatRow.reward_sum, CaseStatRow.last_reward,
+            ).where(CaseStatRow.case_id.in_(wanted))
+        ):  # fmt: skip
+            stats[case_id][stage] = StageStats(visits, q, total, last)
     return [
-        Candidate(case_id=i, similarity=s, embedding=vectors[pos], reward=cases[i].reward,
-                  stats=cases[i].stats)
-        for pos, (i, s) in enumerate(found)
-        if i in cases
+        Candidate(case_id=i, similarity=s, embedding=np.frombuffer(rows[i][1], dtype=np.float32),
+                  reward=rows[i][0], stats=stats[i])
+        for i, s in found
+        if i in rows
     ]  # fmt: skip
+
+
+def case_vectors(memory: CaseMemory, ids: Sequence[int]) -> Vector:
+    """The stored vectors of these cases, one row per id in order (zeros if unknown)."""
+    from sqlalchemy import select
+
+    from memory_agent.store.models import CaseRow
+
+    out = np.zeros((len(ids), memory.dim or 0), dtype=np.float32)
+    if not ids or memory.dim is None:
+        return out
+    with memory.engine.connect() as conn:
+        query = select(CaseRow.id, CaseRow.embedding).where(CaseRow.id.in_(list(ids)))
+        rows: dict[int, bytes | None] = {row[0]: row[1] for row in conn.execute(query)}
+    for position, case_id in enumerate(ids):
+        blob = rows.get(case_id)
+        if blob is not None:
+            out[position] = np.frombuffer(blob, dtype=np.float32)
+    return out

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from memory_agent.policies.base import CasePolicy
     from memory_agent.store import CaseMemory
 
-POLICY_NAMES: tuple[str, ...] = ("similarity",)
+POLICY_NAMES: tuple[str, ...] = ("similarity", "value", "neural")
 
 
 def make_policy(name: str, memory: CaseMemory) -> CasePolicy:
@@ -19,6 +19,14 @@ def make_policy(name: str, memory: CaseMemory) -> CasePolicy:
         from memory_agent.policies.similarity import SimilarityPolicy
 
         return SimilarityPolicy()
+    if name == "value":
+        from memory_agent.policies.value import ValuePolicy
+
+        return ValuePolicy(memory)
+    if name == "neural":
+        from memory_agent.policies.neural import NeuralPolicy
+
+        return NeuralPolicy(memory)
     raise InvalidInputError(
         f"Unknown policy {name!r}; choose one of: {', '.join(POLICY_NAMES)} (or 'none' for "
         "no memory)."

@@ -37,3 +37,6 @@ class SimilarityPolicy:
 
     def update(self, feedback: Feedback) -> None:
         """Similarity has nothing to learn."""
+
+    def save(self) -> None:
+        """Similarity has no state."""

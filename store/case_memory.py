@@ -359,19 +359,15 @@ class CaseMemory:
         if new_ids:
             self._after_write()
         for ns in sorted(touched):
-            self.enforce_budget(ns)
+            self.enforce_budget(ns, protect=new_ids)
         return new_ids
 
     def _without_duplicates(self, namespaces: list[str], hashes: list[str]) -> list[int]:
         with self._sessions() as session:
-            existing = {
-                (ns, digest)
-                for ns, digest in session.execute(
-                    select(CaseRow.namespace, CaseRow.content_hash).where(
-                        CaseRow.content_hash.in_(set(hashes)), CaseRow.deleted_at.is_(None)
-                    )
-                )
-            }
+            query = select(CaseRow.namespace, CaseRow.content_hash).where(
+                CaseRow.content_hash.in_(set(hashes)), CaseRow.deleted_at.is_(None)
+            )
+            existing = {(row[0], row[1]) for row in session.execute(query)}
         keep: list[int] = []
         for i, key in enumerate(zip(namespaces, hashes, strict=True)):
             if key not in existing:
@@ -874,16 +870,31 @@ class CaseMemory:
             )
 
     def _eviction_order(self, namespace: str) -> Select[int]:
-        # Until policies supply learned values: the lowest known reward first (unknown
-        # counts as 0), then the oldest.
+        # The lowest value first: a case's learned value (its best stage, once the policy
+        # has shown it), else its own reward, else 0; then the oldest.
+        learned = (
+            select(CaseStatRow.case_id, func.max(CaseStatRow.q_value).label("q"))
+            .where(CaseStatRow.visits > 0)
+            .group_by(CaseStatRow.case_id)
+            .subquery()
+        )
         return (
             select(CaseRow.id)
+            .outerjoin(learned, learned.c.case_id == CaseRow.id)
             .where(CaseRow.namespace == namespace, CaseRow.deleted_at.is_(None))
-            .order_by(func.coalesce(CaseRow.reward, 0.0), CaseRow.created_at, CaseRow.id)
+            .order_by(
+                func.coalesce(learned.c.q, CaseRow.reward, 0.0), CaseRow.created_at, CaseRow.id
+            )
         )
 
-    def enforce_budget(self, namespace: str | None = None) -> list[int]:
-        """Evict the lowest-value cases until the namespace fits its budget."""
+    def enforce_budget(
+        self, namespace: str | None = None, *, protect: Sequence[int] = ()
+    ) -> list[int]:
+        """Evict the lowest-value cases until the namespace fits its budget.
+
+        Cases in `protect` (those just added) go last: a new case has had no chance to prove
+        its value yet, so older cases are evicted before it.
+        """
         ns = self._namespace(namespace)
         limit = self.budget(ns)
         if limit is None:
@@ -891,8 +902,11 @@ class CaseMemory:
         excess = self.count(ns) - limit
         if excess <= 0:
             return []
+        protected = set(protect)
         with self._sessions() as session:
-            victims = list(session.scalars(self._eviction_order(ns).limit(excess)))
+            ranked = list(session.scalars(self._eviction_order(ns)))
+        victims = [i for i in ranked if i not in protected][:excess]
+        victims += [i for i in ranked if i in protected][: excess - len(victims)]
         self._tombstone(victims, "evicted")
         return victims
 

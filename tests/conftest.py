@@ -75,3 +75,9 @@ def memory(database_url: str, minilm: object, isolated_home: Path) -> Iterator[o
     store = CaseMemory(Settings(home=isolated_home), embedder=minilm, database_url=database_url)  # type: ignore[arg-type]
     yield store
     store.close()
+
+
+@pytest.fixture
+def memento_sample() -> Path:
+    """200 real cases from the Memento case bank (MIT, see tests/data/memento/)."""
+    return MEMENTO_SAMPLE

@@ -1,0 +1,282 @@
+"""The policy benchmark: every policy on the same simulated stream, through the real store.
+
+Each run opens a fresh SQLite store, adds the stream's cases with their MiniLM vectors as
+they arrive, and per episode takes the store's shortlist, lets the policy pick K cases,
+simulates the planner (evals/policy_stream.py) and feeds the outcome back with the policy's
+real `update` (which writes the store). The oracle picks by the hidden utilities. Reported
+per policy and credit mode: mean reward over the last 20% of episodes, cumulative regret
+against the oracle's expected reward, and the time of `select` and `update` calls.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from memory_agent.evals.policy_stream import (
+    SimCase,
+    Stream,
+    expected_reward,
+    make_stream,
+    realised_reward,
+    use_probability,
+)
+
+if TYPE_CHECKING:
+    from memory_agent.policies.base import CasePolicy, Vector
+    from memory_agent.settings import Settings
+    from memory_agent.store import Embedder
+
+PolicyKind = Literal["similarity", "value", "neural", "oracle"]
+KINDS: tuple[PolicyKind, ...] = ("similarity", "value", "neural", "oracle")
+LEARNERS: tuple[PolicyKind, ...] = ("value", "neural")
+STAGE = "plan"
+NAMESPACE = "bench"
+
+
+@dataclass
+class RunResult:
+    policy: str
+    credit: str
+    seed: int
+    rewards: list[float]
+    regrets: list[float]
+    select_ms: list[float] = field(default_factory=list)
+    update_ms: list[float] = field(default_factory=list)
+
+    @property
+    def final_reward(self) -> float:
+        tail = self.rewards[int(0.8 * len(self.rewards)) :]
+        return float(np.mean(tail)) if tail else 0.0
+
+    @property
+    def regret(self) -> float:
+        return float(np.sum(self.regrets))
+
+
+def embed_texts(embedder: Embedder, texts: Sequence[str]) -> dict[str, Vector]:
+    """MiniLM vectors of the generated texts, each text embedded once per run."""
+    unique = list(dict.fromkeys(texts))
+    vectors = embedder.embed(unique)
+    return {t: vectors[i] for i, t in enumerate(unique)}
+
+
+def _make_policy(
+    kind: PolicyKind, memory: Any, settings: Settings, credit: str, seed: int
+) -> CasePolicy | None:
+    if kind == "oracle":
+        return None
+    if kind == "similarity":
+        from memory_agent.policies.similarity import SimilarityPolicy
+
+        return SimilarityPolicy()
+    if kind == "value":
+        from memory_agent.policies.value import ValuePolicy
+
+        return ValuePolicy(
+            memory, settings, credit="flat" if credit == "flat" else "cited", seed=seed
+        )
+    from memory_agent.policies.neural import NeuralPolicy
+
+    return NeuralPolicy(memory, settings, credit="flat" if credit == "flat" else "cited", seed=seed)
+
+
+def run_policy(
+    kind: PolicyKind,
+    credit: str,
+    stream: Stream,
+    vectors: dict[str, Vector],
+    settings: Settings,
+    seed: int,
+    *,
+    k: int = 3,
+    on_episode: Callable[[], None] | None = None,
+) -> RunResult:
+    """One policy over the whole stream, on a fresh store in a temporary directory."""
+    from memory_agent.policies.base import Feedback, shortlist
+    from memory_agent.store import CaseMemory, NewCase
+
+    result = RunResult(kind, credit, seed, [], [])
+    with tempfile.TemporaryDirectory(prefix="policy-bench-") as tmp:
+        run_settings = settings.model_copy(update={"home": Path(tmp)})
+        memory = CaseMemory(run_settings, database_url=f"sqlite:///{Path(tmp) / 'bench.db'}")
+        try:
+            policy = _make_policy(kind, memory, run_settings, credit, seed)
+            cases: dict[int, SimCase] = {}
+            for episode in range(stream.episodes):
+                arriving = stream.arrivals.get(episode, [])
+                if arriving:
+                    ids = memory.add_many(
+                        [
+                            NewCase(task=c.text, reward=c.stored_reward, source="sim")
+                            for c in arriving
+                        ],
+                        namespace=NAMESPACE,
+                        embeddings=np.stack([vectors[c.text] for c in arriving]),
+                    )
+                    cases.update(zip(ids, arriving, strict=True))
+                family, text = stream.tasks[episode]
+                state = vectors[text]
+                candidates = shortlist(
+                    memory, state, namespace=NAMESPACE, size=run_settings.shortlist_size
+                )
+                utility = {
+                    c.case_id: cases[c.case_id].utility_at(family, episode) for c in candidates
+                }
+                best = sorted(utility.values(), reverse=True)[:k]
+                if policy is None:
+                    chosen = sorted(utility, key=lambda i: -utility[i])[:k]
+                else:
+                    started = time.perf_counter()
+                    chosen = policy.select(state, candidates, k, STAGE).case_ids
+                    result.select_ms.append((time.perf_counter() - started) * 1000)
+                utilities = [utility[i] for i in chosen]
+                draws = stream.use_draws[episode]
+                used = [bool(draws[j] < use_probability(u)) for j, u in enumerate(utilities)]
+                reward = realised_reward(utilities, used, float(stream.noise[episode]))
+                result.rewards.append(reward)
+                result.regrets.append(expected_reward(best) - expected_reward(utilities))
+                if policy is not None:
+                    feedback = Feedback(
+                        namespace=NAMESPACE,
+                        stage=STAGE,
+                        state=state,
+                        shown=chosen,
+                        used=[i for i, flag in zip(chosen, used, strict=True) if flag],
+                        reward=reward,
+                    )
+                    started = time.perf_counter()
+                    policy.update(feedback)
+                    result.update_ms.append((time.perf_counter() - started) * 1000)
+                if on_episode is not None:
+                    on_episode()
+        finally:
+            memory.close()
+    return result
+
+
+def plan_runs(policies: Sequence[PolicyKind]) -> list[tuple[PolicyKind, str]]:
+    """(policy, credit) pairs: learners both ways; similarity and oracle ignore credit."""
+    runs: list[tuple[PolicyKind, str]] = []
+    for kind in policies:
+        if kind in LEARNERS:
+            runs += [(kind, "cited"), (kind, "flat")]
+        else:
+            runs.append((kind, "cited"))
+    return runs
+
+
+def _mean_spread(values: Sequence[float]) -> tuple[float, float]:
+    mean = float(np.mean(values))
+    spread = float(statistics.stdev(values)) if len(values) > 1 else 0.0
+    return mean, spread
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+def summarise(results: Sequence[RunResult], episodes: int, seeds: Sequence[int]) -> dict[str, Any]:
+    """The benchmark's figures: per policy (cited credit) with its flat-credit twin."""
+    by: dict[tuple[str, str], list[RunResult]] = {}
+    for r in results:
+        by.setdefault((r.policy, r.credit), []).append(r)
+    oracle = [r.final_reward for r in by.get(("oracle", "cited"), [])]
+    oracle_mean = float(np.mean(oracle)) if oracle else float("nan")
+
+    def figures(runs: list[RunResult]) -> dict[str, Any]:
+        final, final_spread = _mean_spread([r.final_reward for r in runs])
+        regret, regret_spread = _mean_spread([r.regret for r in runs])
+        ratios = [r.final_reward / o for r, o in zip(runs, oracle, strict=False) if o > 0]
+        out: dict[str, Any] = {
+            "final_reward": round(final, 4),
+            "final_reward_spread": round(final_spread, 4),
+            "regret": round(regret, 2),
+            "regret_spread": round(regret_spread, 2),
+            "vs_oracle": round(final / oracle_mean, 4) if oracle_mean > 0 else None,
+            "vs_oracle_min": round(min(ratios), 4) if ratios else None,
+        }
+        select = [x for r in runs for x in r.select_ms]
+        update = [x for r in runs for x in r.update_ms]
+        if select:
+            out["select_ms"] = {"median": round(_percentile(select, 50), 3),
+                                "p95": round(_percentile(select, 95), 3)}  # fmt: skip
+        if update:
+            out["update_ms"] = {"median": round(_percentile(update, 50), 3),
+                                "p95": round(_percentile(update, 95), 3)}  # fmt: skip
+        return out
+
+    policies: dict[str, Any] = {}
+    for kind in KINDS:
+        runs = by.get((kind, "cited"))
+        if not runs:
+            continue
+        policies[kind] = figures(runs)
+        if ("flat" in {c for p, c in by if p == kind}) and by.get((kind, "flat")):
+            policies[kind]["flat"] = figures(by[(kind, "flat")])
+    return {"episodes": episodes, "seeds": list(seeds), "policies": policies}
+
+
+def curves(results: Sequence[RunResult], window: int = 25) -> dict[str, np.ndarray]:
+    """Moving-average reward per episode, averaged over seeds, per policy/credit."""
+    out: dict[str, np.ndarray] = {}
+    groups: dict[str, list[np.ndarray]] = {}
+    for r in results:
+        label = r.policy if r.policy in ("similarity", "oracle") else f"{r.policy} ({r.credit})"
+        groups.setdefault(label, []).append(np.asarray(r.rewards))
+    kernel = np.ones(window) / window
+    for label, series in groups.items():
+        mean = np.mean(np.stack(series), axis=0)
+        out[label] = np.convolve(mean, kernel, mode="valid")
+    return out
+
+
+def plot_curves(results: Sequence[RunResult], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for label, values in curves(results).items():
+        style = "--" if "flat" in label else "-"
+        ax.plot(np.arange(len(values)) + 25, values, style, label=label, linewidth=1.4)
+    ax.set_xlabel("episode")
+    ax.set_ylabel("reward (moving average, 25 episodes)")
+    ax.set_title(title)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def run_benchmark(
+    embedder: Embedder,
+    settings: Settings,
+    *,
+    episodes: int,
+    seeds: Sequence[int],
+    policies: Sequence[PolicyKind] = KINDS,
+    k: int = 3,
+    on_episode: Callable[[], None] | None = None,
+) -> tuple[dict[str, Any], list[RunResult]]:
+    """Every (policy, credit) pair on the stream of every seed."""
+    streams = {seed: make_stream(episodes, seed, k) for seed in seeds}
+    vectors = embed_texts(embedder, [t for s in streams.values() for t in s.texts])
+    results = [
+        run_policy(kind, credit, streams[seed], vectors, settings, seed, k=k, on_episode=on_episode)
+        for seed in seeds
+        for kind, credit in plan_runs(policies)
+    ]
+    return summarise(results, episodes, seeds), results

@@ -1,0 +1,81 @@
+"""`memory-agent logs list|show`: the run log (runs, LLM and tool calls, retrieval, credit)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from memory_agent.commands.common import new_typer, open_memory, print_json
+
+app = new_typer("Inspect logged runs: every LLM call, tool call, retrieval, reward and credit.")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def _short(text: str | None, width: int) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@app.command("list")
+def list_runs(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-l", min=1, help="At most this many.")] = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """List runs, newest first."""
+    from memory_agent.runtime.runlog import RunLog, run_to_json
+
+    with open_memory(ctx) as memory:
+        rows = RunLog(memory.engine).recent(limit)
+    if json_out:
+        print_json([run_to_json(r) for r in rows])
+        return
+    if not rows:
+        typer.echo("No runs logged yet; start one with `memory-agent run TASK`.")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("run", "started", "status", "reward", "answer", "task")
+    for row in rows:
+        reward = "" if row.reward is None else f"{row.reward:g}"
+        table.add_row(
+            row.id[:8],
+            row.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            row.status,
+            reward,
+            _short(row.answer, 24),
+            _short(row.task, 50),
+        )
+    Console().print(table)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Show one run and its events in order."""
+    from memory_agent.runtime.runlog import RunLog, run_to_json
+
+    with open_memory(ctx) as memory:
+        log = RunLog(memory.engine)
+        row = log.get(run_id)
+        events = log.events(row.id)
+    record = run_to_json(row)
+    if json_out:
+        print_json({**record, "events": [e.to_json() for e in events]})
+        return
+    for key, value in record.items():
+        typer.echo(f"{key}: {value}")
+    typer.echo("events:")
+    for event in events:
+        timing = "" if event.duration_s is None else f" {event.duration_s:.3f}s"
+        tokens = ""
+        if event.prompt_tokens is not None:
+            tokens = f" tokens {event.prompt_tokens}+{event.completion_tokens}"
+        detail = ", ".join(f"{k}={_short(str(v), 80)}" for k, v in event.data.items())
+        typer.echo(f"  {event.seq:>3} {event.kind} {event.name or ''}{timing}{tokens} {detail}")

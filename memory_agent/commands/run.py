@@ -1,0 +1,203 @@
+"""`memory-agent run TASK` and `memory-agent chat`: the agent from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from memory_agent.commands.common import print_json, state
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from memory_agent.agent import MemoryAgent, RunResult
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="smollm2-135m (embedded) or a model at --base-url."),
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option("--base-url", help="OpenAI-compatible endpoint (env MEMORY_AGENT_BASE_URL)."),
+]
+PolicyOpt = Annotated[
+    str | None, typer.Option("--policy", "-p", help="similarity, value, neural, or none.")
+]
+NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n", help="Case namespace.")]
+StyleOpt = Annotated[
+    str | None, typer.Option("--prompt-style", help="auto, code (small models) or react.")
+]
+KOpt = Annotated[int | None, typer.Option("-k", min=0, max=50, help="Cases shown per task.")]
+
+
+def _agent(ctx: typer.Context, **overrides: Any) -> MemoryAgent:
+    from memory_agent.agent import MemoryAgent
+
+    return MemoryAgent(state(ctx).settings(**overrides))
+
+
+def _short(text: str | None, width: int = 100) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def progress_printer(console: Console) -> Any:
+    """A run-log listener that shows the run as it happens."""
+
+    def show(kind: str, data: dict[str, Any]) -> None:
+        if kind == "retrieval":
+            found = data.get("candidates", [])
+            console.print(f"[dim]retrieved {len(found)} candidate case(s)[/dim]")
+        elif kind == "selection":
+            console.print(f"[cyan]cases shown[/cyan] {data.get('shown')} ({data.get('stage')})")
+        elif kind == "llm":
+            tokens = data.get("completion_tokens")
+            console.print(
+                f"[magenta]model[/magenta] {_short(data.get('reply'))} "
+                f"[dim]({tokens} tokens, {data.get('duration_s') or 0:.1f} s)[/dim]"
+            )
+        elif kind == "tool":
+            mark = "ok" if data.get("ok") else "error"
+            console.print(
+                f"[yellow]tool {data.get('name')}[/yellow] {mark}: {_short(data.get('output'))}"
+            )
+        elif kind == "refine":
+            console.print(f"[red]refining[/red]: {_short(data.get('reason'))}")
+        elif kind == "error":
+            console.print(f"[red]error[/red] {data.get('message')}")
+        elif kind == "credit":
+            console.print(
+                f"[green]credit[/green] reward {data.get('reward')} to cases "
+                f"{data.get('used')} ({data.get('citation')})"
+            )
+        elif kind == "memory":
+            console.print(f"[dim]stored as case {data.get('case_id')}[/dim]")
+
+    return show
+
+
+def _summary(result: RunResult) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "answer": result.answer,
+        "reward": result.reward,
+        "cases_used": result.cases_used,
+        "cases_shown": result.cases_shown,
+        "citation": result.citation,
+        "case_id": result.case_id,
+        "error": result.error,
+        "elapsed_s": round(result.elapsed_s, 3),
+    }
+
+
+def run(
+    ctx: typer.Context,
+    task: Annotated[str, typer.Argument(help="The task or question.")],
+    file: Annotated[
+        list[Path] | None, typer.Option("--file", "-f", help="Attach a file. Repeatable.")
+    ] = None,
+    answer: Annotated[
+        str | None, typer.Option("--answer", help="Ground truth: scores the run and teaches.")
+    ] = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    policy: PolicyOpt = None,
+    namespace: NamespaceOpt = None,
+    prompt_style: StyleOpt = None,
+    k: KOpt = None,
+    no_learn: Annotated[
+        bool, typer.Option("--no-learn", help="Frozen memory: store nothing, update nothing.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Run the agent on TASK with its case memory, and print the answer."""
+    from rich.console import Console
+
+    console = Console(stderr=True, quiet=json_out)
+    with _agent(
+        ctx, model=model, base_url=base_url, policy=policy, prompt_style=prompt_style, k_cases=k
+    ) as agent:
+        console.print(f"[dim]model {agent.llm.name} · policy {agent.policy_name}[/dim]")
+        result = agent.run(
+            task,
+            files=file or [],
+            ground_truth=answer,
+            namespace=namespace,
+            learn=not no_learn,
+            on_event=progress_printer(console),
+        )
+    if json_out:
+        print_json(_summary(result))
+        return
+    if result.error:
+        console.print(f"[red]The run ended early:[/red] {result.error}")
+    typer.echo(f"FINAL ANSWER: {result.answer if result.answer is not None else ''}")
+    if result.reward is not None:
+        console.print(f"reward {result.reward:g} · run {result.run_id}")
+    else:
+        console.print(f"run {result.run_id} (give feedback in `memory-agent chat` or the API)")
+
+
+CHAT_HELP = "Type a task. /good or /bad rates the last answer, /cases shows its cases, /quit."
+
+
+def chat(
+    ctx: typer.Context,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    policy: PolicyOpt = None,
+    namespace: NamespaceOpt = None,
+    prompt_style: StyleOpt = None,
+    k: KOpt = None,
+) -> None:
+    """An interactive session: each line is a task; rate answers so the memory learns."""
+    from rich.console import Console
+
+    console = Console()
+    last: RunResult | None = None
+    with _agent(
+        ctx, model=model, base_url=base_url, policy=policy, prompt_style=prompt_style, k_cases=k
+    ) as agent:
+        console.print(f"[dim]model {agent.llm.name} · policy {agent.policy_name}[/dim]")
+        console.print(CHAT_HELP)
+        while True:
+            try:
+                line = console.input("[bold]task>[/bold] ").strip()
+            except (EOFError, KeyboardInterrupt):
+                break
+            if not line:
+                continue
+            if line in ("/quit", "/exit", "/q"):
+                break
+            if line in ("/good", "/bad"):
+                if last is None:
+                    console.print("Nothing to rate yet.")
+                    continue
+                agent.feedback(last.run_id, 1.0 if line == "/good" else 0.0)
+                console.print(f"Recorded {line[1:]} feedback for run {last.run_id[:8]}.")
+                continue
+            if line == "/cases":
+                _show_cases(console, agent, last)
+                continue
+            if line.startswith("/"):
+                console.print(f"Unknown command {line}. {CHAT_HELP}")
+                continue
+            last = agent.run(line, namespace=namespace, on_event=progress_printer(console))
+            if last.error:
+                console.print(f"[red]The run ended early:[/red] {last.error}")
+            console.print(f"[bold]FINAL ANSWER:[/bold] {last.answer or ''}")
+    console.print("Bye.")
+
+
+def _show_cases(console: Console, agent: MemoryAgent, last: RunResult | None) -> None:
+    if last is None or not last.cases_shown:
+        console.print("No cases were retrieved for the last task.")
+        return
+    for case in agent.memory.get_many(last.cases_shown):
+        used = "used" if case.id in last.cases_used else "shown"
+        console.print(
+            f"[cyan]case {case.id}[/cyan] ({used}, {case.outcome or 'unrated'}): "
+            f"{_short(case.task, 80)} → {_short(case.plan, 60)}"
+        )

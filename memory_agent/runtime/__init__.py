@@ -1,0 +1,1 @@
+"""The episode: the LangGraph graph, its prompts and parsing, credit and the run log."""

@@ -1,0 +1,175 @@
+"""The run log: every run, LLM call, tool call, retrieval, reward and credit, in the store's
+database (tables from migration 0004_run_log), in the spirit of simonw/llm's logs."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import sessionmaker
+
+from memory_agent.errors import InvalidInputError
+from memory_agent.store.models import utcnow
+from memory_agent.store.run_log_models import RunEventRow, RunRow
+
+EventListener = Callable[[str, dict[str, Any]], None]
+
+
+class RunNotFoundError(InvalidInputError):
+    """A run id the log does not hold."""
+
+    exit_code = 3
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    seq: int
+    kind: str
+    name: str | None
+    started_at: datetime
+    duration_s: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "kind": self.kind,
+            "name": self.name,
+            "started_at": self.started_at.isoformat(),
+            "duration_s": self.duration_s,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "data": self.data,
+        }
+
+
+def run_to_json(row: RunRow) -> dict[str, Any]:
+    return {
+        "run_id": row.id,
+        "namespace": row.namespace,
+        "task": row.task,
+        "status": row.status,
+        "model": row.model,
+        "policy": row.policy,
+        "prompt_style": row.prompt_style,
+        "learn": row.learn,
+        "ground_truth": row.ground_truth,
+        "plan": row.plan,
+        "answer": row.answer,
+        "reward": row.reward,
+        "reward_source": row.reward_source,
+        "citation": row.citation,
+        "cases_shown": row.cases_shown,
+        "cases_used": row.cases_used,
+        "case_id": row.case_id,
+        "error": row.error,
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "started_at": row.started_at.isoformat(),
+        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+        "elapsed_s": row.elapsed_s,
+    }
+
+
+class RunLog:
+    """Writes and reads runs and their events. Each write commits on its own, so a crash
+    keeps everything logged up to it."""
+
+    def __init__(self, engine: Engine, listener: EventListener | None = None) -> None:
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._lock = threading.Lock()
+        self.listener = listener
+
+    def start(self, run_id: str, **fields: Any) -> None:
+        with self._sessions.begin() as session:
+            if session.get(RunRow, run_id) is None:
+                session.add(
+                    RunRow(
+                        id=run_id,
+                        status="running",
+                        cases_shown=[],
+                        cases_used=[],
+                        prompt_tokens=0,
+                        completion_tokens=0,
+                        started_at=utcnow(),
+                        **fields,
+                    )
+                )
+
+    def update(self, run_id: str, **fields: Any) -> None:
+        with self._sessions.begin() as session:
+            session.execute(update(RunRow).where(RunRow.id == run_id).values(**fields))
+
+    def event(
+        self,
+        run_id: str,
+        kind: str,
+        name: str | None = None,
+        *,
+        duration_s: float | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        **data: Any,
+    ) -> None:
+        with self._lock, self._sessions.begin() as session:
+            seq = session.scalar(
+                select(func.coalesce(func.max(RunEventRow.seq), 0)).where(
+                    RunEventRow.run_id == run_id
+                )
+            )
+            session.add(
+                RunEventRow(
+                    run_id=run_id,
+                    seq=int(seq or 0) + 1,
+                    kind=kind,
+                    name=name,
+                    started_at=utcnow(),
+                    duration_s=duration_s,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    data=data,
+                )
+            )
+        if self.listener is not None:
+            self.listener(
+                kind,
+                {"name": name, "duration_s": duration_s, "prompt_tokens": prompt_tokens,
+                 "completion_tokens": completion_tokens, **data},
+            )  # fmt: skip
+
+    def get(self, run_id: str) -> RunRow:
+        with self._sessions() as session:
+            row = session.get(RunRow, run_id)
+            if row is None:
+                # Allow a unique prefix, as people copy the first characters of an id.
+                matches = list(
+                    session.scalars(select(RunRow).where(RunRow.id.like(f"{run_id}%")).limit(2))
+                )
+                if len(matches) == 1:
+                    return matches[0]
+                raise RunNotFoundError(
+                    f"No run {run_id!r} in the log; list runs with `memory-agent logs list`."
+                )
+            return row
+
+    def recent(self, limit: int = 20, offset: int = 0) -> list[RunRow]:
+        with self._sessions() as session:
+            query = select(RunRow).order_by(RunRow.started_at.desc(), RunRow.id)
+            return list(session.scalars(query.limit(limit).offset(offset)))
+
+    def events(self, run_id: str) -> list[RunEvent]:
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(RunEventRow).where(RunEventRow.run_id == run_id).order_by(RunEventRow.seq)
+            )
+            return [
+                RunEvent(r.seq, r.kind, r.name, r.started_at, r.duration_s, r.prompt_tokens,
+                         r.completion_tokens, dict(r.data or {}))
+                for r in rows
+            ]  # fmt: skip

@@ -1,0 +1,373 @@
+"""`neural`: a small torch Q(state, case) over frozen embeddings, learned online.
+
+Episodes are one decision long (show cases, get the episode's reward), so the Bellman target
+of a shown case is its credited reward and the objective is pointwise regression (MSE) of
+Q(state, case) onto it: the soft-Q target with a discount of zero. Pointwise targets keep Q
+on the reward's scale, so scores are comparable across tasks and usable for eviction.
+
+Inputs: the task embedding times the case embedding (which parts of meaning match), the case
+embedding (what kind of case it is), and cheap scalars: similarity, the case's learned
+value and visit count at the stage, the reward its own episode earned, and the `value`
+policy's score. The network is a linear head over the scalars plus a one-hidden-layer MLP
+over everything; the head starts as a positive mix of the tabular value and the `value`
+score and the MLP's output layer starts at zero, so a new policy ranks like `value` on day
+one (the warm start; a saved network is loaded instead when there is one) and the MLP
+learns what the task changes and what generalises to cases never shown before (their
+embeddings and rewards, not their visits).
+
+Training is online: each feedback adds one example per credited case to a replay buffer and
+takes one Adam step on a minibatch of the newest examples plus a random sample of older
+ones. Weights, optimiser and buffer are saved to the store every `policy_save_every` updates
+and on `save()`; the per-case values are written through on every update as in `value`.
+torch is imported only when a NeuralPolicy is created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from memory_agent.policies.base import (
+    Candidate,
+    Feedback,
+    Selection,
+    Stage,
+    Vector,
+    case_vectors,
+)
+from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
+from memory_agent.policies.exploration import Exploration, choose, zscore
+from memory_agent.policies.state import load_state, save_state
+from memory_agent.policies.value import stage_values, value_scores
+from memory_agent.policies.value_table import ValueTable
+
+if TYPE_CHECKING:
+    import torch
+
+    from memory_agent.settings import Settings
+    from memory_agent.store import CaseMemory
+
+STATE_KEY = "neural"
+STATE_FORMAT = 2
+SCALARS = (
+    "similarity", "z_similarity", "q", "z_q", "visited", "log_visits", "reward", "rated",
+    "value_score",
+)  # fmt: skip
+_Q, _VALUE = SCALARS.index("q"), SCALARS.index("value_score")
+_CACHE = 64
+Array = npt.NDArray[np.float32]
+
+
+def candidate_features(
+    state: Vector, candidates: Sequence[Candidate], stage: Stage, settings: Settings
+) -> tuple[Array, Array]:
+    """(embedding part, scalar part) of the network input, one row per candidate."""
+    s = np.asarray(state, dtype=np.float32)
+    s = s / max(float(np.linalg.norm(s)), 1e-12)
+    emb = np.stack([c.embedding for c in candidates]).astype(np.float32)
+    sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
+    q, visits = stage_values(candidates, stage, settings.policy_q_init)
+    rewards = [c.reward for c in candidates]
+    scalars = np.stack(
+        [
+            sims,
+            zscore(sims),
+            q,
+            zscore(q),
+            (visits > 0).astype(np.float64),
+            np.log1p(visits) / 5.0,
+            np.asarray([r if r is not None else 0.0 for r in rewards], dtype=np.float64),
+            np.asarray([r is not None for r in rewards], dtype=np.float64),
+            value_scores(candidates, stage, settings),
+        ],
+        axis=1,
+    ).astype(np.float32)
+    return np.concatenate([emb * s[None, :], emb], axis=1), scalars
+
+
+def _build_net(dim: int, hidden: int) -> torch.nn.Module:
+    import torch
+    from torch import nn
+
+    class QNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            n = len(SCALARS)
+            self.head = nn.Linear(n, 1)
+            self.body = nn.Sequential(
+                nn.Linear(2 * dim + n, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+            )
+            with torch.no_grad():
+                self.head.weight.zero_()
+                self.head.bias.zero_()
+                self.head.weight[0, _Q] = 0.5
+                self.head.weight[0, _VALUE] = 0.1
+                last = self.body[2]
+                assert isinstance(last, nn.Linear)
+                last.weight.zero_()
+                last.bias.zero_()
+
+        def forward(self, emb: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
+            both = torch.cat([emb, scalars], dim=1)
+            out: torch.Tensor = (self.head(scalars) + self.body(both)).squeeze(1)
+            return out
+
+    return QNet()
+
+
+class NeuralPolicy:
+    """Q(state, case) by a small MLP trained online from a replay buffer."""
+
+    name = "neural"
+
+    def __init__(
+        self,
+        memory: CaseMemory,
+        settings: Settings | None = None,
+        *,
+        credit: CreditMode | None = None,
+        exploration: Exploration | None = None,
+        seed: int | None = None,
+    ) -> None:
+        import torch
+
+        self.memory = memory
+        self.settings = settings or memory.settings
+        self.credit: CreditMode = credit or self.settings.policy_credit
+        self.exploration: Exploration = exploration or self.settings.policy_exploration
+        self.table = ValueTable(memory)
+        self.rng = np.random.default_rng(seed)
+        self._torch_gen = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
+        self._features: OrderedDict[tuple[bytes, str], dict[int, tuple[Array, Array]]] = (
+            OrderedDict()
+        )
+        self.updates = 0
+        self.version = 0
+        self.dim: int | None = None
+        self.net: torch.nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._buf_emb: Array = np.zeros((0, 0), np.float32)
+        self._buf_sc: Array = np.zeros((0, len(SCALARS)), np.float32)
+        self._buf_y: Array = np.zeros(0, np.float32)
+        self._filled = 0
+        self._next = 0
+        self._load()
+
+    # ------------------------------------------------------------------ model and buffer
+
+    def _init_model(self, dim: int) -> None:
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.rng.integers(2**31)))
+            self.net = _build_net(dim, self.settings.policy_hidden)
+        self.optimizer = torch.optim.Adam(
+            self.net.parameters(), lr=self.settings.policy_learning_rate
+        )
+        size = self.settings.policy_replay_size
+        self.dim = dim
+        self._buf_emb = np.zeros((size, 2 * dim), np.float32)
+        self._buf_sc = np.zeros((size, len(SCALARS)), np.float32)
+        self._buf_y = np.zeros(size, np.float32)
+        self._filled = self._next = 0
+
+    def _ensure_model(self, dim: int) -> torch.nn.Module:
+        if self.net is None or self.dim != dim:
+            self._init_model(dim)
+        assert self.net is not None
+        return self.net
+
+    def _load(self) -> None:
+        import torch
+
+        saved = load_state(self.memory, STATE_KEY)
+        if saved is None or saved.format != STATE_FORMAT:
+            return
+        meta = saved.meta
+        if meta.get("hidden") != self.settings.policy_hidden or (
+            self.memory.dim is not None and meta.get("dim") != self.memory.dim
+        ):
+            return  # a different architecture or vector space: start afresh (values remain)
+        blob = torch.load(io.BytesIO(saved.payload), weights_only=True)
+        self._init_model(int(meta["dim"]))
+        assert self.net is not None and self.optimizer is not None
+        self.net.load_state_dict(blob["net"])
+        self.optimizer.load_state_dict(blob["optimizer"])
+        n = min(int(blob["emb"].shape[0]), self._buf_y.shape[0])
+        self._buf_emb[:n] = blob["emb"][-n:].float().numpy()
+        self._buf_sc[:n] = blob["scalars"][-n:].float().numpy()
+        self._buf_y[:n] = blob["targets"][-n:].float().numpy()
+        self._filled = n
+        self._next = n % self._buf_y.shape[0]
+        self.updates = int(meta.get("updates", 0))
+        self.version = saved.version
+
+    def save(self) -> None:
+        """Write weights, optimiser state and replay buffer as a new version, atomically."""
+        import torch
+
+        if self.net is None or self.optimizer is None:
+            return
+        order = np.arange(self._filled)
+        if self._filled == self._buf_y.shape[0]:
+            order = (order + self._next) % self._filled  # oldest first
+        blob = {
+            "net": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "emb": torch.from_numpy(self._buf_emb[order]).half(),
+            "scalars": torch.from_numpy(self._buf_sc[order]),
+            "targets": torch.from_numpy(self._buf_y[order]),
+        }
+        out = io.BytesIO()
+        torch.save(blob, out)
+        meta = {
+            "dim": self.dim,
+            "hidden": self.settings.policy_hidden,
+            "updates": self.updates,
+            "buffer": int(self._filled),
+        }
+        self.version = save_state(
+            self.memory, STATE_KEY, out.getvalue(), format=STATE_FORMAT, meta=meta
+        )
+
+    # ------------------------------------------------------------------ scoring
+
+    def _q(self, emb: Array, scalars: Array) -> npt.NDArray[np.float64]:
+        import torch
+
+        net = self._ensure_model(emb.shape[1] // 2)
+        with torch.no_grad():
+            out = net(torch.from_numpy(emb), torch.from_numpy(scalars))
+        q: npt.NDArray[np.float64] = out.numpy().astype(np.float64)
+        return q
+
+    def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:
+        if not candidates:
+            return np.zeros(0, np.float32)
+        emb, scalars = candidate_features(state, candidates, stage, self.settings)
+        key = (
+            hashlib.blake2b(np.asarray(state, np.float32).tobytes(), digest_size=16).digest(),
+            stage,
+        )
+        self._features[key] = {c.case_id: (emb[i], scalars[i]) for i, c in enumerate(candidates)}
+        self._features.move_to_end(key)
+        while len(self._features) > _CACHE:
+            self._features.popitem(last=False)
+        return self._q(emb, scalars).astype(np.float32)
+
+    def select(
+        self,
+        state: Vector,
+        candidates: Sequence[Candidate],
+        k: int,
+        stage: Stage,
+        *,
+        explore: bool = True,
+    ) -> Selection:
+        scores = self.score(state, candidates, stage).astype(np.float64)
+        _, visits = stage_values(candidates, stage, self.settings.policy_q_init)
+        order, explored = choose(
+            scores,
+            visits,
+            k,
+            mode=self.exploration if explore else "none",
+            epsilon=self.settings.policy_epsilon,
+            ucb_c=self.settings.policy_ucb_c * max(float(scores.std()), 1e-3),
+            rng=self.rng,
+        )
+        return Selection(
+            stage=stage,
+            case_ids=[candidates[i].case_id for i in order],
+            scores=[float(scores[i]) for i in order],
+            explored=explored,
+        )
+
+    # ------------------------------------------------------------------ learning
+
+    def _shown_features(
+        self, feedback: Feedback, ids: Sequence[int]
+    ) -> dict[int, tuple[Array, Array]]:
+        """The inputs the cases had when they were scored (rebuilt from the store if evicted)."""
+        state = np.asarray(feedback.state, np.float32)
+        key = (hashlib.blake2b(state.tobytes(), digest_size=16).digest(), feedback.stage)
+        cached = self._features.get(key, {})
+        if all(i in cached for i in ids):
+            return cached
+        cases = {c.id: c for c in self.memory.get_many(list(ids))}
+        vectors = case_vectors(self.memory, list(ids))
+        unit = state / max(float(np.linalg.norm(state)), 1e-12)
+        candidates = [
+            Candidate(i, float(vectors[p] @ unit), vectors[p], cases[i].reward, cases[i].stats)
+            for p, i in enumerate(ids)
+            if i in cases
+        ]
+        emb, scalars = candidate_features(state, candidates, feedback.stage, self.settings)
+        return {c.case_id: (emb[p], scalars[p]) for p, c in enumerate(candidates)}
+
+    def update(self, feedback: Feedback) -> None:
+        """Credit the shown cases, write their values, and take one training step."""
+        check_feedback(feedback, self.memory.dim)
+        targets = credit_targets(feedback, self.credit, self.settings.policy_unused_target)
+        shown = [int(i) for i in feedback.shown]
+        self.table.apply(
+            feedback.namespace,
+            feedback.stage,
+            targets,
+            self.settings.policy_step_size,
+            q_init=self.settings.policy_q_init,
+            prior_visits=self.settings.policy_prior_visits,
+            check_only=shown,
+        )
+        if not targets:
+            return
+        features = self._shown_features(feedback, list(targets))
+        fresh = [(features[i], y) for i, y in targets.items() if i in features]
+        if not fresh:
+            return
+        self._ensure_model(fresh[0][0][0].shape[0] // 2)
+        newest = [self._push(emb, sc, y) for (emb, sc), y in fresh]
+        for _ in range(self.settings.policy_train_steps):
+            self._train(newest)
+        self.updates += 1
+        if self.updates % self.settings.policy_save_every == 0:
+            self.save()
+
+    def _push(self, emb: Array, scalars: Array, target: float) -> int:
+        slot = self._next
+        self._buf_emb[slot], self._buf_sc[slot], self._buf_y[slot] = emb, scalars, target
+        self._next = (slot + 1) % self._buf_y.shape[0]
+        self._filled = min(self._filled + 1, self._buf_y.shape[0])
+        return slot
+
+    def _train(self, newest: list[int]) -> None:
+        import torch
+
+        assert self.net is not None and self.optimizer is not None
+        extra = max(self.settings.policy_batch_size - len(newest), 0)
+        sample = self.rng.integers(0, self._filled, size=min(extra, self._filled))
+        batch = np.concatenate([np.asarray(newest, dtype=np.int64), sample.astype(np.int64)])
+        emb = torch.from_numpy(self._buf_emb[batch])
+        scalars = torch.from_numpy(self._buf_sc[batch])
+        y = torch.from_numpy(self._buf_y[batch])
+        self.net.train()
+        loss = torch.nn.functional.mse_loss(self.net(emb, scalars), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        self.optimizer.step()
+        self.net.eval()
+
+    def describe(self) -> dict[str, Any]:
+        """What `memory-agent policy stats` shows about the network."""
+        params = sum(p.numel() for p in self.net.parameters()) if self.net is not None else 0
+        return {
+            "version": self.version,
+            "updates": self.updates,
+            "replay": int(self._filled),
+            "parameters": int(params),
+        }

@@ -1,0 +1,157 @@
+"""`value`: per-case, per-stage learned values combined with similarity (MemRL-style).
+
+The score of a candidate is a weighted sum of two z-scores within the shortlist: its
+similarity to the task and its learned value at the stage. Normalising both makes the
+weight mean the same thing whatever the spread of similarities (which depends on the
+embedder) or of rewards (which depends on the scorer). The values live in the store's
+`case_stats` table and are written there on every update, so there is nothing to save.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from memory_agent.policies.base import Candidate, Feedback, Selection, Stage, Vector
+from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
+from memory_agent.policies.exploration import Exploration, choose, zscore
+from memory_agent.policies.value_table import ValueTable
+
+if TYPE_CHECKING:
+    from memory_agent.settings import Settings
+    from memory_agent.store import CaseMemory, StageStats
+
+
+def stage_values(
+    candidates: Sequence[Candidate], stage: Stage, q_init: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(value, visits) of each candidate at `stage`; never-visited cases get `q_init`."""
+    q = np.full(len(candidates), q_init, dtype=np.float64)
+    n = np.zeros(len(candidates), dtype=np.float64)
+    for i, c in enumerate(candidates):
+        s = c.stats.get(stage)
+        if s is not None and s.visits > 0:
+            q[i], n[i] = s.q_value, s.visits
+    return q, n
+
+
+def neighbour_prior(
+    candidates: Sequence[Candidate],
+    q: npt.NDArray[np.float64],
+    visits: npt.NDArray[np.float64],
+    q_init: float,
+    threshold: float,
+) -> npt.NDArray[np.float64]:
+    """Values with each never-visited case's prior taken from its visited near neighbours.
+
+    A new case that reads almost like cases already known to be useless (or useful) most
+    likely is too: its prior is the average value of the visited candidates whose
+    embeddings are at least `threshold`-cosine-similar to it, weighted by how much they
+    exceed the threshold, shrunk towards `q_init`. Cases with no such neighbour keep `q_init`.
+    """
+    fresh = visits == 0
+    if threshold >= 1.0 or not fresh.any() or fresh.all():
+        return q
+    emb = np.stack([c.embedding for c in candidates]).astype(np.float64)
+    weights = np.clip(emb[fresh] @ emb[~fresh].T - threshold, 0.0, None) / (1.0 - threshold)
+    total = weights.sum(axis=1)
+    out = q.copy()
+    out[fresh] = (q_init * 0.5 + weights @ q[~fresh]) / (0.5 + total)
+    return out
+
+
+def value_scores(
+    candidates: Sequence[Candidate], stage: Stage, settings: Settings
+) -> npt.NDArray[np.float64]:
+    """The `value` policy's score of each candidate (also a feature of `neural`)."""
+    if not candidates:
+        return np.zeros(0, dtype=np.float64)
+    sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
+    q_init = settings.policy_q_init
+    q, visits = stage_values(candidates, stage, q_init)
+    q = neighbour_prior(candidates, q, visits, q_init, settings.policy_neighbour_cos)
+    w = settings.policy_value_weight
+    scores = (1.0 - w) * zscore(sims) + w * zscore(q)
+    # Phase A of MemRL: a value is a property of the case, not of the task, so a case that
+    # earned it on other tasks must first be similar enough to compete here.
+    recall = settings.policy_recall
+    if len(candidates) > recall:
+        outside = np.argsort(-sims, kind="stable")[recall:]
+        scores[outside] = scores.min() - 1.0 - np.arange(outside.size) * 1e-6
+    return scores
+
+
+class ValuePolicy:
+    """Learned per-case values, per stage; explores by UCB or epsilon-greedy."""
+
+    name = "value"
+
+    def __init__(
+        self,
+        memory: CaseMemory,
+        settings: Settings | None = None,
+        *,
+        credit: CreditMode | None = None,
+        exploration: Exploration | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.memory = memory
+        self.settings = settings or memory.settings
+        self.credit: CreditMode = credit or self.settings.policy_credit
+        self.exploration: Exploration = exploration or self.settings.policy_exploration
+        self.table = ValueTable(memory)
+        self.rng = np.random.default_rng(seed)
+
+    def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:
+        return value_scores(candidates, stage, self.settings).astype(np.float32)
+
+    def select(
+        self,
+        state: Vector,
+        candidates: Sequence[Candidate],
+        k: int,
+        stage: Stage,
+        *,
+        explore: bool = True,
+    ) -> Selection:
+        scores = self.score(state, candidates, stage).astype(np.float64)
+        _, visits = stage_values(candidates, stage, self.settings.policy_q_init)
+        order, explored = choose(
+            scores,
+            visits,
+            k,
+            mode=self.exploration if explore else "none",
+            epsilon=self.settings.policy_epsilon,
+            ucb_c=self.settings.policy_ucb_c,
+            rng=self.rng,
+        )
+        return Selection(
+            stage=stage,
+            case_ids=[candidates[i].case_id for i in order],
+            scores=[float(scores[i]) for i in order],
+            explored=explored,
+        )
+
+    def update(self, feedback: Feedback) -> None:
+        """Credit the shown cases and move their values, in one transaction."""
+        self.learn(feedback)
+
+    def learn(self, feedback: Feedback) -> dict[int, StageStats]:
+        """`update`, returning the new statistics of every case that was credited."""
+        check_feedback(feedback, self.memory.dim)
+        targets = credit_targets(feedback, self.credit, self.settings.policy_unused_target)
+        return self.table.apply(
+            feedback.namespace,
+            feedback.stage,
+            targets,
+            self.settings.policy_step_size,
+            q_init=self.settings.policy_q_init,
+            prior_visits=self.settings.policy_prior_visits,
+            check_only=[int(i) for i in feedback.shown],
+        )
+
+    def save(self) -> None:
+        """Values are written on every update."""

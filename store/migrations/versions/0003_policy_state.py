@@ -1,0 +1,32 @@
+"""Saved policy state (neural Q weights, replay buffer), one versioned row per policy.
+
+Revision ID: 0003_policy_state
+Revises: 0001_initial
+Create Date: 2026-11-29
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003_policy_state"
+down_revision: str | None = "0001_initial"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "policy_state",
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("format", sa.Integer(), nullable=False),
+        sa.Column("meta", sa.JSON(), nullable=False),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("policy_state")

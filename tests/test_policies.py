@@ -1,0 +1,329 @@
+"""Case-selection policies on real stores (SQLite and PostgreSQL): learn, persist, reject."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from memory_agent.errors import CaseNotFoundError, InvalidInputError
+from memory_agent.policies.base import Candidate, Feedback, case_vectors, shortlist
+from memory_agent.policies.credit import credit_targets
+from memory_agent.policies.exploration import choose
+from memory_agent.policies.registry import POLICY_NAMES, make_policy
+from memory_agent.policies.value import ValuePolicy
+from memory_agent.policies.value_table import next_stats
+from memory_agent.settings import Settings
+from memory_agent.store import CaseMemory, NewCase, StageStats
+
+DIM = 384
+
+
+def unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.normal(size=(n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def seed_cases(memory: CaseMemory, n: int = 12, namespace: str = "default") -> list[int]:
+    rng = np.random.default_rng(7)
+    cases = [NewCase(task=f"task {i}", reward=float(i % 2)) for i in range(n)]
+    return memory.add_many(cases, namespace=namespace, embeddings=unit(rng, n))
+
+
+def stats_snapshot(memory: CaseMemory, ids: list[int]) -> dict[int, dict[str, StageStats]]:
+    return {c.id: c.stats for c in memory.get_many(ids)}
+
+
+def feedback(
+    state: np.ndarray, shown: list[int], used: list[int], reward: float, **kw: Any
+) -> Feedback:
+    return Feedback(namespace=kw.pop("namespace", "default"), stage=kw.pop("stage", "plan"),
+                    state=state, shown=shown, used=used, reward=reward, **kw)  # fmt: skip
+
+
+# ---------------------------------------------------------------- pure pieces
+
+
+def test_registry_knows_every_policy() -> None:
+    assert POLICY_NAMES == ("similarity", "value", "neural")
+    with pytest.raises(InvalidInputError, match="Unknown policy 'q'"):
+        make_policy("q", None)  # type: ignore[arg-type]
+
+
+def test_cited_credit_rewards_only_used_cases_and_flat_rewards_all() -> None:
+    fb = feedback(np.ones(DIM, np.float32), [1, 2, 3], [2], 0.8)
+    assert credit_targets(fb, "cited", 0.0) == {1: 0.0, 2: 0.8, 3: 0.0}
+    assert credit_targets(fb, "cited", None) == {2: 0.8}
+    assert credit_targets(fb, "flat") == {1: 0.8, 2: 0.8, 3: 0.8}
+    uncited = feedback(np.ones(DIM, np.float32), [1, 2], [], 0.5, citation="flat")
+    assert credit_targets(uncited, "cited") == {1: 0.5, 2: 0.5}
+
+
+def test_value_update_averages_early_then_steps_constantly() -> None:
+    first = next_stats(None, 1.0, 0.1, q_init=0.5, prior_visits=1.0)
+    assert first.visits == 1 and first.q_value == pytest.approx(0.75)  # mean with the prior
+    s = first
+    for _ in range(200):
+        s = next_stats(s, 0.0, 0.1, q_init=0.5, prior_visits=1.0)
+    assert s.q_value < 0.01  # a constant step forgets a case that stopped helping
+    assert s.visits == 201 and s.reward_sum == pytest.approx(1.0) and s.last_reward == 0.0
+    mean = None
+    for target in (1.0, 0.0, 1.0, 0.0):
+        mean = next_stats(mean, target, None, q_init=0.0, prior_visits=0.0)
+    assert mean is not None and mean.q_value == pytest.approx(0.5)
+
+
+def test_exploration_is_off_when_asked_and_ucb_tries_unvisited_cases() -> None:
+    rng = np.random.default_rng(0)
+    scores = np.array([3.0, 2.0, 1.0, 0.0])
+    visits = np.array([50.0, 50.0, 50.0, 0.0])
+    assert choose(scores, visits, 2, mode="none", epsilon=1.0, ucb_c=9.0, rng=rng) == (
+        [0, 1],
+        [False, False],
+    )
+    order, explored = choose(scores, visits, 2, mode="ucb", epsilon=0.0, ucb_c=2.0, rng=rng)
+    assert 3 in order and explored[order.index(3)]
+    picks = {choose(scores, visits, 1, mode="epsilon", epsilon=1.0, ucb_c=0, rng=rng)[0][0]
+             for _ in range(50)}  # fmt: skip
+    assert picks - {0}
+
+
+# ---------------------------------------------------------------- on a real store
+
+
+def test_value_policy_learns_persists_and_survives_restart(
+    memory: CaseMemory, database_url: str, isolated_home: Path
+) -> None:
+    ids = seed_cases(memory)
+    state = case_vectors(memory, [ids[0]])[0]
+    policy = make_policy("value", memory)
+    candidates = shortlist(memory, state, size=12)
+    assert len(candidates) == 12 and candidates[0].case_id == ids[0]
+    greedy = policy.select(state, candidates, 3, "plan", explore=False)
+    assert greedy.case_ids[0] == ids[0] and not any(greedy.explored)
+    # The planner keeps using the least similar case and ignoring the most similar one.
+    loser, winner = candidates[0].case_id, candidates[-1].case_id
+    for _ in range(8):
+        policy.update(feedback(state, [loser, winner], [winner], 1.0))
+    after = stats_snapshot(memory, [loser, winner])
+    assert after[winner]["plan"].visits == 8 and after[winner]["plan"].q_value > 0.8
+    assert after[loser]["plan"].q_value < 0.2
+    assert "refine" not in after[winner]  # values are per stage
+    ranked = policy.select(state, shortlist(memory, state, size=12), 3, "plan", explore=False)
+    assert ranked.case_ids[0] == winner and loser not in ranked.case_ids
+
+    memory.close()
+    reopened = CaseMemory(Settings(home=isolated_home), database_url=database_url)
+    try:
+        again = make_policy("value", reopened)
+        fresh = shortlist(reopened, state, size=12)
+        assert again.select(state, fresh, 3, "plan", explore=False).case_ids == ranked.case_ids
+        assert stats_snapshot(reopened, [winner]) == {winner: after[winner]}
+    finally:
+        reopened.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"reward": math.nan}, InvalidInputError, "not a number in"),
+        ({"reward": 1.5}, InvalidInputError, r"\[-1, 1\]"),
+        ({"shown": "unknown"}, CaseNotFoundError, "not a live case"),
+        ({"shown": "foreign"}, InvalidInputError, "namespace 'other'"),
+        ({"used": "stray"}, InvalidInputError, "was not shown"),
+        ({"stage": "Plan Stage"}, InvalidInputError, "not a valid stage"),
+        ({"state": "short"}, InvalidInputError, "384-dimensional"),
+        ({"state": "nan"}, InvalidInputError, "NaN"),
+    ],
+)
+def test_bad_feedback_is_rejected_and_changes_nothing(
+    memory: CaseMemory, change: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    ids = seed_cases(memory)
+    foreign = seed_cases(memory, 2, namespace="other")
+    state = case_vectors(memory, [ids[0]])[0]
+    for name in ("value", "neural"):
+        policy = make_policy(name, memory)
+        policy.update(feedback(state, ids[:3], [ids[0]], 1.0))
+    before = stats_snapshot(memory, ids + foreign)
+    values: dict[str, Any] = {"shown": ids[:3], "used": [ids[0]], "reward": 0.5,
+                              "stage": "plan", "state": state}  # fmt: skip
+    values.update(change)
+    if values["shown"] == "unknown":
+        values["shown"] = [ids[0], 10_000_000]
+    elif values["shown"] == "foreign":
+        values["shown"] = [ids[0], foreign[0]]
+    if values["used"] == "stray":
+        values["used"] = [ids[5]]
+    if isinstance(values["state"], str):
+        values["state"] = state[:10] if values["state"] == "short" else state * np.nan
+    for name in ("value", "neural"):
+        policy = make_policy(name, memory)
+        with pytest.raises(error, match=message):
+            policy.update(feedback(**values))
+    assert stats_snapshot(memory, ids + foreign) == before
+
+
+def test_crash_inside_an_update_transaction_leaves_old_values(memory: CaseMemory) -> None:
+    """The connection dies after the first row is written: nothing of the update remains."""
+    from sqlalchemy import event
+
+    ids = seed_cases(memory)
+    state = case_vectors(memory, [ids[0]])[0]
+    policy = ValuePolicy(memory)
+    policy.update(feedback(state, ids[:3], [ids[0]], 1.0))
+    before = stats_snapshot(memory, ids)
+    writes = 0
+
+    def die_on_second_write(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        nonlocal writes
+        if statement.lstrip().upper().startswith(("UPDATE", "INSERT")):
+            writes += 1
+            if writes == 2:
+                raise RuntimeError("simulated crash mid-update")
+
+    event.listen(memory.engine, "before_cursor_execute", die_on_second_write)
+    try:
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            policy.update(feedback(state, ids[:4], [ids[1], ids[3]], 0.9))
+    finally:
+        event.remove(memory.engine, "before_cursor_execute", die_on_second_write)
+    assert writes == 2
+    assert stats_snapshot(memory, ids) == before
+    policy.update(feedback(state, ids[:4], [ids[1], ids[3]], 0.9))  # and it carries on
+    assert stats_snapshot(memory, [ids[3]])[ids[3]]["plan"].visits == 1
+
+
+def test_neural_policy_saves_reloads_and_generalises(
+    memory: CaseMemory, database_url: str, isolated_home: Path
+) -> None:
+    """Good cases share a direction in embedding space; the net learns it and ranks unseen
+    good cases above unseen bad ones after a restart."""
+    rng = np.random.default_rng(3)
+    good_dir, bad_dir = unit(rng, 2)
+
+    def family(direction: np.ndarray, n: int) -> np.ndarray:
+        v = direction[None, :] * 0.8 + unit(rng, n) * 0.6
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    good = memory.add_many(
+        [NewCase(task=f"good {i}") for i in range(12)], embeddings=family(good_dir, 12)
+    )
+    bad = memory.add_many(
+        [NewCase(task=f"bad {i}") for i in range(12)], embeddings=family(bad_dir, 12)
+    )
+    settings = Settings(home=isolated_home, policy_save_every=10, policy_learning_rate=0.01)
+    from memory_agent.policies.neural import NeuralPolicy
+
+    policy = NeuralPolicy(memory, settings, seed=0)
+    for step in range(120):
+        shown = [good[step % 8], bad[step % 8], bad[(step + 3) % 8]]
+        state = unit(rng, 1)[0]
+        policy.score(state, shortlist(memory, state, size=24), "plan")
+        policy.update(feedback(state, shown, [good[step % 8]], 1.0))
+    assert policy.version >= 12  # saved every 10 updates
+    policy.save()
+    memory.close()
+
+    reopened = CaseMemory(Settings(home=isolated_home), database_url=database_url)
+    try:
+        again = NeuralPolicy(reopened, settings, seed=1)
+        assert again.updates == 120 and again.version == policy.version
+        state = unit(rng, 1)[0]
+        unseen = [c for c in shortlist(reopened, state, size=24)
+                  if c.case_id in good[8:] + bad[8:]]  # fmt: skip
+        scores = again.score(state, unseen, "plan")
+        good_scores = [s for c, s in zip(unseen, scores, strict=True) if c.case_id in good]
+        bad_scores = [s for c, s in zip(unseen, scores, strict=True) if c.case_id in bad]
+        assert min(good_scores) > max(bad_scores)
+    finally:
+        reopened.close()
+
+
+def test_eviction_removes_the_lowest_learned_value_first(memory: CaseMemory) -> None:
+    ids = seed_cases(memory, 4)  # rewards 0, 1, 0, 1
+    state = case_vectors(memory, [ids[0]])[0]
+    policy = ValuePolicy(memory)
+    for _ in range(5):  # case 1 (reward 1) keeps being ignored; case 0 (reward 0) helps
+        policy.update(feedback(state, [ids[0], ids[1]], [ids[0]], 1.0))
+    # Reward alone would evict case 0 first (reward 0, oldest); its learned value keeps it.
+    evicted = memory.set_budget("default", 2)
+    assert evicted == [ids[2], ids[1]]
+
+
+def test_candidates_carry_what_policies_need(memory: CaseMemory) -> None:
+    ids = seed_cases(memory, 5)
+    state = case_vectors(memory, [ids[2]])[0]
+    ValuePolicy(memory).update(feedback(state, [ids[2]], [ids[2]], 1.0))
+    found = shortlist(memory, state, size=5)
+    top = found[0]
+    assert isinstance(top, Candidate) and top.case_id == ids[2]
+    assert top.similarity == pytest.approx(1.0, abs=1e-5) and top.reward == 0.0
+    assert np.allclose(top.embedding, state) and top.stats["plan"].visits == 1
+
+
+_CHILD = """
+import sys, numpy as np
+from memory_agent.settings import Settings
+from memory_agent.store import CaseMemory, NewCase
+from memory_agent.policies.base import Feedback
+from memory_agent.policies.neural import NeuralPolicy
+home, url = sys.argv[1], sys.argv[2]
+memory = CaseMemory(Settings(home=home), database_url=url)
+rng = np.random.default_rng(0)
+vectors = rng.normal(size=(30, 384)).astype(np.float32)
+ids = memory.add_many([NewCase(task=f"case {i}") for i in range(30)], embeddings=vectors)
+policy = NeuralPolicy(memory, Settings(home=home, policy_save_every=1), seed=0)
+step = 0
+while True:
+    shown = [int(i) for i in rng.choice(ids, 3, replace=False)]
+    state = vectors[int(rng.integers(30))]
+    policy.update(Feedback("default", "plan", state, shown, shown[:1], float(rng.random())))
+    step += 1
+    print(step, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_killed_mid_update_reopens_consistent_and_continues(tmp_path: Path) -> None:
+    """SIGKILL a process that updates and saves non-stop; the store reopens clean."""
+    import signal
+    import subprocess
+    import sys
+
+    from memory_agent.policies.neural import NeuralPolicy
+
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    home = tmp_path / "home"
+    done = 0
+    with subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(home), url], stdout=subprocess.PIPE, text=True
+    ) as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            done = int(line)
+            if done >= 40:
+                break
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+
+    memory = CaseMemory(Settings(home=home), database_url=url)
+    try:
+        cases = memory.list_cases(limit=100)
+        visits = sum(c.stats["plan"].visits for c in cases if "plan" in c.stats)
+        # Every update credits its three shown cases in one transaction: never a part of one.
+        assert visits % 3 == 0 and visits // 3 >= done
+        policy = NeuralPolicy(memory, Settings(home=home), seed=1)
+        assert policy.version >= done - 1 and policy.updates >= done - 1
+        ids = [c.id for c in cases[:3]]
+        state = case_vectors(memory, ids[:1])[0]
+        policy.update(feedback(state, ids, ids[:1], 1.0))
+        after = sum(
+            c.stats["plan"].visits for c in memory.list_cases(limit=100) if "plan" in c.stats
+        )
+        assert after == visits + 3
+    finally:
+        memory.close()

@@ -1,0 +1,123 @@
+"""The Python tool's sandbox: each escape it must block, tried for real."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from memory_agent.tools import ToolContext
+from memory_agent.tools.python_sandbox import PythonTool, run_python
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    path = tmp_path / "ws"
+    path.mkdir()
+    return path
+
+
+def run(
+    code: str, workspace: Path, timeout_s: float = 10, memory_mb: int = 512
+) -> tuple[bool, str]:
+    result = PythonTool().run(
+        {"code": code}, ToolContext(workspace=workspace, timeout_s=timeout_s, memory_mb=memory_mb)
+    )
+    return result.ok, result.output
+
+
+def test_ordinary_code_runs_and_shows_the_last_expression(workspace: Path) -> None:
+    assert run("bin(987).count('1')", workspace) == (True, "8")
+    assert run("'memory'[::-1]", workspace) == (True, "yromem")
+    assert run("import numpy\nprint(int(numpy.arange(5).sum()))", workspace) == (True, "10")
+    assert run("open('notes.txt', 'w').write('kept')\nopen('notes.txt').read()", workspace) == (
+        True, "kept",
+    )  # fmt: skip
+    assert (workspace / "notes.txt").read_text() == "kept"
+
+
+def test_network_is_blocked(workspace: Path) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    accepted: list[object] = []
+
+    def accept() -> None:
+        server.settimeout(5)
+        try:
+            accepted.append(server.accept())
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    try:
+        ok, output = run(
+            f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+            "print('connected')",
+            workspace,
+        )
+        raw_ok, raw = run(
+            f"import _socket\ns = _socket.socket()\ns.connect(('127.0.0.1', {port}))", workspace
+        )
+    finally:
+        thread.join()
+        server.close()
+    assert not ok and "connected" not in output
+    assert not raw_ok
+    assert accepted == []  # the listener never saw a connection
+
+
+def test_writing_outside_the_workspace_is_blocked(workspace: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    for code in (
+        f"open({str(outside)!r}, 'w').write('x')",
+        f"import os\nfd = os.open({str(outside)!r}, os.O_CREAT | os.O_WRONLY)",
+        "open('../outside.txt', 'a').write('x')",
+        f"import pathlib\npathlib.Path({str(outside)!r}).write_text('x')",
+        "import os\nos.symlink('/etc', 'etc')\nopen('etc/evil', 'w')",
+        f"import shutil\nshutil.copyfile('/etc/hostname', {str(outside)!r})",
+    ):
+        ok, output = run(code, workspace)
+        assert not ok, code
+        assert "sandbox" in output or "Error" in output
+    assert not outside.exists()
+    assert run(f"import os\nos.remove({str(tmp_path)!r} + '/x')", workspace)[0] is False
+
+
+def test_fork_bombs_and_subprocesses_are_refused(workspace: Path) -> None:
+    for code in (
+        "import os\nwhile True:\n    os.fork()",
+        "import subprocess\nsubprocess.run(['sh', '-c', ':(){ :|:& };:'])",
+        "import os\nos.system('echo hi')",
+        "import multiprocessing\nmultiprocessing.Process(target=print).start()",
+        "import ctypes\nctypes.CDLL(None).fork()",
+    ):
+        started = time.perf_counter()
+        ok, output = run(code, workspace)
+        assert not ok, code
+        assert "not allowed" in output, output
+        assert time.perf_counter() - started < 10
+
+
+def test_memory_hog_hits_the_limit(workspace: Path) -> None:
+    ok, output = run("x = bytearray(3 * 1024 ** 3)\nprint(len(x))", workspace, memory_mb=512)
+    assert not ok and "MemoryError" in output
+
+
+def test_runaway_loop_is_killed_at_the_timeout(workspace: Path) -> None:
+    started = time.perf_counter()
+    ok, output = run("while True:\n    pass", workspace, timeout_s=1.5)
+    assert not ok and ("timed out" in output or "CPU time limit" in output)
+    assert time.perf_counter() - started < 6
+    sleeper = run_python("import time\ntime.sleep(60)", workspace, timeout_s=1, memory_mb=256)
+    assert sleeper.timed_out and sleeper.elapsed_s < 5
+
+
+def test_syntax_errors_are_reported(workspace: Path) -> None:
+    ok, output = run("def (:", workspace)
+    assert not ok and "SyntaxError" in output
