@@ -58,7 +58,10 @@ class Settings(BaseSettings):
         default=8, ge=1, le=128, description="PQ bytes per case (must divide the vector size)."
     )
     codebook_min_cases: int = Field(
-        default=4096, ge=256, description="Live cases needed before the first codebook trains."
+        default=4096,
+        ge=1000,
+        description="Live cases needed before the first codebook trains (FAISS aborts on "
+        "OPQ+PQ training with only a few hundred vectors).",
     )
     codebook_train_sample: int = Field(
         default=65_536,
@@ -86,6 +89,12 @@ class Settings(BaseSettings):
         gt=1.0,
         description="Retrain when distortion on recent data exceeds this many times the "
         "distortion the codebook had when trained.",
+    )
+    codebook_growth_factor: float = Field(
+        default=8.0,
+        ge=2.0,
+        description="Retrain with more coarse lists once the store has this many times the "
+        "cases its codebook was shaped for.",
     )
     reindex_batch_size: int = Field(default=1000, ge=1, le=100_000)
     reindex_in_background: bool = Field(

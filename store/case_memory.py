@@ -1072,7 +1072,7 @@ class CaseMemory:
             if self.settings.index_kind == "auto":
                 self._maybe_switch()
         elif keeper.pending is None:
-            reason = keeper.upkeep_reason()
+            reason = keeper.upkeep_reason(self._live_cases())
             if reason is not None:
                 self.new_codebook(reason)
         keeper.flush()
@@ -1113,6 +1113,11 @@ class CaseMemory:
             self._compression.switch_to_codes(vectors, ids)
             self._rebuild_indexes()
 
+    def _live_cases(self) -> int:
+        with self._sessions() as session:
+            query = select(func.count()).select_from(CaseRow).where(CaseRow.deleted_at.is_(None))
+            return int(session.scalar(query) or 0)
+
     def new_codebook(self, reason: str = "manual") -> int:
         """Make a new codebook version (pending until `reindex` finishes); returns it.
 
@@ -1137,7 +1142,7 @@ class CaseMemory:
                 )
             )
         decoded = self.vectors(sample_ids if reason != "dead_codes" else [])
-        return keeper.prepare(reason, decoded).version
+        return keeper.prepare(reason, decoded, cases=self._live_cases()).version
 
     def reindex(
         self,

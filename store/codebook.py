@@ -25,6 +25,7 @@ from memory_agent.store.index import Ids, Scores, check_vectors
 
 Codes = npt.NDArray[np.uint8]
 KSUB = 256  # 8-bit PQ: 256 codewords per sub-quantiser
+MIN_TRAIN = 1000  # below this FAISS's OPQ/PQ training can abort the process
 
 
 def nlist_for(cases: int, train_points: int | None = None) -> int:
@@ -94,14 +95,14 @@ class Codebook:
     def train(
         cls, vectors: Vectors, *, version: int, m: int, opq: bool = True, cases: int | None = None
     ) -> Codebook:
-        """Train a codebook on unit vectors (at least 256), sized for a store of `cases`."""
+        """Train a codebook on unit vectors (at least 1000), sized for a store of `cases`."""
         import faiss
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         n, dim = vectors.shape
-        if n < KSUB:
+        if n < MIN_TRAIN:
             raise InvalidInputError(
-                f"A codebook needs at least {KSUB} vectors to train; got {n}. Add more cases "
+                f"A codebook needs at least {MIN_TRAIN} vectors to train; got {n}. Add more cases "
                 "first (MEMORY_AGENT_CODEBOOK_MIN_CASES sets when the switch happens)."
             )
         if dim % m:
@@ -126,7 +127,8 @@ class Codebook:
         ivf.do_polysemous_training = False
         index.train(vectors)
         book = cls(version=version, index=index, usage=np.full((m, KSUB), 1.0 / KSUB))
-        book.trained_on = n
+        # The store size it was shaped for (coarse lists), not the sample it saw.
+        book.trained_on = cases or n
         book.distortion = book.measure_distortion(vectors)
         book.usage = book.codeword_frequencies(book.encode(vectors))
         return book

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from memory_agent.settings import Settings
-from memory_agent.store.codebook import Codebook, Codes
+from memory_agent.store.codebook import Codebook, Codes, nlist_for
 from memory_agent.store.embedder import Vectors, normalise
 from memory_agent.store.models import CaseRow, CodebookRow, ReservoirRow, utcnow
 
@@ -184,11 +184,17 @@ class Compression:
             return None
         return self.active.measure_distortion(self._reservoir)
 
-    def upkeep_reason(self) -> str | None:
+    def upkeep_reason(self, live_cases: int = 0) -> str | None:
         """Why the active codebook needs a new version now (None: it does not)."""
         book = self.active
         if book is None or self.pending is not None:
             return None
+        # A codebook shaped for a small store probes too few, too wide lists once the store
+        # has grown many times over: retrain with coarse lists sized for the new count.
+        grown = live_cases >= self.settings.codebook_growth_factor * max(book.trained_on, 1)
+        sample = min(live_cases, self.settings.codebook_train_sample)
+        if grown and nlist_for(live_cases, sample) > book.nlist:
+            return "growth"
         if len(self._reservoir) < min(self.settings.reservoir_size, 256):
             return None
         distortion = self.distortion()
@@ -201,7 +207,7 @@ class Compression:
             return "dead_codes"
         return None
 
-    def prepare(self, reason: str, decoded_sample: Vectors) -> Codebook:
+    def prepare(self, reason: str, decoded_sample: Vectors, cases: int | None = None) -> Codebook:
         """Make the next version (pending until reindex finishes) for this reason.
 
         `dead_codes`: the active codebook with its dead codewords re-seeded from the
@@ -226,6 +232,7 @@ class Compression:
                 version=version,
                 m=self.settings.code_bytes,
                 opq=True,
+                cases=cases,
             )
         with self._sessions.begin() as session:
             session.add(_row_from_book(book, "pending", reason))

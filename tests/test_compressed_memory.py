@@ -25,7 +25,7 @@ SPACE = SyntheticSpace()
 def _settings(home: Path, **more: object) -> Settings:
     values: dict[str, object] = {
         "home": home,
-        "codebook_min_cases": 600,
+        "codebook_min_cases": 1000,
         "reindex_in_background": False,
         "reservoir_size": 256,
         **more,
@@ -97,17 +97,17 @@ def test_switch_to_codes_is_automatic_invisible_and_persisted(
 def test_reindex_moves_every_case_to_a_new_version_while_search_serves(
     database_url: str, isolated_home: Path
 ) -> None:
-    vectors = SPACE.sample(900, seed=3)
+    vectors = SPACE.sample(1000, seed=3)
     memory = CaseMemory(_settings(isolated_home, reindex_batch_size=200), database_url=database_url)
     ids = _add(memory, vectors)
     assert memory.new_codebook("manual") == 2
-    assert memory.stats()["reindex_remaining"] == 900
+    assert memory.stats()["reindex_remaining"] == 1000
     keeper = memory._compression
     assert keeper.reencode_batch(None) == 200
     # Mid-job: search still uses version 1 only, and new cases get both codes.
     assert memory.search(vectors[5], 1)[0].case.codebook_version == 1
-    new_id = _add(memory, SPACE.sample(1, seed=4), start=900)[0]
-    assert memory.stats()["reindex_remaining"] == 700
+    new_id = _add(memory, SPACE.sample(1, seed=4), start=1000)[0]
+    assert memory.stats()["reindex_remaining"] == 800
     assert memory.reindex() is True
     stats = memory.stats()
     assert stats["codebook_version"] == 2 and stats["reindex_remaining"] == 0
@@ -147,7 +147,7 @@ def test_killed_reindex_resumes_with_no_case_lost(tmp_path: Path, isolated_home:
         **os.environ,
         "MEMORY_AGENT_DATABASE_URL": url,
         "MEMORY_AGENT_REINDEX_BATCH_SIZE": "10",
-        "MEMORY_AGENT_CODEBOOK_MIN_CASES": "600",
+        "MEMORY_AGENT_CODEBOOK_MIN_CASES": "1000",
     }
     command = [sys.executable, "-m", "memory_agent", "memory", "reindex"]
     job = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -196,3 +196,23 @@ def test_killed_reindex_resumes_with_no_case_lost(tmp_path: Path, isolated_home:
     assert all(r[2] == 2 and r[3] is None for r in live)
     assert reopened.search(vectors[7], 1)[0].case.id == ids[7]
     reopened.close()
+
+
+def test_a_grown_store_retrains_with_more_coarse_lists(tmp_path: Path, isolated_home: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'grow.db'}"
+    vectors = SPACE.sample(9000, seed=6)
+    memory = CaseMemory(_settings(isolated_home), database_url=url)
+    ids = _add(memory, vectors[:1000])
+    first = memory._compression.active
+    assert first is not None and first.trained_on == 1000
+    _add(memory, vectors[1000:4000], start=1000)
+    assert memory.stats()["pending_codebook_version"] is None  # 4x: not yet
+    _add(memory, vectors[4000:], start=4000)
+    assert memory.stats()["pending_codebook_version"] == 2  # 9x the cases: growth
+    assert memory.reindex() is True
+    grown = memory._compression.active
+    assert grown is not None and grown.version == 2 and grown.trained_on == 9000
+    assert grown.nlist > first.nlist
+    assert memory.stats()["codebook_version"] == 2
+    assert memory.search(vectors[10], 1)[0].case.id == ids[10]
+    memory.close()
