@@ -100,6 +100,15 @@ class Settings(BaseSettings):
         default=30, ge=1, le=10_000,
         description="value: only the most similar cases of the shortlist compete (MemRL phase A).",
     )  # fmt: skip
+    policy_context_cos: float = Field(
+        default=0.4, ge=0.0, le=1.0,
+        description="Task-conditioned values: outcomes earned on tasks less similar than this "
+        "to the current one do not count for it (1: only identical tasks).",
+    )  # fmt: skip
+    policy_context_size: int = Field(
+        default=16, ge=1, le=1024,
+        description="Task-conditioned values: outcomes remembered per case and stage.",
+    )  # fmt: skip
     policy_value_weight: float = Field(
         default=0.85, ge=0.0, le=1.0,
         description="Weight of the value z-score against the similarity z-score.",

@@ -41,10 +41,11 @@ from memory_agent.policies.base import (
     Vector,
     case_vectors,
 )
+from memory_agent.policies.context import TaskContext
 from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
 from memory_agent.policies.exploration import Exploration, choose, zscore
 from memory_agent.policies.state import load_state, save_state
-from memory_agent.policies.value import stage_values, value_scores
+from memory_agent.policies.value import stage_values, task_values, value_scores
 from memory_agent.policies.value_table import ValueTable
 
 if TYPE_CHECKING:
@@ -54,7 +55,8 @@ if TYPE_CHECKING:
     from memory_agent.store import CaseMemory
 
 STATE_KEY = "neural"
-STATE_FORMAT = 2
+STATE_FORMAT = 3  # 3: value features are task-conditioned (policies/context.py)
+CONTEXT_KEY = "neural_context"
 SCALARS = (
     "similarity", "z_similarity", "q", "z_q", "visited", "log_visits", "reward", "rated",
     "value_score",
@@ -65,14 +67,23 @@ Array = npt.NDArray[np.float32]
 
 
 def candidate_features(
-    state: Vector, candidates: Sequence[Candidate], stage: Stage, settings: Settings
+    state: Vector,
+    candidates: Sequence[Candidate],
+    stage: Stage,
+    settings: Settings,
+    context: TaskContext | None = None,
 ) -> tuple[Array, Array]:
-    """(embedding part, scalar part) of the network input, one row per candidate."""
+    """(embedding part, scalar part) of the network input, one row per candidate.
+
+    With a `context` the value and visit features are the case's values on tasks like this
+    one (see policies/context.py), not its global ones, so a case that earned a high value
+    on another family's tasks does not look valuable here.
+    """
     s = np.asarray(state, dtype=np.float32)
     s = s / max(float(np.linalg.norm(s)), 1e-12)
     emb = np.stack([c.embedding for c in candidates]).astype(np.float32)
     sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
-    q, visits = stage_values(candidates, stage, settings.policy_q_init)
+    q, visits = task_values(state, candidates, stage, settings, context)
     rewards = [c.reward for c in candidates]
     scalars = np.stack(
         [
@@ -84,7 +95,7 @@ def candidate_features(
             np.log1p(visits) / 5.0,
             np.asarray([r if r is not None else 0.0 for r in rewards], dtype=np.float64),
             np.asarray([r is not None for r in rewards], dtype=np.float64),
-            value_scores(candidates, stage, settings),
+            value_scores(candidates, stage, settings, (q, visits)),
         ],
         axis=1,
     ).astype(np.float32)
@@ -142,6 +153,7 @@ class NeuralPolicy:
         self.credit: CreditMode = credit or self.settings.policy_credit
         self.exploration: Exploration = exploration or self.settings.policy_exploration
         self.table = ValueTable(memory)
+        self.context = TaskContext(memory, CONTEXT_KEY, self.settings.policy_context_size)
         self.rng = np.random.default_rng(seed)
         self._torch_gen = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
         self._features: OrderedDict[tuple[bytes, str], dict[int, tuple[Array, Array]]] = (
@@ -212,6 +224,7 @@ class NeuralPolicy:
         """Write weights, optimiser state and replay buffer as a new version, atomically."""
         import torch
 
+        self.context.save()
         if self.net is None or self.optimizer is None:
             return
         order = np.arange(self._filled)
@@ -250,7 +263,7 @@ class NeuralPolicy:
     def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:
         if not candidates:
             return np.zeros(0, np.float32)
-        emb, scalars = candidate_features(state, candidates, stage, self.settings)
+        emb, scalars = candidate_features(state, candidates, stage, self.settings, self.context)
         key = (
             hashlib.blake2b(np.asarray(state, np.float32).tobytes(), digest_size=16).digest(),
             stage,
@@ -307,7 +320,9 @@ class NeuralPolicy:
             for p, i in enumerate(ids)
             if i in cases
         ]
-        emb, scalars = candidate_features(state, candidates, feedback.stage, self.settings)
+        emb, scalars = candidate_features(
+            state, candidates, feedback.stage, self.settings, self.context
+        )
         return {c.case_id: (emb[p], scalars[p]) for p, c in enumerate(candidates)}
 
     def update(self, feedback: Feedback) -> None:
@@ -326,7 +341,9 @@ class NeuralPolicy:
         )
         if not targets:
             return
+        # Features first: they are the inputs the cases had when scored, before this outcome.
         features = self._shown_features(feedback, list(targets))
+        self.context.add(feedback.stage, feedback.state, targets)
         fresh = [(features[i], y) for i, y in targets.items() if i in features]
         if not fresh:
             return

@@ -16,9 +16,12 @@ import numpy as np
 import numpy.typing as npt
 
 from memory_agent.policies.base import Candidate, Feedback, Selection, Stage, Vector
+from memory_agent.policies.context import TaskContext
 from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
 from memory_agent.policies.exploration import Exploration, choose, zscore
 from memory_agent.policies.value_table import ValueTable
+
+CONTEXT_KEY = "value_context"
 
 if TYPE_CHECKING:
     from memory_agent.settings import Settings
@@ -63,20 +66,45 @@ def neighbour_prior(
     return out
 
 
+def task_values(
+    state: Vector,
+    candidates: Sequence[Candidate],
+    stage: Stage,
+    settings: Settings,
+    context: TaskContext | None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(value, relevant visits) of each candidate for this task (stored values without context)."""
+    q, visits = stage_values(candidates, stage, settings.policy_q_init)
+    if context is None:
+        return q, visits
+    return context.values(
+        state, candidates, stage, q, visits,
+        q_init=settings.policy_q_init,
+        prior_weight=max(settings.policy_prior_visits, 1e-3),
+        threshold=settings.policy_context_cos,
+    )  # fmt: skip
+
+
 def value_scores(
-    candidates: Sequence[Candidate], stage: Stage, settings: Settings
+    candidates: Sequence[Candidate],
+    stage: Stage,
+    settings: Settings,
+    values: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
 ) -> npt.NDArray[np.float64]:
-    """The `value` policy's score of each candidate (also a feature of `neural`)."""
+    """The `value` policy's score of each candidate (also a feature of `neural`).
+
+    `values` are the (value, visits) to use, by default the stored per-case ones.
+    """
     if not candidates:
         return np.zeros(0, dtype=np.float64)
     sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
     q_init = settings.policy_q_init
-    q, visits = stage_values(candidates, stage, q_init)
+    q, visits = values if values is not None else stage_values(candidates, stage, q_init)
     q = neighbour_prior(candidates, q, visits, q_init, settings.policy_neighbour_cos)
     w = settings.policy_value_weight
     scores = (1.0 - w) * zscore(sims) + w * zscore(q)
-    # Phase A of MemRL: a value is a property of the case, not of the task, so a case that
-    # earned it on other tasks must first be similar enough to compete here.
+    # Phase A of MemRL: only the cases most similar to the task compete (a case's values are
+    # conditioned on the task by its context, but a near-irrelevant case stays out).
     recall = settings.policy_recall
     if len(candidates) > recall:
         outside = np.argsort(-sims, kind="stable")[recall:]
@@ -103,10 +131,12 @@ class ValuePolicy:
         self.credit: CreditMode = credit or self.settings.policy_credit
         self.exploration: Exploration = exploration or self.settings.policy_exploration
         self.table = ValueTable(memory)
+        self.context = TaskContext(memory, CONTEXT_KEY, self.settings.policy_context_size)
         self.rng = np.random.default_rng(seed)
 
     def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:
-        return value_scores(candidates, stage, self.settings).astype(np.float32)
+        values = task_values(state, candidates, stage, self.settings, self.context)
+        return value_scores(candidates, stage, self.settings, values).astype(np.float32)
 
     def select(
         self,
@@ -143,7 +173,7 @@ class ValuePolicy:
         """`update`, returning the new statistics of every case that was credited."""
         check_feedback(feedback, self.memory.dim)
         targets = credit_targets(feedback, self.credit, self.settings.policy_unused_target)
-        return self.table.apply(
+        stats = self.table.apply(
             feedback.namespace,
             feedback.stage,
             targets,
@@ -152,6 +182,11 @@ class ValuePolicy:
             prior_visits=self.settings.policy_prior_visits,
             check_only=[int(i) for i in feedback.shown],
         )
+        self.context.add(feedback.stage, feedback.state, targets)
+        if self.context.dirty >= self.settings.policy_save_every:
+            self.save()
+        return stats
 
     def save(self) -> None:
-        """Values are written on every update."""
+        """Values are written on every update; the task context is saved here."""
+        self.context.save()
