@@ -100,6 +100,11 @@ class Settings(BaseSettings):
         default=30, ge=1, le=10_000,
         description="value: only the most similar cases of the shortlist compete (MemRL phase A).",
     )  # fmt: skip
+    policy_min_similarity: float = Field(
+        default=0.15, ge=-1.0, le=1.0,
+        description="Learned policies rank cases less similar than this to the task after all "
+        "others (MemRL's phase-A threshold; 0.15 is unrelated text for MiniLM).",
+    )  # fmt: skip
     policy_context_cos: float = Field(
         default=0.4, ge=0.0, le=1.0,
         description="Task-conditioned values: outcomes earned on tasks less similar than this "

@@ -89,8 +89,10 @@ class TaskContext:
             targets = np.asarray([y for _, y in past], dtype=np.float64)
             w = kernel(vectors @ unit, threshold)
             total = float(w.sum())
-            out_q[i] = (prior_weight * q_init + float(w @ targets)) / (prior_weight + total)
-            out_n[i] = total
+            # The stored value is the prior: what the case earned anywhere, until outcomes
+            # on tasks like this one outweigh it.
+            out_q[i] = (prior_weight * q[i] + float(w @ targets)) / (prior_weight + total)
+            out_n[i] = total if total > 0.0 else visits[i]
         return out_q, out_n
 
     def forget(self, keep: set[int]) -> None:

@@ -43,7 +43,7 @@ from memory_agent.policies.base import (
 )
 from memory_agent.policies.context import TaskContext
 from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
-from memory_agent.policies.exploration import Exploration, choose, zscore
+from memory_agent.policies.exploration import Exploration, choose, demote, zscore
 from memory_agent.policies.state import load_state, save_state
 from memory_agent.policies.value import stage_values, task_values, value_scores
 from memory_agent.policies.value_table import ValueTable
@@ -272,7 +272,11 @@ class NeuralPolicy:
         self._features.move_to_end(key)
         while len(self._features) > _CACHE:
             self._features.popitem(last=False)
-        return self._q(emb, scalars).astype(np.float32)
+        # As in `value`: a case unrelated to the task never outranks a related one, whatever
+        # the network makes of its case-level features.
+        sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
+        q = demote(self._q(emb, scalars), sims < self.settings.policy_min_similarity)
+        return q.astype(np.float32)
 
     def select(
         self,

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from memory_agent.policies.base import Candidate, Feedback, Selection, Stage, Vector
 from memory_agent.policies.context import TaskContext
 from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
-from memory_agent.policies.exploration import Exploration, choose, zscore
+from memory_agent.policies.exploration import Exploration, choose, demote, zscore
 from memory_agent.policies.value_table import ValueTable
 
 CONTEXT_KEY = "value_context"
@@ -109,7 +109,9 @@ def value_scores(
     if len(candidates) > recall:
         outside = np.argsort(-sims, kind="stable")[recall:]
         scores[outside] = scores.min() - 1.0 - np.arange(outside.size) * 1e-6
-    return scores
+    # MemRL's similarity threshold: a case about something else (a bit-counting example for
+    # a spelling task) never outranks a related one, however much it earned elsewhere.
+    return demote(scores, sims < settings.policy_min_similarity)
 
 
 class ValuePolicy:
