@@ -95,6 +95,22 @@ class TaskContext:
             out_n[i] = total if total > 0.0 else visits[i]
         return out_q, out_n
 
+    def knows(self, stage: Stage, case_id: int) -> bool:
+        return bool(self.history.get((stage, case_id)))
+
+    def relevance(
+        self, state: Vector, candidates: Sequence[Candidate], stage: Stage, threshold: float
+    ) -> Floats:
+        """How much of each candidate's history was earned on tasks like this one (Σ kernel)."""
+        unit = _unit(state).astype(np.float64)
+        out = np.zeros(len(candidates), dtype=np.float64)
+        for i, c in enumerate(candidates):
+            past = self.history.get((stage, c.case_id))
+            if past:
+                vectors = np.stack([v for v, _ in past]).astype(np.float64)
+                out[i] = float(kernel(vectors @ unit, threshold).sum())
+        return out
+
     def forget(self, keep: set[int]) -> None:
         """Drop the history of cases no longer in memory."""
         for key in [k for k in self.history if k[1] not in keep]:

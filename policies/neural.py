@@ -45,7 +45,7 @@ from memory_agent.policies.context import TaskContext
 from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
 from memory_agent.policies.exploration import Exploration, choose, demote, zscore
 from memory_agent.policies.state import load_state, save_state
-from memory_agent.policies.value import stage_values, task_values, value_scores
+from memory_agent.policies.value import stage_values, task_values, unrelated, value_scores
 from memory_agent.policies.value_table import ValueTable
 
 if TYPE_CHECKING:
@@ -275,7 +275,10 @@ class NeuralPolicy:
         # As in `value`: a case unrelated to the task never outranks a related one, whatever
         # the network makes of its case-level features.
         sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
-        q = demote(self._q(emb, scalars), sims < self.settings.policy_min_similarity)
+        relevant = self.context.relevance(
+            state, candidates, stage, self.settings.policy_context_cos
+        )
+        q = demote(self._q(emb, scalars), unrelated(sims, relevant, self.settings))
         return q.astype(np.float32)
 
     def select(

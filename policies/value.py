@@ -18,7 +18,7 @@ import numpy.typing as npt
 from memory_agent.policies.base import Candidate, Feedback, Selection, Stage, Vector
 from memory_agent.policies.context import TaskContext
 from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
-from memory_agent.policies.exploration import Exploration, choose, demote, zscore
+from memory_agent.policies.exploration import Exploration, choose, zscore
 from memory_agent.policies.value_table import ValueTable
 
 CONTEXT_KEY = "value_context"
@@ -77,12 +77,21 @@ def task_values(
     q, visits = stage_values(candidates, stage, settings.policy_q_init)
     if context is None:
         return q, visits
-    return context.values(
+    q, visits = context.values(
         state, candidates, stage, q, visits,
         q_init=settings.policy_q_init,
         prior_weight=max(settings.policy_prior_visits, 1e-3),
         threshold=settings.policy_context_cos,
     )  # fmt: skip
+    # A value earned only on unrelated tasks says nothing about this one: such a case is as
+    # unknown here as a new one (a bit-counting example is no better on a spelling task for
+    # having helped with bit counting).
+    sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
+    relevant = context.relevance(state, candidates, stage, settings.policy_context_cos)
+    # (A case with no history at all keeps its stored value: new, or its history was lost.)
+    known = np.asarray([context.knows(stage, c.case_id) for c in candidates], dtype=bool)
+    q[unrelated(sims, relevant, settings) & known] = settings.policy_q_init
+    return q, visits
 
 
 def value_scores(
@@ -109,9 +118,22 @@ def value_scores(
     if len(candidates) > recall:
         outside = np.argsort(-sims, kind="stable")[recall:]
         scores[outside] = scores.min() - 1.0 - np.arange(outside.size) * 1e-6
-    # MemRL's similarity threshold: a case about something else (a bit-counting example for
-    # a spelling task) never outranks a related one, however much it earned elsewhere.
-    return demote(scores, sims < settings.policy_min_similarity)
+    return scores
+
+
+def unrelated(
+    sims: npt.NDArray[np.float64],
+    relevant: npt.NDArray[np.float64] | None,
+    settings: Settings,
+) -> npt.NDArray[np.bool_]:
+    """Cases that must rank after the others: less similar than MemRL's phase-A threshold and
+    without outcomes on tasks like this one. A bit-counting example that earned its value on
+    bit-counting tasks never outranks a spelling case on a spelling task; a dissimilar case
+    that did help on tasks like this one still can."""
+    outside = sims < settings.policy_min_similarity
+    if relevant is not None:
+        outside &= relevant <= 0.0
+    return outside
 
 
 class ValuePolicy:
