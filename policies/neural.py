@@ -7,8 +7,11 @@ on the reward's scale, so scores are comparable across tasks and usable for evic
 
 Inputs: the task embedding times the case embedding (which parts of meaning match), the case
 embedding (what kind of case it is), and cheap scalars: similarity, the case's learned
-value and visit count at the stage, the reward its own episode earned, and the `value`
-policy's score. The network is a linear head over the scalars plus a one-hidden-layer MLP
+value and visit count at the stage (conditioned on the task, policies/context.py), the
+reward its own episode earned, and the `value` policy's score. A case below
+`policy_min_similarity` with no outcome on tasks like this one ranks after all others
+(MemRL's phase-A threshold), so case-level features cannot put an unrelated case first.
+The network is a linear head over the scalars plus a one-hidden-layer MLP
 over everything; the head starts as a positive mix of the tabular value and the `value`
 score and the MLP's output layer starts at zero, so a new policy ranks like `value` on day
 one (the warm start; a saved network is loaded instead when there is one) and the MLP

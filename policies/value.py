@@ -4,7 +4,11 @@ The score of a candidate is a weighted sum of two z-scores within the shortlist:
 similarity to the task and its learned value at the stage. Normalising both makes the
 weight mean the same thing whatever the spread of similarities (which depends on the
 embedder) or of rewards (which depends on the scorer). The values live in the store's
-`case_stats` table and are written there on every update, so there is nothing to save.
+`case_stats` table and are written there on every update. The value used for a task is
+conditioned on it (policies/context.py): outcomes earned on tasks like this one outweigh the
+stored value, and a case whose outcomes were all earned on unrelated tasks (and that is
+unrelated to this one) counts as unknown here. That history is saved by `save()` and every
+`policy_save_every` updates.
 """
 
 from __future__ import annotations
