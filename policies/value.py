@@ -22,7 +22,7 @@ import numpy.typing as npt
 from memory_agent.policies.base import Candidate, Feedback, Selection, Stage, Vector
 from memory_agent.policies.context import TaskContext
 from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
-from memory_agent.policies.exploration import Exploration, choose, zscore
+from memory_agent.policies.exploration import Exploration, choose, demote, zscore
 from memory_agent.policies.value_table import ValueTable
 
 CONTEXT_KEY = "value_context"
@@ -87,15 +87,27 @@ def task_values(
         prior_weight=max(settings.policy_prior_visits, 1e-3),
         threshold=settings.policy_context_cos,
     )  # fmt: skip
-    # A value earned only on unrelated tasks says nothing about this one: such a case is as
-    # unknown here as a new one (a bit-counting example is no better on a spelling task for
-    # having helped with bit counting).
+    # A value earned only on unrelated tasks says nothing about this one (a bit-counting
+    # example is no better on a spelling task for having helped with bit counting).
+    # (A case with no history at all keeps its stored value: new, or its history was lost.)
+    q[foreign(state, candidates, stage, settings, context)] = settings.policy_q_init
+    return q, visits
+
+
+def foreign(
+    state: Vector,
+    candidates: Sequence[Candidate],
+    stage: Stage,
+    settings: Settings,
+    context: TaskContext,
+) -> npt.NDArray[np.bool_]:
+    """Cases that belong to another kind of task: unrelated to this one and every outcome in
+    their history earned on unrelated tasks. A case with no history is merely unknown."""
     sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
     relevant = context.relevance(state, candidates, stage, settings.policy_context_cos)
-    # (A case with no history at all keeps its stored value: new, or its history was lost.)
     known = np.asarray([context.knows(stage, c.case_id) for c in candidates], dtype=bool)
-    q[unrelated(sims, relevant, settings) & known] = settings.policy_q_init
-    return q, visits
+    out: npt.NDArray[np.bool_] = unrelated(sims, relevant, settings) & known
+    return out
 
 
 def value_scores(
@@ -164,7 +176,12 @@ class ValuePolicy:
 
     def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:
         values = task_values(state, candidates, stage, self.settings, self.context)
-        return value_scores(candidates, stage, self.settings, values).astype(np.float32)
+        scores = value_scores(candidates, stage, self.settings, values)
+        # A case known to serve another kind of task ranks after every other: otherwise its
+        # prior would beat related cases that proved weak (a bit-counting example shown for a
+        # spelling task). A new unrelated case is not demoted: it is unknown and gets tried.
+        outside = foreign(state, candidates, stage, self.settings, self.context)
+        return demote(scores, outside).astype(np.float32)
 
     def select(
         self,
