@@ -51,6 +51,7 @@ class TaskContext:
         self.size = size
         self.history: dict[tuple[Stage, int], deque[tuple[Vector, float]]] = {}
         self.dirty = 0
+        self._memo: tuple[object, dict[int, tuple[Floats, Floats]]] | None = None
         self._load()
 
     def add(self, stage: Stage, state: Vector, targets: Mapping[int, float]) -> None:
@@ -59,6 +60,7 @@ class TaskContext:
             slot = self.history.setdefault((stage, int(case_id)), deque(maxlen=self.size))
             slot.append((unit, float(target)))
         self.dirty += 1
+        self._memo = None
 
     def values(
         self,
@@ -78,16 +80,9 @@ class TaskContext:
         before, or lost in a crash) keeps them. Every other case's value is
         (prior_weight·q_init + Σ w·target) / (prior_weight + Σ w) over its history.
         """
-        unit = _unit(state).astype(np.float64)
         out_q = q.copy()
         out_n = visits.copy()
-        for i, c in enumerate(candidates):
-            past = self.history.get((stage, c.case_id))
-            if not past:
-                continue
-            vectors = np.stack([v for v, _ in past]).astype(np.float64)
-            targets = np.asarray([y for _, y in past], dtype=np.float64)
-            w = kernel(vectors @ unit, threshold)
+        for i, (w, targets) in self._weights(state, candidates, stage, threshold).items():
             total = float(w.sum())
             # The stored value is the prior: what the case earned anywhere, until outcomes
             # on tasks like this one outweigh it.
@@ -102,13 +97,35 @@ class TaskContext:
         self, state: Vector, candidates: Sequence[Candidate], stage: Stage, threshold: float
     ) -> Floats:
         """How much of each candidate's history was earned on tasks like this one (Σ kernel)."""
-        unit = _unit(state).astype(np.float64)
         out = np.zeros(len(candidates), dtype=np.float64)
-        for i, c in enumerate(candidates):
-            past = self.history.get((stage, c.case_id))
-            if past:
-                vectors = np.stack([v for v, _ in past]).astype(np.float64)
-                out[i] = float(kernel(vectors @ unit, threshold).sum())
+        for i, (w, _) in self._weights(state, candidates, stage, threshold).items():
+            out[i] = float(w.sum())
+        return out
+
+    def _weights(
+        self, state: Vector, candidates: Sequence[Candidate], stage: Stage, threshold: float
+    ) -> dict[int, tuple[Floats, Floats]]:
+        """Per candidate position with history: (kernel weights, targets). One scoring asks
+        for values and relevance of the same shortlist, so the last answer is kept."""
+        key = (
+            np.asarray(state, np.float32).tobytes(), stage, threshold,
+            tuple(c.case_id for c in candidates), self.dirty,
+        )  # fmt: skip
+        if self._memo is not None and self._memo[0] == key:
+            return self._memo[1]
+        positions = [i for i, c in enumerate(candidates) if (stage, c.case_id) in self.history]
+        out: dict[int, tuple[Floats, Floats]] = {}
+        if positions:
+            pasts = [self.history[(stage, candidates[i].case_id)] for i in positions]
+            vectors = np.concatenate([np.stack([v for v, _ in past]) for past in pasts])
+            targets = np.concatenate([[y for _, y in past] for past in pasts]).astype(np.float64)
+            w = kernel((vectors @ _unit(state)).astype(np.float64), threshold)
+            start = 0
+            for i, past in zip(positions, pasts, strict=True):
+                end = start + len(past)
+                out[i] = (w[start:end], targets[start:end])
+                start = end
+        self._memo = (key, out)
         return out
 
     def forget(self, keep: set[int]) -> None:
