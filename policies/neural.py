@@ -48,7 +48,13 @@ from memory_agent.policies.context import TaskContext
 from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
 from memory_agent.policies.exploration import Exploration, choose, demote, zscore
 from memory_agent.policies.state import load_state, save_state
-from memory_agent.policies.value import stage_values, task_values, unrelated, value_scores
+from memory_agent.policies.value import (
+    foreign,
+    stage_values,
+    task_values,
+    unrelated,
+    value_scores,
+)
 from memory_agent.policies.value_table import ValueTable
 
 if TYPE_CHECKING:
@@ -295,6 +301,11 @@ class NeuralPolicy:
     ) -> Selection:
         scores = self.score(state, candidates, stage).astype(np.float64)
         _, visits = stage_values(candidates, stage, self.settings.policy_q_init)
+        # As in `value`: fewer cases rather than one known to serve another kind of task.
+        keep = np.flatnonzero(~foreign(state, candidates, stage, self.settings, self.context))
+        if 0 < keep.size < len(candidates):
+            candidates = [candidates[int(i)] for i in keep]
+            scores, visits = scores[keep], visits[keep]
         order, explored = choose(
             scores,
             visits,

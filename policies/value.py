@@ -194,6 +194,12 @@ class ValuePolicy:
     ) -> Selection:
         scores = self.score(state, candidates, stage).astype(np.float64)
         _, visits = stage_values(candidates, stage, self.settings.policy_q_init)
+        # Fewer cases rather than a case known to serve another kind of task: a planner
+        # (above all a small one) copies what it is shown.
+        keep = np.flatnonzero(~foreign(state, candidates, stage, self.settings, self.context))
+        if 0 < keep.size < len(candidates):
+            candidates = [candidates[int(i)] for i in keep]
+            scores, visits = scores[keep], visits[keep]
         order, explored = choose(
             scores,
             visits,
