@@ -388,6 +388,8 @@ class MemoryAgent:
     def close(self) -> None:
         if self._episode is not None:
             self._episode.close()
+        if self.policy is not None:
+            self.policy.save()  # learned state not yet written through (network, task context)
         if self._owns_memory:
             self.memory.close()
 

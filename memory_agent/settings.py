@@ -149,6 +149,20 @@ class Settings(BaseSettings):
         default=30, ge=1, le=10_000,
         description="value: only the most similar cases of the shortlist compete (MemRL phase A).",
     )  # fmt: skip
+    policy_min_similarity: float = Field(
+        default=0.15, ge=-1.0, le=1.0,
+        description="Learned policies rank cases less similar than this to the task after all "
+        "others (MemRL's phase-A threshold; 0.15 is unrelated text for MiniLM).",
+    )  # fmt: skip
+    policy_context_cos: float = Field(
+        default=0.4, ge=0.0, le=1.0,
+        description="Task-conditioned values: outcomes earned on tasks less similar than this "
+        "to the current one do not count for it (1: only identical tasks).",
+    )  # fmt: skip
+    policy_context_size: int = Field(
+        default=16, ge=1, le=1024,
+        description="Task-conditioned values: outcomes remembered per case and stage.",
+    )  # fmt: skip
     policy_value_weight: float = Field(
         default=0.85, ge=0.0, le=1.0,
         description="Weight of the value z-score against the similarity z-score.",

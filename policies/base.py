@@ -7,9 +7,9 @@ says which shown cases the planner actually used and what reward the episode ear
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -93,12 +93,20 @@ class CasePolicy(Protocol):
 
 
 def shortlist(
-    memory: CaseMemory, state: Vector, *, namespace: str | None = None, size: int | None = None
+    memory: CaseMemory,
+    state: Vector,
+    *,
+    namespace: str | None = None,
+    size: int | None = None,
+    filters: Mapping[str, Any] | None = None,
 ) -> list[Candidate]:
     """The store's shortlist for `state` as policy candidates (best similarity first).
 
-    Reads only what a policy needs (reward, vector, per-stage stats) in two small queries on
-    one connection: this runs once per decision, so it must stay cheap.
+    `filters` (as in `CaseMemory.nearest`) restricts it to the cases the caller can use, e.g.
+    `{"outcome": "success"}` for a planner that is only ever shown successes: a policy must
+    choose among the cases that will reach the planner, not fill its slots with ones that
+    will be dropped. Reads only what a policy needs (reward, vector, per-stage stats) in two
+    small queries on one connection: this runs once per decision, so it must stay cheap.
     """
     from sqlalchemy import select
 
@@ -106,7 +114,7 @@ def shortlist(
     from memory_agent.store.records import StageStats
 
     n = size or memory.settings.shortlist_size
-    scores, ids = memory.nearest(state, n, namespace=namespace)
+    scores, ids = memory.nearest(state, n, namespace=namespace, filters=filters)
     found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
     if not found:
         return []

@@ -61,3 +61,16 @@ def choose(
         chosen.append(pick)
         explored.append(pick not in greedy_set)
     return chosen, explored
+
+
+def demote(
+    scores: npt.NDArray[np.float64], outside: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float64]:
+    """Scores with every `outside` candidate below every other one, in their own order."""
+    if not outside.any() or outside.all():
+        return scores
+    out = scores.copy()
+    low = float(scores[~outside].min())
+    shifted = scores[outside] - float(scores[outside].max())
+    out[outside] = low - 1.0 + shifted / max(float(np.ptp(shifted)), 1e-9) * 1e-3
+    return out

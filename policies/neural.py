@@ -7,8 +7,11 @@ on the reward's scale, so scores are comparable across tasks and usable for evic
 
 Inputs: the task embedding times the case embedding (which parts of meaning match), the case
 embedding (what kind of case it is), and cheap scalars: similarity, the case's learned
-value and visit count at the stage, the reward its own episode earned, and the `value`
-policy's score. The network is a linear head over the scalars plus a one-hidden-layer MLP
+value and visit count at the stage (conditioned on the task, policies/context.py), the
+reward its own episode earned, and the `value` policy's score. A case below
+`policy_min_similarity` with no outcome on tasks like this one ranks after all others
+(MemRL's phase-A threshold), so case-level features cannot put an unrelated case first.
+The network is a linear head over the scalars plus a one-hidden-layer MLP
 over everything; the head starts as a positive mix of the tabular value and the `value`
 score and the MLP's output layer starts at zero, so a new policy ranks like `value` on day
 one (the warm start; a saved network is loaded instead when there is one) and the MLP
@@ -41,10 +44,17 @@ from memory_agent.policies.base import (
     Vector,
     case_vectors,
 )
+from memory_agent.policies.context import TaskContext
 from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
-from memory_agent.policies.exploration import Exploration, choose, zscore
+from memory_agent.policies.exploration import Exploration, choose, demote, zscore
 from memory_agent.policies.state import load_state, save_state
-from memory_agent.policies.value import stage_values, value_scores
+from memory_agent.policies.value import (
+    foreign,
+    stage_values,
+    task_values,
+    unrelated,
+    value_scores,
+)
 from memory_agent.policies.value_table import ValueTable
 
 if TYPE_CHECKING:
@@ -54,7 +64,8 @@ if TYPE_CHECKING:
     from memory_agent.store import CaseMemory
 
 STATE_KEY = "neural"
-STATE_FORMAT = 2
+STATE_FORMAT = 3  # 3: value features are task-conditioned (policies/context.py)
+CONTEXT_KEY = "neural_context"
 SCALARS = (
     "similarity", "z_similarity", "q", "z_q", "visited", "log_visits", "reward", "rated",
     "value_score",
@@ -65,14 +76,23 @@ Array = npt.NDArray[np.float32]
 
 
 def candidate_features(
-    state: Vector, candidates: Sequence[Candidate], stage: Stage, settings: Settings
+    state: Vector,
+    candidates: Sequence[Candidate],
+    stage: Stage,
+    settings: Settings,
+    context: TaskContext | None = None,
 ) -> tuple[Array, Array]:
-    """(embedding part, scalar part) of the network input, one row per candidate."""
+    """(embedding part, scalar part) of the network input, one row per candidate.
+
+    With a `context` the value and visit features are the case's values on tasks like this
+    one (see policies/context.py), not its global ones, so a case that earned a high value
+    on another family's tasks does not look valuable here.
+    """
     s = np.asarray(state, dtype=np.float32)
     s = s / max(float(np.linalg.norm(s)), 1e-12)
     emb = np.stack([c.embedding for c in candidates]).astype(np.float32)
     sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
-    q, visits = stage_values(candidates, stage, settings.policy_q_init)
+    q, visits = task_values(state, candidates, stage, settings, context)
     rewards = [c.reward for c in candidates]
     scalars = np.stack(
         [
@@ -84,7 +104,7 @@ def candidate_features(
             np.log1p(visits) / 5.0,
             np.asarray([r if r is not None else 0.0 for r in rewards], dtype=np.float64),
             np.asarray([r is not None for r in rewards], dtype=np.float64),
-            value_scores(candidates, stage, settings),
+            value_scores(candidates, stage, settings, (q, visits)),
         ],
         axis=1,
     ).astype(np.float32)
@@ -142,6 +162,7 @@ class NeuralPolicy:
         self.credit: CreditMode = credit or self.settings.policy_credit
         self.exploration: Exploration = exploration or self.settings.policy_exploration
         self.table = ValueTable(memory)
+        self.context = TaskContext(memory, CONTEXT_KEY, self.settings.policy_context_size)
         self.rng = np.random.default_rng(seed)
         self._torch_gen = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
         self._features: OrderedDict[tuple[bytes, str], dict[int, tuple[Array, Array]]] = (
@@ -212,6 +233,7 @@ class NeuralPolicy:
         """Write weights, optimiser state and replay buffer as a new version, atomically."""
         import torch
 
+        self.context.save()
         if self.net is None or self.optimizer is None:
             return
         order = np.arange(self._filled)
@@ -250,7 +272,7 @@ class NeuralPolicy:
     def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:
         if not candidates:
             return np.zeros(0, np.float32)
-        emb, scalars = candidate_features(state, candidates, stage, self.settings)
+        emb, scalars = candidate_features(state, candidates, stage, self.settings, self.context)
         key = (
             hashlib.blake2b(np.asarray(state, np.float32).tobytes(), digest_size=16).digest(),
             stage,
@@ -259,7 +281,14 @@ class NeuralPolicy:
         self._features.move_to_end(key)
         while len(self._features) > _CACHE:
             self._features.popitem(last=False)
-        return self._q(emb, scalars).astype(np.float32)
+        # As in `value`: a case unrelated to the task never outranks a related one, whatever
+        # the network makes of its case-level features.
+        sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
+        relevant = self.context.relevance(
+            state, candidates, stage, self.settings.policy_context_cos
+        )
+        q = demote(self._q(emb, scalars), unrelated(sims, relevant, self.settings))
+        return q.astype(np.float32)
 
     def select(
         self,
@@ -272,6 +301,11 @@ class NeuralPolicy:
     ) -> Selection:
         scores = self.score(state, candidates, stage).astype(np.float64)
         _, visits = stage_values(candidates, stage, self.settings.policy_q_init)
+        # As in `value`: fewer cases rather than one known to serve another kind of task.
+        keep = np.flatnonzero(~foreign(state, candidates, stage, self.settings, self.context))
+        if 0 < keep.size < len(candidates):
+            candidates = [candidates[int(i)] for i in keep]
+            scores, visits = scores[keep], visits[keep]
         order, explored = choose(
             scores,
             visits,
@@ -307,7 +341,9 @@ class NeuralPolicy:
             for p, i in enumerate(ids)
             if i in cases
         ]
-        emb, scalars = candidate_features(state, candidates, feedback.stage, self.settings)
+        emb, scalars = candidate_features(
+            state, candidates, feedback.stage, self.settings, self.context
+        )
         return {c.case_id: (emb[p], scalars[p]) for p, c in enumerate(candidates)}
 
     def update(self, feedback: Feedback) -> None:
@@ -326,7 +362,9 @@ class NeuralPolicy:
         )
         if not targets:
             return
+        # Features first: they are the inputs the cases had when scored, before this outcome.
         features = self._shown_features(feedback, list(targets))
+        self.context.add(feedback.stage, feedback.state, targets)
         fresh = [(features[i], y) for i, y in targets.items() if i in features]
         if not fresh:
             return

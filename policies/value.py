@@ -4,7 +4,11 @@ The score of a candidate is a weighted sum of two z-scores within the shortlist:
 similarity to the task and its learned value at the stage. Normalising both makes the
 weight mean the same thing whatever the spread of similarities (which depends on the
 embedder) or of rewards (which depends on the scorer). The values live in the store's
-`case_stats` table and are written there on every update, so there is nothing to save.
+`case_stats` table and are written there on every update. The value used for a task is
+conditioned on it (policies/context.py): outcomes earned on tasks like this one outweigh the
+stored value, and a case whose outcomes were all earned on unrelated tasks (and that is
+unrelated to this one) counts as unknown here. That history is saved by `save()` and every
+`policy_save_every` updates.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ import numpy as np
 import numpy.typing as npt
 
 from memory_agent.policies.base import Candidate, Feedback, Selection, Stage, Vector
+from memory_agent.policies.context import TaskContext
 from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
-from memory_agent.policies.exploration import Exploration, choose, zscore
+from memory_agent.policies.exploration import Exploration, choose, demote, zscore
 from memory_agent.policies.value_table import ValueTable
+
+CONTEXT_KEY = "value_context"
 
 if TYPE_CHECKING:
     from memory_agent.settings import Settings
@@ -63,25 +70,86 @@ def neighbour_prior(
     return out
 
 
+def task_values(
+    state: Vector,
+    candidates: Sequence[Candidate],
+    stage: Stage,
+    settings: Settings,
+    context: TaskContext | None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(value, relevant visits) of each candidate for this task (stored values without context)."""
+    q, visits = stage_values(candidates, stage, settings.policy_q_init)
+    if context is None:
+        return q, visits
+    q, visits = context.values(
+        state, candidates, stage, q, visits,
+        q_init=settings.policy_q_init,
+        prior_weight=max(settings.policy_prior_visits, 1e-3),
+        threshold=settings.policy_context_cos,
+    )  # fmt: skip
+    # A value earned only on unrelated tasks says nothing about this one (a bit-counting
+    # example is no better on a spelling task for having helped with bit counting).
+    # (A case with no history at all keeps its stored value: new, or its history was lost.)
+    q[foreign(state, candidates, stage, settings, context)] = settings.policy_q_init
+    return q, visits
+
+
+def foreign(
+    state: Vector,
+    candidates: Sequence[Candidate],
+    stage: Stage,
+    settings: Settings,
+    context: TaskContext,
+) -> npt.NDArray[np.bool_]:
+    """Cases that belong to another kind of task: unrelated to this one and every outcome in
+    their history earned on unrelated tasks. A case with no history is merely unknown."""
+    sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
+    relevant = context.relevance(state, candidates, stage, settings.policy_context_cos)
+    known = np.asarray([context.knows(stage, c.case_id) for c in candidates], dtype=bool)
+    out: npt.NDArray[np.bool_] = unrelated(sims, relevant, settings) & known
+    return out
+
+
 def value_scores(
-    candidates: Sequence[Candidate], stage: Stage, settings: Settings
+    candidates: Sequence[Candidate],
+    stage: Stage,
+    settings: Settings,
+    values: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
 ) -> npt.NDArray[np.float64]:
-    """The `value` policy's score of each candidate (also a feature of `neural`)."""
+    """The `value` policy's score of each candidate (also a feature of `neural`).
+
+    `values` are the (value, visits) to use, by default the stored per-case ones.
+    """
     if not candidates:
         return np.zeros(0, dtype=np.float64)
     sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
     q_init = settings.policy_q_init
-    q, visits = stage_values(candidates, stage, q_init)
+    q, visits = values if values is not None else stage_values(candidates, stage, q_init)
     q = neighbour_prior(candidates, q, visits, q_init, settings.policy_neighbour_cos)
     w = settings.policy_value_weight
     scores = (1.0 - w) * zscore(sims) + w * zscore(q)
-    # Phase A of MemRL: a value is a property of the case, not of the task, so a case that
-    # earned it on other tasks must first be similar enough to compete here.
+    # Phase A of MemRL: only the cases most similar to the task compete (a case's values are
+    # conditioned on the task by its context, but a near-irrelevant case stays out).
     recall = settings.policy_recall
     if len(candidates) > recall:
         outside = np.argsort(-sims, kind="stable")[recall:]
         scores[outside] = scores.min() - 1.0 - np.arange(outside.size) * 1e-6
     return scores
+
+
+def unrelated(
+    sims: npt.NDArray[np.float64],
+    relevant: npt.NDArray[np.float64] | None,
+    settings: Settings,
+) -> npt.NDArray[np.bool_]:
+    """Cases that must rank after the others: less similar than MemRL's phase-A threshold and
+    without outcomes on tasks like this one. A bit-counting example that earned its value on
+    bit-counting tasks never outranks a spelling case on a spelling task; a dissimilar case
+    that did help on tasks like this one still can."""
+    outside = sims < settings.policy_min_similarity
+    if relevant is not None:
+        outside &= relevant <= 0.0
+    return outside
 
 
 class ValuePolicy:
@@ -103,10 +171,17 @@ class ValuePolicy:
         self.credit: CreditMode = credit or self.settings.policy_credit
         self.exploration: Exploration = exploration or self.settings.policy_exploration
         self.table = ValueTable(memory)
+        self.context = TaskContext(memory, CONTEXT_KEY, self.settings.policy_context_size)
         self.rng = np.random.default_rng(seed)
 
     def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:
-        return value_scores(candidates, stage, self.settings).astype(np.float32)
+        values = task_values(state, candidates, stage, self.settings, self.context)
+        scores = value_scores(candidates, stage, self.settings, values)
+        # A case known to serve another kind of task ranks after every other: otherwise its
+        # prior would beat related cases that proved weak (a bit-counting example shown for a
+        # spelling task). A new unrelated case is not demoted: it is unknown and gets tried.
+        outside = foreign(state, candidates, stage, self.settings, self.context)
+        return demote(scores, outside).astype(np.float32)
 
     def select(
         self,
@@ -119,6 +194,12 @@ class ValuePolicy:
     ) -> Selection:
         scores = self.score(state, candidates, stage).astype(np.float64)
         _, visits = stage_values(candidates, stage, self.settings.policy_q_init)
+        # Fewer cases rather than a case known to serve another kind of task: a planner
+        # (above all a small one) copies what it is shown.
+        keep = np.flatnonzero(~foreign(state, candidates, stage, self.settings, self.context))
+        if 0 < keep.size < len(candidates):
+            candidates = [candidates[int(i)] for i in keep]
+            scores, visits = scores[keep], visits[keep]
         order, explored = choose(
             scores,
             visits,
@@ -143,7 +224,7 @@ class ValuePolicy:
         """`update`, returning the new statistics of every case that was credited."""
         check_feedback(feedback, self.memory.dim)
         targets = credit_targets(feedback, self.credit, self.settings.policy_unused_target)
-        return self.table.apply(
+        stats = self.table.apply(
             feedback.namespace,
             feedback.stage,
             targets,
@@ -152,6 +233,11 @@ class ValuePolicy:
             prior_visits=self.settings.policy_prior_visits,
             check_only=[int(i) for i in feedback.shown],
         )
+        self.context.add(feedback.stage, feedback.state, targets)
+        if self.context.dirty >= self.settings.policy_save_every:
+            self.save()
+        return stats
 
     def save(self) -> None:
-        """Values are written on every update."""
+        """Values are written on every update; the task context is saved here."""
+        self.context.save()

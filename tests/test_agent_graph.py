@@ -365,3 +365,19 @@ def test_a_refine_attempt_starts_clean_when_wrong_answers_may_be_retried(
     assert result.citation == "inferred" and result.cases_used == []  # not attempt 1's citation
     assert "the answer '54' was wrong" in llm.calls[1][1]["content"]
     assert memory.get(first.id).stats["plan"].q_value == 0.0  # attempt 1's case got its 0
+
+
+def test_code_style_policy_chooses_among_successes_only(
+    memory: CaseMemory, isolated_home: Path
+) -> None:
+    # The failure is the most similar case and unvisited (a learned policy's optimistic
+    # prior would rank it first), but the code style can only show successes.
+    failed = memory.add("Spell the word 'memory' backward.", plan="sorted('memory')",
+                        answer="emmory", outcome="failure", reward=0.0)  # fmt: skip
+    success = memory.add("Spell the word 'rocket' backward.", plan="'rocket'[::-1]",
+                         answer="tekcor", outcome="success", reward=1.0)  # fmt: skip
+    llm = ScriptedChatModel(["'memory'[::-1]"], prompt_style="code")
+    with make_agent(memory, isolated_home, llm, k_cases=1, policy="value") as agent:
+        result = agent.run("Spell the word 'memory' backward.", ground_truth="yromem")
+    assert result.cases_shown == [success.id] and failed.id not in result.cases_shown
+    assert llm.calls[0][-2] == {"role": "assistant", "content": "'rocket'[::-1]"}

@@ -327,3 +327,52 @@ def test_killed_mid_update_reopens_consistent_and_continues(tmp_path: Path) -> N
         assert after == visits + 3
     finally:
         memory.close()
+
+
+def test_task_context_conditions_a_case_value_on_the_task(memory: CaseMemory) -> None:
+    from memory_agent.policies.context import TaskContext
+
+    ids = seed_cases(memory)
+    rng = np.random.default_rng(3)
+    a, b = unit(rng, 2)
+    b = b - (b @ a) * a  # a task unrelated to `a`
+    b = (b / np.linalg.norm(b)).astype(np.float32)
+    context = TaskContext(memory, "test_context", 16)
+    for _ in range(4):
+        context.add("plan", a, {ids[0]: 1.0})
+    candidates = shortlist(memory, a, size=12)
+    stored_q = np.full(len(candidates), 0.3)
+    visits = np.full(len(candidates), 2.0)
+    kw: dict[str, Any] = {"q_init": 0.5, "prior_weight": 1.0, "threshold": 0.4}
+    pos = [c.case_id for c in candidates].index(ids[0])
+    on_a, weight_a = context.values(a, candidates, "plan", stored_q, visits, **kw)
+    on_b, weight_b = context.values(b, candidates, "plan", stored_q, visits, **kw)
+    assert on_a[pos] == pytest.approx((0.3 + 4.0) / 5.0) and weight_a[pos] == 4.0
+    assert on_b[pos] == pytest.approx(0.3) and weight_b[pos] == 2.0  # no evidence for b
+    assert context.relevance(b, candidates, "plan", 0.4)[pos] == 0.0
+    others = [i for i in range(len(candidates)) if i != pos]
+    assert np.array_equal(on_a[others], stored_q[others])  # no history: stored values
+    context.save()
+    again = TaskContext(memory, "test_context", 16)
+    reloaded, _ = again.values(a, candidates, "plan", stored_q, visits, **kw)
+    assert reloaded[pos] == pytest.approx(on_a[pos], abs=1e-3)
+
+
+def test_value_earned_on_unrelated_tasks_does_not_count_for_a_task(memory: CaseMemory) -> None:
+    ids = seed_cases(memory)
+    state = case_vectors(memory, [ids[0]])[0]
+    candidates = shortlist(memory, state, size=12)
+    far = candidates[-1]
+    assert far.similarity < 0.15  # unrelated text (random unit vectors in 384 dimensions)
+    policy = make_policy("value", memory)
+    elsewhere = case_vectors(memory, [far.case_id])[0]  # the tasks it helped with
+    for _ in range(8):
+        policy.update(feedback(elsewhere, [far.case_id], [far.case_id], 1.0))
+    assert stats_snapshot(memory, [far.case_id])[far.case_id]["plan"].q_value > 0.8
+    fresh = shortlist(memory, state, size=12)
+    scores = policy.score(state, fresh, "plan")
+    # On its own tasks it now beats every unvisited case; here it is no better than one.
+    own = shortlist(memory, elsewhere, size=12)
+    own_scores = policy.score(elsewhere, own, "plan")
+    assert own[int(np.argmax(own_scores))].case_id == far.case_id
+    assert fresh[int(np.argmax(scores))].case_id != far.case_id

@@ -165,7 +165,9 @@ class Episode:
         vector = self.memory.embedder.embed([s["task"]])[0]
         candidates: list[Candidate] = []
         if s["namespace"] in self.memory.namespaces() and self.memory.dim == vector.shape[0]:
-            candidates = shortlist(self.memory, vector, namespace=s["namespace"])
+            candidates = shortlist(
+                self.memory, vector, namespace=s["namespace"], filters=self._showable()
+            )
         self._candidates[s["run_id"]] = candidates
         listed = [{"case_id": c.case_id, "similarity": round(c.similarity, 4)} for c in candidates]
         self.log.event(
@@ -185,9 +187,21 @@ class Episode:
         from memory_agent.policies.base import shortlist
 
         vector = np.asarray(s["state_vector"], dtype=np.float32)
-        candidates = shortlist(self.memory, vector, namespace=s["namespace"])
+        candidates = shortlist(
+            self.memory, vector, namespace=s["namespace"], filters=self._showable()
+        )
         self._candidates[s["run_id"]] = candidates
         return candidates
+
+    def _showable(self) -> dict[str, Any] | None:
+        """The store filter for the cases the planner's prompt style can show at all.
+
+        The `code` style turns only successful cases into example turns (a small model copies
+        what it sees, so a failure would teach it the wrong program). If the policy could pick
+        failures, a learned one that ranks an unvisited failure high (its optimistic prior)
+        would leave the model with no example; so it chooses among the successes only.
+        """
+        return {"outcome": "success"} if self.llm.prompt_style == "code" else None
 
     def node_select(self, s: EpisodeState) -> EpisodeState:
         stage = s.get("stage", "plan")
