@@ -105,8 +105,8 @@ def shortlist(
     `filters` (as in `CaseMemory.nearest`) restricts it to the cases the caller can use, e.g.
     `{"outcome": "success"}` for a planner that is only ever shown successes: a policy must
     choose among the cases that will reach the planner, not fill its slots with ones that
-    will be dropped. Reads only what a policy needs (reward, vector, per-stage stats) in two
-    small queries on one connection: this runs once per decision, so it must stay cheap.
+    will be dropped. Reads only what a policy needs (reward, per-stage stats, the vector) in
+    few small queries: this runs once per decision, so it must stay cheap.
     """
     from sqlalchemy import select
 
@@ -121,16 +121,10 @@ def shortlist(
     wanted = [i for i, _ in found]
     stats: dict[int, dict[str, StageStats]] = {i: {} for i in wanted}
     with memory.engine.connect() as conn:
-        rows: dict[int, tuple[float | None, bytes]] = {
-            case_id: (reward, blob or b"")
-            for case_id, reward, blob in conn.execute(
-                select(CaseRow.id, CaseRow.reward, CaseRow.embedding).where(
-                    CaseRow.id.in_(wanted),
-                    CaseRow.deleted_at.is_(None),
-                    CaseRow.embedding.is_not(None),
-                )
-            )
-        }
+        live = select(CaseRow.id, CaseRow.reward).where(
+            CaseRow.id.in_(wanted), CaseRow.deleted_at.is_(None)
+        )
+        rewards: dict[int, float | None] = {row[0]: row[1] for row in conn.execute(live)}
         for case_id, stage, visits, q, total, last in conn.execute(
             select(
                 CaseStatRow.case_id, CaseStatRow.stage, CaseStatRow.visits,
@@ -138,28 +132,16 @@ def shortlist(
             ).where(CaseStatRow.case_id.in_(wanted))
         ):  # fmt: skip
             stats[case_id][stage] = StageStats(visits, q, total, last)
+    # Through the store: once a case is kept only as a code, its vector is the decoded code.
+    vectors = memory.vectors(wanted)
     return [
-        Candidate(case_id=i, similarity=s, embedding=np.frombuffer(rows[i][1], dtype=np.float32),
-                  reward=rows[i][0], stats=stats[i])
-        for i, s in found
-        if i in rows
+        Candidate(case_id=i, similarity=s, embedding=vectors[position], reward=rewards[i],
+                  stats=stats[i])
+        for position, (i, s) in enumerate(found)
+        if i in rewards
     ]  # fmt: skip
 
 
 def case_vectors(memory: CaseMemory, ids: Sequence[int]) -> Vector:
     """The stored vectors of these cases, one row per id in order (zeros if unknown)."""
-    from sqlalchemy import select
-
-    from memory_agent.store.models import CaseRow
-
-    out = np.zeros((len(ids), memory.dim or 0), dtype=np.float32)
-    if not ids or memory.dim is None:
-        return out
-    with memory.engine.connect() as conn:
-        query = select(CaseRow.id, CaseRow.embedding).where(CaseRow.id.in_(list(ids)))
-        rows: dict[int, bytes | None] = {row[0]: row[1] for row in conn.execute(query)}
-    for position, case_id in enumerate(ids):
-        blob = rows.get(case_id)
-        if blob is not None:
-            out[position] = np.frombuffer(blob, dtype=np.float32)
-    return out
+    return memory.vectors(list(ids))
