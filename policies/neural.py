@@ -46,11 +46,10 @@ from memory_agent.policies.base import (
 )
 from memory_agent.policies.context import TaskContext
 from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
-from memory_agent.policies.exploration import Exploration, choose, demote, zscore
+from memory_agent.policies.exploration import Exploration, demote, zscore
 from memory_agent.policies.state import load_state, save_state
 from memory_agent.policies.value import (
-    foreign,
-    stage_values,
+    select_shown,
     task_values,
     unrelated,
     value_scores,
@@ -299,28 +298,12 @@ class NeuralPolicy:
         *,
         explore: bool = True,
     ) -> Selection:
-        scores = self.score(state, candidates, stage).astype(np.float64)
-        _, visits = stage_values(candidates, stage, self.settings.policy_q_init)
-        # As in `value`: fewer cases rather than one known to serve another kind of task.
-        keep = np.flatnonzero(~foreign(state, candidates, stage, self.settings, self.context))
-        if 0 < keep.size < len(candidates):
-            candidates = [candidates[int(i)] for i in keep]
-            scores, visits = scores[keep], visits[keep]
-        order, explored = choose(
-            scores,
-            visits,
-            k,
-            mode=self.exploration if explore else "none",
-            epsilon=self.settings.policy_epsilon,
-            ucb_c=self.settings.policy_ucb_c * max(float(scores.std()), 1e-3),
-            rng=self.rng,
-        )
-        return Selection(
-            stage=stage,
-            case_ids=[candidates[i].case_id for i in order],
-            scores=[float(scores[i]) for i in order],
-            explored=explored,
-        )
+        return select_shown(
+            self.score(state, candidates, stage).astype(np.float64),
+            state, candidates, k, stage,
+            settings=self.settings, context=self.context,
+            mode=self.exploration if explore else "none", rng=self.rng, scale_ucb=True,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ learning
 

@@ -152,6 +152,44 @@ def unrelated(
     return outside
 
 
+def select_shown(
+    scores: npt.NDArray[np.float64],
+    state: Vector,
+    candidates: Sequence[Candidate],
+    k: int,
+    stage: Stage,
+    *,
+    settings: Settings,
+    context: TaskContext,
+    mode: Exploration,
+    rng: np.random.Generator,
+    scale_ucb: bool = False,
+) -> Selection:
+    """The K cases a learned policy shows, from its `scores`, exploring by `mode`.
+
+    Fewer cases rather than a case known to serve another kind of task: a planner (above all
+    a small one) copies what it is shown. With `scale_ucb` the UCB bonus is scaled by the
+    spread of the scores (for scores on no fixed scale, such as a network's).
+    """
+    _, visits = stage_values(candidates, stage, settings.policy_q_init)
+    keep = np.flatnonzero(~foreign(state, candidates, stage, settings, context))
+    if 0 < keep.size < len(candidates):
+        candidates = [candidates[int(i)] for i in keep]
+        scores, visits = scores[keep], visits[keep]
+    ucb_c = settings.policy_ucb_c
+    if scale_ucb:
+        ucb_c *= max(float(scores.std()), 1e-3)
+    order, explored = choose(
+        scores, visits, k, mode=mode, epsilon=settings.policy_epsilon, ucb_c=ucb_c, rng=rng
+    )
+    return Selection(
+        stage=stage,
+        case_ids=[candidates[i].case_id for i in order],
+        scores=[float(scores[i]) for i in order],
+        explored=explored,
+    )
+
+
 class ValuePolicy:
     """Learned per-case values, per stage; explores by UCB or epsilon-greedy."""
 
@@ -192,29 +230,12 @@ class ValuePolicy:
         *,
         explore: bool = True,
     ) -> Selection:
-        scores = self.score(state, candidates, stage).astype(np.float64)
-        _, visits = stage_values(candidates, stage, self.settings.policy_q_init)
-        # Fewer cases rather than a case known to serve another kind of task: a planner
-        # (above all a small one) copies what it is shown.
-        keep = np.flatnonzero(~foreign(state, candidates, stage, self.settings, self.context))
-        if 0 < keep.size < len(candidates):
-            candidates = [candidates[int(i)] for i in keep]
-            scores, visits = scores[keep], visits[keep]
-        order, explored = choose(
-            scores,
-            visits,
-            k,
-            mode=self.exploration if explore else "none",
-            epsilon=self.settings.policy_epsilon,
-            ucb_c=self.settings.policy_ucb_c,
-            rng=self.rng,
-        )
-        return Selection(
-            stage=stage,
-            case_ids=[candidates[i].case_id for i in order],
-            scores=[float(scores[i]) for i in order],
-            explored=explored,
-        )
+        return select_shown(
+            self.score(state, candidates, stage).astype(np.float64),
+            state, candidates, k, stage,
+            settings=self.settings, context=self.context,
+            mode=self.exploration if explore else "none", rng=self.rng,
+        )  # fmt: skip
 
     def update(self, feedback: Feedback) -> None:
         """Credit the shown cases and move their values, in one transaction."""
