@@ -111,8 +111,12 @@ def describe_failure(run: SandboxRun, timeout_s: float) -> str | None:
         return None
     if run.returncode is not None and run.returncode < 0:
         name = signal.Signals(-run.returncode).name
-        reason = "CPU time limit" if name == "SIGXCPU" else f"killed by {name}"
-        return f"{reason}; {run.stderr.strip()[-800:]}".strip("; ")
+        # The child's CPU limit is the same time budget (rounded up to whole seconds); for a
+        # busy loop on an idle machine the kernel enforces it (SIGXCPU, then SIGKILL at the
+        # hard limit) a moment before the wall clock does. Either way the budget ran out.
+        if name == "SIGXCPU" or (name == "SIGKILL" and run.elapsed_s >= 0.9 * math.ceil(timeout_s)):
+            return f"timed out after {timeout_s:g} s (CPU time limit)"
+        return f"killed by {name}; {run.stderr.strip()[-800:]}".strip("; ")
     tail = run.stderr.strip().splitlines()
     return "\n".join(tail[-6:]) or f"exit status {run.returncode}"
 
