@@ -39,7 +39,6 @@ import numpy.typing as npt
 from memory_agent.policies.base import (
     Candidate,
     Feedback,
-    Selection,
     Stage,
     Vector,
     case_vectors,
@@ -49,12 +48,11 @@ from memory_agent.policies.credit import CreditMode, check_feedback, credit_targ
 from memory_agent.policies.exploration import Exploration, demote, zscore
 from memory_agent.policies.state import load_state, save_state
 from memory_agent.policies.value import (
-    select_shown,
+    LearnedPolicy,
     task_values,
     unrelated,
     value_scores,
 )
-from memory_agent.policies.value_table import ValueTable
 
 if TYPE_CHECKING:
     import torch
@@ -140,10 +138,12 @@ def _build_net(dim: int, hidden: int) -> torch.nn.Module:
     return QNet()
 
 
-class NeuralPolicy:
+class NeuralPolicy(LearnedPolicy):
     """Q(state, case) by a small MLP trained online from a replay buffer."""
 
     name = "neural"
+    context_key = CONTEXT_KEY
+    scale_ucb = True
 
     def __init__(
         self,
@@ -156,13 +156,7 @@ class NeuralPolicy:
     ) -> None:
         import torch
 
-        self.memory = memory
-        self.settings = settings or memory.settings
-        self.credit: CreditMode = credit or self.settings.policy_credit
-        self.exploration: Exploration = exploration or self.settings.policy_exploration
-        self.table = ValueTable(memory)
-        self.context = TaskContext(memory, CONTEXT_KEY, self.settings.policy_context_size)
-        self.rng = np.random.default_rng(seed)
+        super().__init__(memory, settings, credit=credit, exploration=exploration, seed=seed)
         self._torch_gen = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
         self._features: OrderedDict[tuple[bytes, str], dict[int, tuple[Array, Array]]] = (
             OrderedDict()
@@ -288,22 +282,6 @@ class NeuralPolicy:
         )
         q = demote(self._q(emb, scalars), unrelated(sims, relevant, self.settings))
         return q.astype(np.float32)
-
-    def select(
-        self,
-        state: Vector,
-        candidates: Sequence[Candidate],
-        k: int,
-        stage: Stage,
-        *,
-        explore: bool = True,
-    ) -> Selection:
-        return select_shown(
-            self.score(state, candidates, stage).astype(np.float64),
-            state, candidates, k, stage,
-            settings=self.settings, context=self.context,
-            mode=self.exploration if explore else "none", rng=self.rng, scale_ucb=True,
-        )  # fmt: skip
 
     # ------------------------------------------------------------------ learning
 

@@ -190,10 +190,14 @@ def select_shown(
     )
 
 
-class ValuePolicy:
-    """Learned per-case values, per stage; explores by UCB or epsilon-greedy."""
+class LearnedPolicy:
+    """What the learned policies share: their settings, credit and exploration modes, the
+    per-case value table, the per-task outcome history and the selection step."""
 
-    name = "value"
+    name: str
+    context_key: str
+    scale_ucb = False
+    """Scale the UCB bonus by the spread of the scores (scores on no fixed scale)."""
 
     def __init__(
         self,
@@ -209,17 +213,11 @@ class ValuePolicy:
         self.credit: CreditMode = credit or self.settings.policy_credit
         self.exploration: Exploration = exploration or self.settings.policy_exploration
         self.table = ValueTable(memory)
-        self.context = TaskContext(memory, CONTEXT_KEY, self.settings.policy_context_size)
+        self.context = TaskContext(memory, self.context_key, self.settings.policy_context_size)
         self.rng = np.random.default_rng(seed)
 
     def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:
-        values = task_values(state, candidates, stage, self.settings, self.context)
-        scores = value_scores(candidates, stage, self.settings, values)
-        # A case known to serve another kind of task ranks after every other: otherwise its
-        # prior would beat related cases that proved weak (a bit-counting example shown for a
-        # spelling task). A new unrelated case is not demoted: it is unknown and gets tried.
-        outside = foreign(state, candidates, stage, self.settings, self.context)
-        return demote(scores, outside).astype(np.float32)
+        raise NotImplementedError
 
     def select(
         self,
@@ -235,7 +233,24 @@ class ValuePolicy:
             state, candidates, k, stage,
             settings=self.settings, context=self.context,
             mode=self.exploration if explore else "none", rng=self.rng,
+            scale_ucb=self.scale_ucb,
         )  # fmt: skip
+
+
+class ValuePolicy(LearnedPolicy):
+    """Learned per-case values, per stage; explores by UCB or epsilon-greedy."""
+
+    name = "value"
+    context_key = CONTEXT_KEY
+
+    def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:
+        values = task_values(state, candidates, stage, self.settings, self.context)
+        scores = value_scores(candidates, stage, self.settings, values)
+        # A case known to serve another kind of task ranks after every other: otherwise its
+        # prior would beat related cases that proved weak (a bit-counting example shown for a
+        # spelling task). A new unrelated case is not demoted: it is unknown and gets tried.
+        outside = foreign(state, candidates, stage, self.settings, self.context)
+        return demote(scores, outside).astype(np.float32)
 
     def update(self, feedback: Feedback) -> None:
         """Credit the shown cases and move their values, in one transaction."""
