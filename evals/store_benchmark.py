@@ -93,9 +93,19 @@ def _figures(
 
 
 def measure_store(
-    work: Workload, settings: Settings, truth: npt.NDArray[np.int64], say: Say, batch: int = 20_000
+    work: Workload,
+    settings: Settings,
+    truth: npt.NDArray[np.int64],
+    say: Say,
+    batch: int = 20_000,
+    grow_in: int = 1,
 ) -> dict[str, Any]:
-    """Build a real SQLite store of the workload, reopen it, and search it."""
+    """Build a real SQLite store of the workload, reopen it, and search it.
+
+    With `grow_in` > 1 the cases arrive in that many `add_many` calls, as in a store that
+    grows: the first codebook is shaped for the first call's cases, and each growth retrain
+    is re-encoded (`reindex`) before the next call.
+    """
     from memory_agent.store import CaseMemory, NewCase
 
     with tempfile.TemporaryDirectory(prefix="bench-store-") as folder:
@@ -110,15 +120,23 @@ def measure_store(
             if done[0] % (10 * batch) < count or done[0] == n:
                 say(f"  added {done[0]}/{n}")
 
-        # One bulk add, as an import would do: batches commit one by one, and the codebook
-        # is trained once the store knows how big it is (sized for n cases).
+        # By default one bulk add, as an import would do: batches commit one by one, and the
+        # codebook is trained once the store knows how big it is (sized for n cases).
         start = time.perf_counter()
-        ids = memory.add_many(
-            [NewCase(task=t) for t in tasks],
-            embeddings=work.base,
-            batch_size=batch,
-            on_progress=progress,
-        )
+        ids = []
+        versions = []
+        for part in np.array_split(np.arange(n), max(1, grow_in)):
+            if len(part) == 0:
+                continue
+            ids += memory.add_many(
+                [NewCase(task=tasks[i]) for i in part],
+                embeddings=work.base[part],
+                batch_size=batch,
+                on_progress=progress,
+            )
+            if memory.reindex_remaining():
+                memory.reindex()
+            versions.append(memory.stats()["codebook_version"])
         add_seconds = time.perf_counter() - start
         memory.close()
         start = time.perf_counter()
@@ -139,6 +157,8 @@ def measure_store(
         db_bytes = (Path(folder) / "bench.db").stat().st_size
     return {
         "bytes_per_case": stats["bytes_per_case"],
+        "ram_bytes_per_case": stats["ram_bytes_per_case"],
+        "total_bytes_per_case": stats["total_bytes_per_case"],
         **_figures(found, truth, times),
         "add_per_s": n / add_seconds,
         "open_s": open_s,
@@ -151,6 +171,9 @@ def measure_store(
             for key in ("vector_bytes_stored", "index_bytes", "codebook_bytes", "reservoir_bytes")
         },
         "database_file_bytes_per_case": db_bytes / n,
+        "add_calls": max(1, grow_in),
+        "codebook_versions_made": len({v for v in versions if v is not None}),
+        "coarse_lists": stats["coarse_lists"],
     }
 
 
@@ -172,7 +195,10 @@ def measure_exact(work: Workload, truth: npt.NDArray[np.int64], k: int) -> dict[
         open_s = time.perf_counter() - start
     found, times = _latencies(lambda q: index.search(q, k)[1], work.queries)
     return {
-        "bytes_per_case": float(work.base.shape[1] * 4 + 8),
+        # At rest the .npy file (float32 per case); in RAM the vectors and the id map.
+        "bytes_per_case": float(work.base.shape[1] * 4),
+        "ram_bytes_per_case": float(work.base.shape[1] * 4 + 8),
+        "total_bytes_per_case": float(work.base.shape[1] * 8 + 8),
         **_figures(found, truth, times),
         "add_per_s": len(work.base) / max(add_seconds, 1e-9),
         "open_s": open_s,
@@ -204,6 +230,8 @@ def measure_reembedding(
         "queries": queries,
         # Nothing but the text is stored; the model's weights are not counted.
         "bytes_per_case": 0.0,
+        "ram_bytes_per_case": 0.0,
+        "total_bytes_per_case": 0.0,
         **_figures(np.vstack(found), truth, times),
         "add_per_s": None,
         "open_s": 0.0,
@@ -219,6 +247,7 @@ def run_store_benchmark(
     baseline_cases: int,
     baseline_queries: int,
     say: Say,
+    grow_in: int = 1,
 ) -> dict[str, Any]:
     work = (
         text_workload(text, cases, queries, settings, say)
@@ -229,7 +258,7 @@ def run_store_benchmark(
     say(f"Exact top-10 of {len(work.queries)} queries over {len(work.base)} vectors...")
     truth = exact_top_k(work.queries, work.base, 10)
     say("Compressed store (SQLite):")
-    result = measure_store(work, settings, truth, say)
+    result = measure_store(work, settings, truth, say, grow_in=grow_in)
     say("Baseline: exact float32 FAISS...")
     baselines: dict[str, Any] = {"exact_float32_faiss": measure_exact(work, truth, k)}
     if baseline_cases > 0:
@@ -252,8 +281,10 @@ def index_frontier(
 ) -> list[dict[str, Any]]:
     """Recall vs bytes of the index kinds tried, in plain FAISS over the same vectors.
 
-    Bytes per case here are what a store of that kind would hold: the code in the database,
-    the code and int64 id in memory, and the trained parameters amortised over the cases.
+    Bytes per case are what a store of that kind would hold, per resource as the store
+    counts them: at rest the code in the database (with its coarse list number) and in RAM
+    the code and its int64 id, each plus the trained parameters amortised over the cases
+    (the store's reservoir, 512 vectors, would add 786 KB to both).
     """
     import faiss
 
@@ -270,9 +301,12 @@ def index_frontier(
         ("flat float32", "Flat"),
         ("PQ16x4 fast-scan, flat", "PQ16x4fs"),
         (f"IVF{nlist},PQ8", f"IVF{nlist},PQ8"),
-        (f"OPQ8,IVF{nlist},PQ8 (default)", f"OPQ8,IVF{nlist},PQ8"),
-        (f"OPQ12,IVF{nlist},PQ12", f"OPQ12,IVF{nlist},PQ12"),
+        (f"OPQ8,IVF{nlist},PQ8", f"OPQ8,IVF{nlist},PQ8"),
         (f"OPQ16,IVF{nlist},PQ16", f"OPQ16,IVF{nlist},PQ16"),
+        (f"OPQ16_128,IVF{nlist},PQ16", f"OPQ16_128,IVF{nlist},PQ16"),
+        (f"OPQ20_120,IVF{nlist},PQ20 (default)", f"OPQ20_120,IVF{nlist},PQ20"),
+        (f"OPQ20_160,IVF{nlist},PQ20", f"OPQ20_160,IVF{nlist},PQ20"),
+        (f"OPQ24_96,IVF{nlist},PQ24", f"OPQ24_96,IVF{nlist},PQ24"),
         (f"OPQ32,IVF{nlist},PQ32", f"OPQ32,IVF{nlist},PQ32"),
         (f"OPQ32,IVF{nlist},PQ32x4fs", f"OPQ32,IVF{nlist},PQ32x4fs"),
     ]
@@ -296,9 +330,16 @@ def index_frontier(
         else:
             code = int(index.sa_code_size())
             params = len(faiss.serialize_index(_empty_clone(index)))
-        memory_code = code - (2 if ivf is not None else 0)
-        per_case = code + memory_code + (8 if ivf is not None or spec == "Flat" else 0) + params / n
-        rows.append({"kind": label, "bytes_per_case": per_case, **_figures(found, truth, times)})
+        memory_code = code - (ivf.coarse_code_size() if ivf is not None else 0)
+        ids = 8 if ivf is not None or spec == "Flat" else 0
+        rows.append(
+            {
+                "kind": label,
+                "bytes_per_case": code + params / n,
+                "ram_bytes_per_case": memory_code + ids + params / n,
+                **_figures(found, truth, times),
+            }
+        )
     return rows
 
 

@@ -47,6 +47,12 @@ class StoreConnectionError(MemoryAgentError):
     exit_code = 4
 
 
+class StoreBusyError(MemoryAgentError):
+    """Other processes kept changing the store's codebooks while a write was encoded."""
+
+    exit_code = 4
+
+
 class EmbedderError(MemoryAgentError):
     """The embedding model could not be loaded or called, or disagrees with the store."""
 

@@ -55,7 +55,17 @@ class Settings(BaseSettings):
         "OPQ+IVF-PQ codes only (the switch is automatic and persisted); flat: never compress.",
     )
     code_bytes: int = Field(
-        default=8, ge=1, le=128, description="PQ bytes per case (must divide the vector size)."
+        default=20,
+        ge=1,
+        le=128,
+        description="PQ bytes per case (one per sub-quantiser; must divide codebook_dim).",
+    )
+    codebook_dim: int | None = Field(
+        default=120,
+        ge=1,
+        description="Dimensions the OPQ rotation keeps before PQ (a learned reduction: text "
+        "embeddings hold most of their variance in far fewer directions than they have). "
+        "Capped at the vector size; None keeps every dimension.",
     )
     codebook_min_cases: int = Field(
         default=4096,
@@ -91,10 +101,23 @@ class Settings(BaseSettings):
         "distortion the codebook had when trained.",
     )
     codebook_growth_factor: float = Field(
-        default=8.0,
+        default=2.0,
         ge=2.0,
         description="Retrain with more coarse lists once the store has this many times the "
-        "cases its codebook was shaped for.",
+        "cases its codebook was shaped for (and would get more lists). 2 keeps the codebook "
+        "shaped for at least half the store; re-encoding costs at most ~2x the adds in total.",
+    )
+    index_sync_interval: float = Field(
+        default=0.25,
+        ge=0.0,
+        description="Seconds between checks for other processes' writes before a search "
+        "(0: check at every search). A process sees its own writes at once.",
+    )
+    change_log_keep: int = Field(
+        default=10_000,
+        ge=100,
+        description="Write batches kept in the vector change log; a process further behind "
+        "rebuilds its index from the database.",
     )
     reindex_batch_size: int = Field(default=1000, ge=1, le=100_000)
     reindex_in_background: bool = Field(
@@ -146,8 +169,9 @@ class Settings(BaseSettings):
         default=1.0, ge=0.0, description="How many visits the prior value counts for."
     )
     policy_recall: int = Field(
-        default=30, ge=1, le=10_000,
-        description="value: only the most similar cases of the shortlist compete (MemRL phase A).",
+        default=20, ge=1, le=10_000,
+        description="value: only the most similar cases of the shortlist compete (MemRL phase "
+        "A), and the cases with outcomes on tasks like this one.",
     )  # fmt: skip
     policy_min_similarity: float = Field(
         default=0.15, ge=-1.0, le=1.0,
@@ -185,6 +209,16 @@ class Settings(BaseSettings):
     )
     policy_save_every: int = Field(
         default=50, ge=1, description="Neural: save weights after this many updates."
+    )
+    policy_objective: Literal["pointwise", "pairwise", "mixed"] = Field(
+        default="pointwise",
+        description="Neural loss: squared error onto each shown case's credited reward "
+        "(pointwise: the one-step Bellman target), a logistic loss on pairs of cases shown "
+        "together whose targets differ (pairwise), or the first plus "
+        "`policy_pairwise_weight` times the second (mixed). BENCHMARKS.md compares them.",
+    )
+    policy_pairwise_weight: float = Field(
+        default=0.1, ge=0.0, le=10.0, description="Weight of the pairwise term in `mixed`."
     )
 
     # runtime

@@ -6,10 +6,12 @@ import asyncio
 import hashlib
 import json
 import threading
+import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -21,15 +23,29 @@ from memory_agent.errors import (
     EmbedderError,
     ImportFileError,
     InvalidInputError,
+    StoreBusyError,
     UnknownNamespaceError,
 )
 from memory_agent.settings import Settings
 from memory_agent.store.codebook import CodeIndex
-from memory_agent.store.compression import Compression, ReindexWorker
-from memory_agent.store.database import create_store_engine, redact
+from memory_agent.store.compression import CodebookMoved, Compression, ReindexWorker
+from memory_agent.store.database import create_store_engine, insert_if_absent, redact
 from memory_agent.store.embedder import Embedder, Vectors, embedder_from_settings, normalise
 from memory_agent.store.index import Ids, VectorIndex, check_vectors, make_index
-from memory_agent.store.models import CaseRow, CaseStatRow, NamespaceRow, StoreMetaRow, utcnow
+from memory_agent.store.index_sync import (
+    changes_after,
+    log_bounds,
+    log_change,
+    prune,
+    reindex_job,
+)
+from memory_agent.store.models import (
+    CaseRow,
+    CaseStatRow,
+    NamespaceRow,
+    StoreMetaRow,
+    utcnow,
+)
 from memory_agent.store.records import (
     Case,
     ImportReport,
@@ -72,6 +88,18 @@ def _to_case(row: CaseRow, stats: Mapping[str, StageStats] | None = None) -> Cas
     )
 
 
+T = TypeVar("T")
+
+StoredVector = tuple[int, bytes | None, bytes | None, int | None]
+"""A case's searchable part as stored: (id, code, raw float32 vector, codebook version)."""
+
+_CODEBOOK_RETRIES = 5
+_CODEBOOKS_KEEP_MOVING = (
+    "Other processes kept changing this store's codebooks while this write was being encoded; "
+    "nothing was stored. Try again, or run `memory-agent memory reindex` in one process only."
+)
+
+
 class CaseMemory:
     """Episodic cases in a SQL database, searchable by task similarity.
 
@@ -98,6 +126,11 @@ class CaseMemory:
         self._embedder_name: str | None = None
         self._compression = Compression(self.settings, self._sessions)
         self._worker: ReindexWorker | None = None
+        # Which CaseMemory wrote a change (it applied it already) and the last change of any
+        # writer this one's indexes reflect (store/index_sync.py).
+        self._writer = uuid.uuid4().hex
+        self._seen_change = 0
+        self._synced_at = 0.0
         self._load_vector_space()
         self._rebuild_indexes()
 
@@ -136,26 +169,40 @@ class CaseMemory:
 
     def _claim_vector_space(self, dim: int, embedder_name: str | None) -> None:
         """Record (or check) the dimension and model every vector of this store comes from."""
-        if self._dim is not None:
-            if dim != self._dim:
-                raise EmbedderError(
-                    f"This store holds {self._dim}-dimensional vectors from "
-                    f"{self._embedder_name or 'an external embedder'}, but got {dim}-dimensional "
-                    "ones. Use the store's embedder (MEMORY_AGENT_EMBEDDER_MODEL), or a new store "
-                    "(MEMORY_AGENT_HOME) and move cases with `memory-agent memory export`/`import`."
+        if self._dim is None:
+            with self._lock, self._sessions.begin() as session:
+                # Another process may claim it first (with another model, even): keep theirs
+                # and check against it, never overwrite it.
+                insert_if_absent(
+                    session,
+                    StoreMetaRow.__table__,
+                    {"key": "vector_space", "value": {"dim": dim, "embedder": embedder_name}},
                 )
-            if embedder_name and self._embedder_name and embedder_name != self._embedder_name:
-                raise EmbedderError(
-                    f"This store's vectors come from {self._embedder_name}, but the configured "
-                    f"embedder is {embedder_name}. Vectors of different models are not comparable:"
-                    " configure the same model, or use a new store and re-import the cases."
-                )
-            return
-        with self._lock, self._sessions.begin() as session:
-            session.merge(
-                StoreMetaRow(key="vector_space", value={"dim": dim, "embedder": embedder_name})
+            self._load_vector_space()
+        self._check_vector_space(dim, embedder_name)
+
+    def _check_vector_space(self, dim: int, embedder_name: str | None) -> None:
+        if dim != self._dim:
+            raise EmbedderError(
+                f"This store holds {self._dim}-dimensional vectors from "
+                f"{self._embedder_name or 'an external embedder'}, but got {dim}-dimensional "
+                "ones. Use the store's embedder (MEMORY_AGENT_EMBEDDER_MODEL), or a new store "
+                "(MEMORY_AGENT_HOME) and move cases with `memory-agent memory export`/`import`."
             )
-        self._dim, self._embedder_name = dim, embedder_name
+        if embedder_name and self._embedder_name and embedder_name != self._embedder_name:
+            raise EmbedderError(
+                f"This store's vectors come from {self._embedder_name}, but the configured "
+                f"embedder is {embedder_name}. Vectors of different models are not comparable:"
+                " configure the same model, or use a new store and re-import the cases."
+            )
+
+    def _reload_codebooks(self) -> None:
+        """Take the codebooks in force from the database and rebuild the indexes on them."""
+        keeper = self._compression
+        keeper.flush()
+        keeper.load()
+        self._load_vector_space()
+        self._rebuild_indexes()
 
     def _rebuild_indexes(self) -> None:
         """Build every namespace's index from the stored vectors or codes (no re-embedding).
@@ -163,14 +210,24 @@ class CaseMemory:
         Once a codebook is active every live case is searched through its code of the active
         version; a pending version's codes wait in `next_code` until reindex finishes.
         """
+        # The log position first: a change committed while the cases load is applied again at
+        # the next sync, which is harmless (an add replaces, a remove of an absent id is a
+        # no-op); one read after the load could be missed for good.
+        with self._sessions() as session:
+            self._seen_change = log_bounds(session)[1]
+        self._synced_at = time.monotonic()
         if self._dim is None:
+            self._indexes = {}
             return
-        dim = self._dim
-        book = self._compression.active
-        coded: dict[str, tuple[list[int], list[bytes]]] = defaultdict(lambda: ([], []))
-        raw: dict[str, tuple[list[int], list[bytes]]] = defaultdict(lambda: ([], []))
+        rows: dict[str, list[StoredVector]] = defaultdict(list)
         query = (
-            select(CaseRow.namespace, CaseRow.id, CaseRow.code, CaseRow.embedding)
+            select(
+                CaseRow.namespace,
+                CaseRow.id,
+                CaseRow.code,
+                CaseRow.embedding,
+                CaseRow.codebook_version,
+            )
             .where(
                 CaseRow.deleted_at.is_(None),
                 or_(CaseRow.embedding.is_not(None), CaseRow.code.is_not(None)),
@@ -178,33 +235,113 @@ class CaseMemory:
             .order_by(CaseRow.id)
             .execution_options(yield_per=50_000)
         )
-        if book is None:
+        if self._compression.active is None:
             query = query.where(CaseRow.embedding.is_not(None))
         with self.engine.connect() as conn:
-            for namespace, case_id, code, embedding in conn.execute(query):
-                if book is not None and code is not None:
-                    ids, blobs = coded[namespace]
-                    blobs.append(code)
-                else:
-                    ids, blobs = raw[namespace]
-                    blobs.append(embedding or b"")
-                ids.append(case_id)
+            for namespace, case_id, code, embedding, version in conn.execute(query):
+                rows[namespace].append((case_id, code, embedding, version))
         indexes: dict[str, VectorIndex] = {}
-        for namespace in sorted(set(coded) | set(raw)):
-            index = self._new_index(dim)
-            if namespace in coded:
-                assert isinstance(index, CodeIndex)
-                ids, blobs = coded[namespace]
-                codes = np.frombuffer(b"".join(blobs), np.uint8).reshape(len(ids), -1)
-                index.add_codes(np.asarray(ids, dtype=np.int64), codes)
-            if namespace in raw:
-                # Raw vectors are all there is before the switch (and after it only for rows
-                # a future writer left uncoded): the index encodes them itself.
-                ids, blobs = raw[namespace]
-                vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), dim)
-                index.add(np.asarray(ids, dtype=np.int64), vectors)
+        for namespace in sorted(rows):
+            index = self._new_index(self._dim)
+            self._index_rows(index, rows[namespace])
             indexes[namespace] = index
         self._indexes = indexes
+
+    def _index_rows(self, index: VectorIndex, rows: Sequence[StoredVector]) -> None:
+        """Add stored rows (id, code, raw vector, codebook version) to an index.
+
+        Codes of the active version go in as they are. A raw vector (all there is before the
+        switch) is encoded by the index. A code of another version (left by an older
+        program, or by a writer that raced a finishing re-encode) is decoded with its own
+        codebook first: one index never mixes versions.
+        """
+        assert self._dim is not None
+        book = self._compression.active if isinstance(index, CodeIndex) else None
+        coded_ids: list[int] = []
+        codes: list[bytes] = []
+        raw_ids: list[int] = []
+        raw_blobs: list[bytes] = []
+        foreign: dict[int, tuple[list[int], list[bytes]]] = defaultdict(lambda: ([], []))
+        for case_id, code, embedding, version in rows:
+            if code is not None and book is not None and version == book.version:
+                coded_ids.append(case_id)
+                codes.append(code)
+            elif embedding is not None:
+                raw_ids.append(case_id)
+                raw_blobs.append(embedding)
+            elif code is not None and version is not None:
+                foreign[version][0].append(case_id)
+                foreign[version][1].append(code)
+        # One buffer for all raw vectors (a store that never switches may hold millions).
+        raw = [np.frombuffer(b"".join(raw_blobs), np.float32).reshape(len(raw_ids), self._dim)]
+        for version, (ids, blobs) in sorted(foreign.items()):
+            own = self._compression.book(version)
+            if own is None:
+                continue  # its codebook is gone: nothing to decode with (never deleted here)
+            raw_ids.extend(ids)
+            stacked = np.frombuffer(b"".join(blobs), np.uint8).reshape(len(ids), -1)
+            raw.append(own.decode(stacked))
+        if coded_ids:
+            assert isinstance(index, CodeIndex)
+            stacked = np.frombuffer(b"".join(codes), np.uint8).reshape(len(coded_ids), -1)
+            index.add_codes(np.asarray(coded_ids, dtype=np.int64), stacked)
+        if raw_ids:
+            index.add(
+                np.asarray(raw_ids, dtype=np.int64),
+                np.concatenate(raw).astype(np.float32, copy=False),
+            )
+
+    def sync(self, *, force: bool = False) -> None:
+        """Bring the in-memory indexes up to date with other processes' writes.
+
+        Searches call it; it looks at the database at most every
+        `index_sync_interval` seconds unless forced. This process's own writes are in its
+        indexes as soon as they commit.
+        """
+        now = time.monotonic()
+        if not force and now - self._synced_at < self.settings.index_sync_interval:
+            return
+        with self._lock:
+            self._synced_at = now
+            keeper = self._compression
+            with self._sessions() as session:
+                low, high = log_bounds(session)
+                moved = keeper.moved(session)
+            if moved:
+                # Another process trained or finished a codebook: codes of the old version
+                # may be gone, so start again from what the database holds.
+                self._reload_codebooks()
+                return
+            if high == self._seen_change:
+                return
+            if not low <= self._seen_change + 1 <= high + 1:
+                # The log was pruned past what this process has seen.
+                self._load_vector_space()
+                self._rebuild_indexes()
+                return
+            with self._sessions() as session:
+                changes = changes_after(session, self._seen_change, high)
+            if self._dim is None:
+                self._load_vector_space()
+            self._apply(changes)
+            self._seen_change = high
+
+    def _apply(self, changes: Sequence[Any]) -> None:
+        """Other writers' changes, in order, to the in-memory indexes."""
+        for change in changes:
+            if change.writer == self._writer or self._dim is None:
+                continue
+            index = self._index_for(change.namespace)
+            index.remove(change.case_ids)  # an add replaces: the case may be indexed already
+            if change.op != "add":
+                continue
+            with self._sessions() as session:
+                rows = session.execute(
+                    select(CaseRow.id, CaseRow.code, CaseRow.embedding, CaseRow.codebook_version)
+                    .where(CaseRow.id.in_(change.case_ids.tolist()), CaseRow.deleted_at.is_(None))
+                    .order_by(CaseRow.id)
+                ).all()
+            self._index_rows(index, [(r[0], r[1], r[2], r[3]) for r in rows])
 
     def _new_index(self, dim: int) -> VectorIndex:
         book = self._compression.active
@@ -243,9 +380,12 @@ class CaseMemory:
     def _ensure_namespace(self, session: Session, namespace: str) -> NamespaceRow:
         row = session.get(NamespaceRow, namespace)
         if row is None:
-            row = NamespaceRow(name=namespace, created_at=utcnow())
-            session.add(row)
-            session.flush()
+            # Two processes writing a new namespace's first case at once both get here.
+            insert_if_absent(
+                session, NamespaceRow.__table__, {"name": namespace, "created_at": utcnow()}
+            )
+            row = session.get(NamespaceRow, namespace)
+            assert row is not None
         return row
 
     # ------------------------------------------------------------------ writing
@@ -381,12 +521,26 @@ class CaseMemory:
         # Under the lock from encoding to indexing: a reindex finishing meanwhile must not
         # make these codes belong to a retired version.
         with self._lock:
-            return self._write_batch_locked(batch, namespaces, hashes, vectors)
+            return self._in_force_retrying(
+                lambda: self._write_batch_locked(batch, namespaces, hashes, vectors)
+            )
+
+    def _in_force_retrying(self, write: Callable[[], T]) -> T:
+        """Run a write that encodes vectors and checks, before it commits, that the codebooks
+        it encoded with are still in force. If another process changed them, nothing was
+        committed: reload the codebooks and run it again (a few times)."""
+        for _attempt in range(_CODEBOOK_RETRIES):
+            try:
+                return write()
+            except CodebookMoved:
+                self._reload_codebooks()
+        raise StoreBusyError(_CODEBOOKS_KEEP_MOVING)
 
     def _write_batch_locked(
         self, batch: list[NewCase], namespaces: list[str], hashes: list[str], vectors: Vectors
     ) -> list[int]:
         now = utcnow()
+        in_force = self._compression.in_force()
         rows = [
             {
                 "namespace": ns,
@@ -432,6 +586,15 @@ class CaseMemory:
                 ]
                 if stat_rows:
                     session.execute(insert(CaseStatRow), stat_rows)
+                for ns in sorted(set(namespaces)):
+                    log_change(
+                        session, ns, "add",
+                        [i for i, n in zip(ids, namespaces, strict=True) if n == ns],
+                        self._writer,
+                    )  # fmt: skip
+                if ids[-1] % 64 == 0:
+                    prune(session, self.settings.change_log_keep)
+                self._compression.check_in_force(session, in_force)
             # Committed: now the derived index may know about the rows.
             by_ns: dict[str, list[int]] = defaultdict(list)
             for position, ns in enumerate(namespaces):
@@ -485,11 +648,19 @@ class CaseMemory:
             "content_hash": content_hash(checked.task, checked.plan, checked.answer),
             "updated_at": utcnow(),
         }
-        if vector is not None:
-            values.update(self._compression.columns_for(vector)[0])
-        with self._lock:
+
+        def write() -> None:
+            in_force = self._compression.in_force()
+            if vector is not None:
+                values.update(self._compression.columns_for(vector)[0])
             with self._sessions.begin() as session:
                 session.execute(update(CaseRow).where(CaseRow.id == case_id).values(**values))
+                if vector is not None:
+                    log_change(session, current.namespace, "add", [case_id], self._writer)
+                    self._compression.check_in_force(session, in_force)
+
+        with self._lock:
+            self._in_force_retrying(write)
             if vector is not None:
                 index = self._index_for(current.namespace)
                 ids = np.asarray([case_id], dtype=np.int64)
@@ -527,9 +698,11 @@ class CaseMemory:
                         updated_at=utcnow(),
                     )
                 )
-            by_ns: dict[str, list[int]] = defaultdict(list)
-            for case_id, ns in rows:
-                by_ns[ns].append(case_id)
+                by_ns: dict[str, list[int]] = defaultdict(list)
+                for case_id, ns in rows:
+                    by_ns[ns].append(case_id)
+                for ns, ns_ids in sorted(by_ns.items()):
+                    log_change(session, ns, "remove", ns_ids, self._writer)
             for ns, ns_ids in by_ns.items():
                 if ns in self._indexes:
                     self._indexes[ns].remove(np.asarray(ns_ids, dtype=np.int64))
@@ -672,6 +845,7 @@ class CaseMemory:
     ) -> tuple[npt.NDArray[np.float32], Ids]:
         """Raw top-k (scores, ids) for query vectors; ids are -1 where fewer than k exist."""
         ns = self._namespace(namespace)
+        self.sync()
         allowed = None
         if filters or ns not in self._indexes:
             # A namespace with an index exists (namespaces are never dropped): no round trip.
@@ -818,6 +992,7 @@ class CaseMemory:
             return x
 
         neighbours = min(len(ids), 32)
+        self.sync(force=True)
         with self._lock:
             _, found = self._index_for(ns).search(vectors, neighbours)
         # Candidates come from the index; the similarity that decides is the cosine of the two
@@ -1005,9 +1180,12 @@ class CaseMemory:
     def stats(self, namespace: str | None = None) -> dict[str, Any]:
         """Counts and sizes of the store (or of one namespace).
 
-        `bytes_per_case` is every byte the vector memory costs, divided by the live cases:
-        stored vectors or codes in the database, the in-memory indexes, the codebooks and the
-        reservoir of raw vectors kept for codebook upkeep.
+        Sizes are per live case and per resource, since disk and RAM are budgeted apart:
+        `bytes_per_case` is what the vector memory keeps at rest (the codes, or float32
+        vectors before the first codebook, in the database, plus the codebooks and the
+        reservoir of raw vectors kept for codebook upkeep, amortised over the cases);
+        `ram_bytes_per_case` is what a process holds to search it (the index's codes and
+        int64 ids, plus the codebooks and the reservoir); `total_bytes_per_case` is both.
         """
         with self._sessions() as session:
             base = select(CaseRow.namespace, func.count(), func.sum(
@@ -1036,8 +1214,13 @@ class CaseMemory:
         keeper = self._compression
         book, pending = keeper.active, keeper.pending
         codebook_bytes = sum(b.nbytes() for b in (book, pending) if b is not None)
-        reservoir_bytes = int(keeper.reservoir.nbytes) if book is not None else 0
+        reservoir_bytes = keeper.reservoir_nbytes if book is not None else 0
         distortion = keeper.distortion()
+        shared = codebook_bytes + reservoir_bytes  # held in the database and in memory
+
+        def per_case(total: int) -> float:
+            return total / cases if cases else 0.0
+
         return {
             "database": redact(self.url),
             "cases": cases,
@@ -1050,10 +1233,11 @@ class CaseMemory:
             "index_bytes": index_bytes,
             "codebook_bytes": codebook_bytes,
             "reservoir_bytes": reservoir_bytes,
-            "bytes_per_case": (
-                (stored + index_bytes + codebook_bytes + reservoir_bytes) / cases if cases else 0.0
-            ),
+            "bytes_per_case": per_case(stored + shared),
+            "ram_bytes_per_case": per_case(index_bytes + shared),
+            "total_bytes_per_case": per_case(stored + index_bytes + 2 * shared),
             "code_bytes": book.code_size if book is not None else None,
+            "coarse_lists": book.nlist if book is not None else None,
             "codebook_version": book.version if book is not None else None,
             "dead_codewords": (
                 book.dead_codewords(self.settings.dead_code_threshold) if book is not None else None
@@ -1081,7 +1265,7 @@ class CaseMemory:
             and self.settings.reindex_in_background
             and (self._worker is None or not self._worker.running)
         ):
-            self._worker = ReindexWorker(lambda stop: self.reindex(stop=stop))
+            self._worker = ReindexWorker(lambda stop: self.reindex(stop=stop, wait=False))
 
     def _maybe_switch(self) -> None:
         """Train the first codebook once enough cases exist; from then on only codes."""
@@ -1110,7 +1294,11 @@ class CaseMemory:
                 len(rows), self._dim
             )
             # Tombstoned cases are coded too, so no raw vector outlives the switch.
-            self._compression.switch_to_codes(vectors, ids)
+            try:
+                self._compression.switch_to_codes(vectors, ids)
+            except CodebookMoved:  # another process switched first: use its codebook
+                self._reload_codebooks()
+                return
             self._rebuild_indexes()
 
     def _live_cases(self) -> int:
@@ -1142,38 +1330,72 @@ class CaseMemory:
                 )
             )
         decoded = self.vectors(sample_ids if reason != "dead_codes" else [])
-        return keeper.prepare(reason, decoded, cases=self._live_cases()).version
+        try:
+            return keeper.prepare(reason, decoded, cases=self._live_cases()).version
+        except CodebookMoved:
+            # Another process made a version meanwhile: take the state it left.
+            with self._lock:
+                self._reload_codebooks()
+            made = self._compression.pending  # (reloaded: not the `keeper.pending` checked above)
+            return made.version if made is not None else self.new_codebook(reason)
 
     def reindex(
         self,
         *,
         on_progress: Progress | None = None,
         stop: threading.Event | None = None,
+        wait: bool = True,
     ) -> bool:
         """Re-encode every live case with the pending codebook, batch by batch.
 
         Search keeps using the active version's index while this runs; the new codes go to a
         side column, and only when every live case has one does a single UPDATE make the new
         version active and the index get rebuilt from the new codes. Each batch commits, so
-        an interrupted job resumes where it stopped. Returns True when the job finished.
+        an interrupted job resumes where it stopped. One process runs the job at a time: if
+        another one is running it, this waits for it (or, with `wait=False`, returns False at
+        once). Returns True when the job finished.
         """
+        if self._compression.pending is None:
+            return True
+        with reindex_job(self.engine, wait=wait) as mine:
+            if not mine:
+                return False
+            return self._reindex(on_progress, stop)
+
+    def _reindex(self, on_progress: Progress | None, stop: threading.Event | None) -> bool:
         keeper = self._compression
-        if keeper.pending is None:
+        # The job may have been finished (or replaced) by the process this one waited for.
+        with self._sessions() as session:
+            moved = keeper.moved(session)
+        if moved and self._reloaded_job_done():
             return True
         re_embed = None
         if self._embedder_name is not None:
             re_embed = self._embed_tasks
         while stop is None or not stop.is_set():
-            done = keeper.reencode_batch(re_embed)
-            if on_progress is not None and done:
-                on_progress(done)
-            if done == 0:
-                with self._lock:
-                    # Cases added meanwhile got both codes on write, so nothing is left over.
-                    keeper.finish()
-                    self._rebuild_indexes()
-                return True
+            try:
+                done = keeper.reencode_batch(re_embed)
+                if on_progress is not None and done:
+                    on_progress(done)
+                if done == 0:
+                    with self._lock:
+                        # Cases added meanwhile got both codes on write (a writer that had
+                        # not seen the pending version yet finds out before it commits).
+                        if keeper.finish() is None:
+                            continue
+                        self._rebuild_indexes()
+                    return True
+            except CodebookMoved:
+                # Another process finished this job, or replaced the pending codebook.
+                if self._reloaded_job_done():
+                    return True
         return False
+
+    def _reloaded_job_done(self) -> bool:
+        """Reload the codebooks another process changed; True if no re-encode job is left."""
+        with self._lock:
+            self._reload_codebooks()
+        return self._compression.pending is None
 
     def reindex_remaining(self) -> int:
         return self._compression.remaining()

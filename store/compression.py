@@ -8,24 +8,45 @@ reservoir, and tells `CaseMemory` what to write for each new vector.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from memory_agent.settings import Settings
 from memory_agent.store.codebook import Codebook, Codes, nlist_for
 from memory_agent.store.embedder import Vectors, normalise
+from memory_agent.store.index_sync import lock_vector_writes
 from memory_agent.store.models import CaseRow, CodebookRow, ReservoirRow, utcnow
+
+RESERVOIR_DTYPE = np.dtype(np.float16)
 
 ReEmbed = Callable[[list[str]], Vectors]
 """Embeds task texts with the store's own embedder (for re-encoding from the case text)."""
 
 
+InForce = tuple[int | None, int | None]
+"""(active codebook version, pending codebook version); None where there is none."""
+
+
+class CodebookMoved(Exception):
+    """Another process changed which codebooks are in force since this one loaded them: the
+    transaction that found out was rolled back; reload the codebooks and try again."""
+
+
 class Compression:
-    """Codebook versions, the reservoir and upkeep for one store."""
+    """Codebook versions, the reservoir and upkeep for one store.
+
+    Several processes may write one store. Every transaction that writes codes or changes
+    which codebooks are in force ends by checking, under the vector-write lock, that the
+    versions in the database are the ones it worked with (`check_in_force`); if another
+    process moved them meanwhile it raises `CodebookMoved` and nothing is committed. So a
+    code of a retired version is never stored, and no case misses a pending version's code.
+    """
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
         self.settings = settings
@@ -33,7 +54,8 @@ class Compression:
         self.active: Codebook | None = None
         self.pending: Codebook | None = None
         self._books: dict[int, Codebook] = {}
-        self._reservoir = np.zeros((0, 0), np.float32)
+        # float16: the reservoir is training data for upkeep, and its bytes count per case.
+        self._reservoir = np.zeros((0, 0), RESERVOIR_DTYPE)
         self._reservoir_next = 0
         self._reservoir_dirty: set[int] = set()
         self._usage_dirty = False
@@ -57,10 +79,10 @@ class Compression:
                     self.pending = book
             slots = session.execute(select(ReservoirRow.slot, ReservoirRow.vector)).all()
         if slots:
-            dim = len(slots[0][1]) // 4
-            self._reservoir = np.zeros((len(slots), dim), np.float32)
+            dim = len(slots[0][1]) // RESERVOIR_DTYPE.itemsize
+            self._reservoir = np.zeros((len(slots), dim), RESERVOIR_DTYPE)
             for position, (_slot, blob) in enumerate(sorted(slots)):
-                self._reservoir[position] = np.frombuffer(blob, np.float32)
+                self._reservoir[position] = np.frombuffer(blob, RESERVOIR_DTYPE)
             self._reservoir_next = len(slots) % max(self.settings.reservoir_size, 1)
 
     def book(self, version: int) -> Codebook | None:
@@ -72,6 +94,38 @@ class Compression:
                     return None
                 self._books[version] = _book_from_row(row)
         return self._books[version]
+
+    def in_force(self) -> InForce:
+        """The versions this process encodes with."""
+        return (
+            self.active.version if self.active is not None else None,
+            self.pending.version if self.pending is not None else None,
+        )
+
+    def moved(self, session: Session, expected: InForce | None = None) -> bool:
+        """Whether the active and pending versions in the database, as this session sees
+        them, differ from `expected` (by default the ones this process encodes with)."""
+        rows = session.execute(
+            select(CodebookRow.status, CodebookRow.version).where(
+                CodebookRow.status.in_(("active", "pending"))
+            )
+        ).all()
+        found = {
+            status: sorted(v for s, v in rows if s == status) for status in ("active", "pending")
+        }
+        want = {
+            status: [] if v is None else [v]
+            for status, v in zip(("active", "pending"), expected or self.in_force(), strict=True)
+        }
+        return found != want
+
+    def check_in_force(self, session: Session, expected: InForce) -> None:
+        """Raise `CodebookMoved` unless the database's active and pending versions, as this
+        transaction sees them, are `expected`. Call it after the transaction's own writes:
+        it takes the vector-write lock, so no other such transaction commits in between."""
+        lock_vector_writes(session)
+        if self.moved(session, expected):
+            raise CodebookMoved(f"the codebooks in force are no longer {expected}")
 
     @property
     def next_version(self) -> int:
@@ -108,8 +162,8 @@ class Compression:
         if size == 0 or len(vectors) == 0:
             return
         if self._reservoir.shape[1] != vectors.shape[1]:
-            self._reservoir = np.zeros((0, vectors.shape[1]), np.float32)
-        for vector in vectors[-size:]:
+            self._reservoir = np.zeros((0, vectors.shape[1]), RESERVOIR_DTYPE)
+        for vector in vectors[-size:].astype(RESERVOIR_DTYPE):
             slot = self._reservoir_next
             if slot >= len(self._reservoir):
                 self._reservoir = np.vstack([self._reservoir, vector[None, :]])
@@ -120,7 +174,13 @@ class Compression:
 
     @property
     def reservoir(self) -> Vectors:
-        return self._reservoir
+        """The recent raw vectors as float32 (what training and distortion checks take)."""
+        return self._reservoir.astype(np.float32)
+
+    @property
+    def reservoir_nbytes(self) -> int:
+        """Bytes the reservoir takes (the same in the database and in memory)."""
+        return int(self._reservoir.nbytes)
 
     def flush(self) -> None:
         """Persist the reservoir slots and usage EMA changed since the last flush."""
@@ -160,12 +220,19 @@ class Compression:
             m=self.settings.code_bytes,
             opq=True,
             cases=len(vectors),
+            reduce_to=self.settings.codebook_dim,
         )
         codes = book.encode(vectors)
-        with self._sessions.begin() as session:
-            session.add(_row_from_book(book, "active", "first"))
-            session.flush()
+        with self._storing(book, "active", "first") as session:
             _write_codes(session, ids, codes, book.version, column="code")
+            self.check_in_force(session, (book.version, None))
+            # A raw vector another process committed after `vectors` were read would
+            # outlive the switch: then switch again later, from all of them.
+            raw_left = session.scalar(
+                select(func.count()).select_from(CaseRow).where(CaseRow.embedding.is_not(None))
+            )
+            if raw_left:
+                raise CodebookMoved(f"{raw_left} raw vector(s) arrived during the switch")
         self.active = book
         self._books[book.version] = book
         self.remember(
@@ -176,13 +243,25 @@ class Compression:
         self.flush()
         return book
 
+    @contextmanager
+    def _storing(self, book: Codebook, status: str, reason: str) -> Iterator[Session]:
+        """A transaction that stores a new codebook version; more writes go in its body.
+        Another process storing the same version number first is `CodebookMoved`."""
+        try:
+            with self._sessions.begin() as session:
+                session.add(_row_from_book(book, status, reason))
+                session.flush()
+                yield session
+        except IntegrityError as exc:
+            raise CodebookMoved(str(exc)) from exc
+
     # ------------------------------------------------------------------ upkeep
 
     def distortion(self) -> float | None:
         """Mean squared error of the active codebook on the recent raw vectors."""
         if self.active is None or len(self._reservoir) == 0:
             return None
-        return self.active.measure_distortion(self._reservoir)
+        return self.active.measure_distortion(self.reservoir)
 
     def upkeep_reason(self, live_cases: int = 0) -> str | None:
         """Why the active codebook needs a new version now (None: it does not)."""
@@ -217,25 +296,29 @@ class Compression:
         """
         assert self.active is not None
         version = self.next_version
+        recent = self.reservoir  # one float32 copy of the float16 ring for all uses below
         if reason == "dead_codes":
             book = self.active.with_dead_codes_reset(
-                self._reservoir, self.settings.dead_code_threshold, version=version, seed=version
+                recent, self.settings.dead_code_threshold, version=version, seed=version
             )
         else:
-            train = (
-                np.vstack([self._reservoir, decoded_sample])
-                if len(self._reservoir)
-                else decoded_sample
-            )
+            train = np.vstack([recent, decoded_sample]) if len(recent) else decoded_sample
             book = Codebook.train(
                 normalise(_sample(train, self.settings.codebook_train_sample)),
                 version=version,
                 m=self.settings.code_bytes,
                 opq=True,
                 cases=cases,
+                reduce_to=self.settings.codebook_dim,
             )
-        with self._sessions.begin() as session:
-            session.add(_row_from_book(book, "pending", reason))
+            if len(recent):
+                # The drift check compares the distortion on the reservoir (raw, recent) with
+                # this baseline, so measure it the same way: decoded codes are smoother than
+                # raw vectors, and a baseline taken on them made every codebook retrained
+                # from them look drifted at once (a retrain loop at 540k cases).
+                book.distortion = book.measure_distortion(recent)
+        with self._storing(book, "pending", reason) as session:
+            self.check_in_force(session, (self.active.version, version))
         self.pending = book
         self._books[version] = book
         return book
@@ -262,7 +345,8 @@ class Compression:
         code decoded. Each batch commits on its own, so a killed job resumes where it stopped.
         """
         target = self.pending
-        assert target is not None
+        if target is None:  # another thread reloaded: the job was finished elsewhere
+            raise CodebookMoved("no pending codebook any more")
         with self._sessions() as session:
             rows = session.execute(
                 select(
@@ -290,38 +374,71 @@ class Compression:
         if need_text:
             vectors[need_text] = re_embed([rows[p][1] for p in need_text]) if re_embed else 0.0
         codes = target.encode(normalise(vectors))
+        expected = self.in_force()
         with self._sessions.begin() as session:
             _write_codes(session, [r[0] for r in rows], codes, target.version, column="next_code")
+            # Another process may have finished this job (or replaced the codebook) meanwhile.
+            self.check_in_force(session, expected)
         return len(rows)
 
-    def finish(self) -> Codebook:
-        """Make the pending codebook active: one UPDATE moves every live case over."""
+    def finish(self) -> Codebook | None:
+        """Make the pending codebook active: one UPDATE moves every live case over.
+
+        Returns None (and changes nothing) when some live case still lacks the pending
+        version's code; raises `CodebookMoved` when another process got there first.
+        """
         target, old = self.pending, self.active
-        assert target is not None
-        with self._sessions.begin() as session:
-            session.execute(
-                update(CaseRow)
-                .where(CaseRow.next_codebook_version == target.version)
-                .values(
-                    code=CaseRow.next_code,
-                    codebook_version=target.version,
-                    next_code=None,
-                    next_codebook_version=None,
+        if target is None:  # another thread reloaded: the job was finished elsewhere
+            raise CodebookMoved("no pending codebook any more")
+        expected = self.in_force()
+        try:
+            with self._sessions.begin() as session:
+                session.execute(
+                    update(CaseRow)
+                    .where(CaseRow.next_codebook_version == target.version)
+                    .values(
+                        code=CaseRow.next_code,
+                        codebook_version=target.version,
+                        next_code=None,
+                        next_codebook_version=None,
+                        embedding=None,  # a raw vector a writer left before the switch, too
+                    )
                 )
-            )
-            if old is not None:
+                self.check_in_force(session, expected)
+                # A case written after the last batch by a process that had not yet seen the
+                # pending version has no code of it: not done, the caller goes on.
+                left = session.scalar(
+                    select(func.count())
+                    .select_from(CaseRow)
+                    .where(
+                        CaseRow.deleted_at.is_(None),
+                        or_(
+                            CaseRow.codebook_version.is_(None),
+                            CaseRow.codebook_version != target.version,
+                        ),
+                    )
+                )
+                if left:
+                    raise _NotDone
+                if old is not None:
+                    session.execute(
+                        update(CodebookRow)
+                        .where(CodebookRow.version == old.version)
+                        .values(status="retired", usage=old.usage_bytes())
+                    )
                 session.execute(
                     update(CodebookRow)
-                    .where(CodebookRow.version == old.version)
-                    .values(status="retired", usage=old.usage_bytes())
+                    .where(CodebookRow.version == target.version)
+                    .values(status="active", usage=target.usage_bytes())
                 )
-            session.execute(
-                update(CodebookRow)
-                .where(CodebookRow.version == target.version)
-                .values(status="active", usage=target.usage_bytes())
-            )
+        except _NotDone:
+            return None
         self.active, self.pending = target, None
         return target
+
+
+class _NotDone(Exception):
+    """Rolls back a `finish` that found cases without the pending version's code."""
 
 
 def _todo(version: int) -> tuple[Any, ...]:

@@ -127,3 +127,12 @@ def migrate(engine: Engine) -> None:
         # Several issues may add migrations that branch from the same parent; "heads"
         # applies all of them.
         command.upgrade(config, "heads")
+
+
+def insert_if_absent(session: Any, table: Any, values: dict[str, Any]) -> None:
+    """INSERT a row unless one with the same key exists, atomically (ON CONFLICT DO NOTHING):
+    two processes creating the same namespace or metadata row at once must both succeed."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())

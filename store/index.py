@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -52,6 +53,33 @@ def check_vectors(vectors: npt.ArrayLike, dim: int, what: str = "vectors") -> Ve
     return np.ascontiguousarray(array)
 
 
+def search_faiss(
+    index: Any,
+    queries: Vectors,
+    dim: int,
+    k: int,
+    allowed: Ids | None,
+    filtered: Callable[[Any], Any],
+) -> tuple[Scores, Ids]:
+    """Top-k of a FAISS index with the checks every index kind needs: valid queries, no
+    search of an empty index or an empty filter, k no larger than the index. With `allowed`
+    the search keeps to those ids, through the search parameters `filtered(selector)`."""
+    import faiss
+
+    queries = check_vectors(queries, dim, "query vectors")
+    n = len(queries)
+    size = int(index.ntotal)
+    if k <= 0 or size == 0 or (allowed is not None and len(allowed) == 0):
+        return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+    k = min(k, size)
+    if allowed is None:
+        scores, ids = index.search(queries, k)
+    else:
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        scores, ids = index.search(queries, k, params=filtered(selector))
+    return np.asarray(scores, np.float32), np.asarray(ids, np.int64)
+
+
 class ExactIndex:
     """Exact inner-product search (FAISS flat index with an id map)."""
 
@@ -77,20 +105,13 @@ class ExactIndex:
         self._index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
 
     def search(self, queries: Vectors, k: int, allowed: Ids | None = None) -> tuple[Scores, Ids]:
-        queries = check_vectors(queries, self.dim, "query vectors")
-        n = len(queries)
-        if k <= 0 or len(self) == 0 or (allowed is not None and len(allowed) == 0):
-            return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
-        k = min(k, len(self))
-        if allowed is None:
-            scores, ids = self._index.search(queries, k)
-        else:
-            import faiss
+        return search_faiss(self._index, queries, self.dim, k, allowed, self._filtered)
 
-            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-            params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
-            scores, ids = self._index.search(queries, k, params=params)
-        return np.asarray(scores, np.float32), np.asarray(ids, np.int64)
+    @staticmethod
+    def _filtered(selector: Any) -> Any:
+        import faiss
+
+        return faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
 
     def __len__(self) -> int:
         return int(self._index.ntotal)

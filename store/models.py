@@ -172,6 +172,7 @@ __all__ = [
 
 # Tables owned by other areas live in their own modules; importing them here (last: they need
 # Base) registers them on the same metadata.
+from memory_agent.store import change_models as _change_models  # noqa: E402, F401
 from memory_agent.store import run_log_models as _run_log_models  # noqa: E402, F401
 from memory_agent.store.policy_models import PolicyStateRow  # noqa: E402
 

