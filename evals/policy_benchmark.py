@@ -188,13 +188,17 @@ def summarise(results: Sequence[RunResult], episodes: int, seeds: Sequence[int])
     by: dict[tuple[str, str], list[RunResult]] = {}
     for r in results:
         by.setdefault((r.policy, r.credit), []).append(r)
-    oracle = [r.final_reward for r in by.get(("oracle", "cited"), [])]
-    oracle_mean = float(np.mean(oracle)) if oracle else float("nan")
+    oracle = {r.seed: r.final_reward for r in by.get(("oracle", "cited"), [])}
+    oracle_mean = float(np.mean(list(oracle.values()))) if oracle else float("nan")
+
+    def ratio(run: RunResult) -> float | None:
+        best = oracle.get(run.seed)
+        return round(run.final_reward / best, 4) if best is not None and best > 0 else None
 
     def figures(runs: list[RunResult]) -> dict[str, Any]:
         final, final_spread = _mean_spread([r.final_reward for r in runs])
         regret, regret_spread = _mean_spread([r.regret for r in runs])
-        ratios = [r.final_reward / o for r, o in zip(runs, oracle, strict=False) if o > 0]
+        ratios = [x for x in map(ratio, runs) if x is not None]
         out: dict[str, Any] = {
             "final_reward": round(final, 4),
             "final_reward_spread": round(final_spread, 4),
@@ -202,6 +206,17 @@ def summarise(results: Sequence[RunResult], episodes: int, seeds: Sequence[int])
             "regret_spread": round(regret_spread, 2),
             "vs_oracle": round(final / oracle_mean, 4) if oracle_mean > 0 else None,
             "vs_oracle_min": round(min(ratios), 4) if ratios else None,
+            "vs_oracle_spread": round(_mean_spread(ratios)[1], 4) if ratios else None,
+            # Per seed, so a claim about held-out seeds can be checked from this output alone.
+            "per_seed": [
+                {
+                    "seed": r.seed,
+                    "final_reward": round(r.final_reward, 4),
+                    "vs_oracle": ratio(r),
+                    "regret": round(r.regret, 2),
+                }
+                for r in runs
+            ],
         }
         select = [x for r in runs for x in r.select_ms]
         update = [x for r in runs for x in r.update_ms]

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from memory_agent.store import CaseMemory
 
 CONTEXT_FORMAT = 1
+EPISODE_MEMORY = 512
 Floats = npt.NDArray[np.float64]
 
 
@@ -50,6 +51,9 @@ class TaskContext:
         self.key = key
         self.size = size
         self.history: dict[tuple[Stage, int], deque[tuple[Vector, float]]] = {}
+        # Per stage, the last episodes' (task vector, mean credited target): what a shown
+        # case earns on tasks like this one on average, the prior for a case unknown here.
+        self.episodes: dict[Stage, deque[tuple[Vector, float]]] = {}
         self.dirty = 0
         self._memo: tuple[object, dict[int, tuple[Floats, Floats]]] | None = None
         self._load()
@@ -59,6 +63,9 @@ class TaskContext:
         for case_id, target in targets.items():
             slot = self.history.setdefault((stage, int(case_id)), deque(maxlen=self.size))
             slot.append((unit, float(target)))
+        if targets:
+            mean = float(np.mean([float(t) for t in targets.values()]))
+            self.episodes.setdefault(stage, deque(maxlen=EPISODE_MEMORY)).append((unit, mean))
         self.dirty += 1
         self._memo = None
 
@@ -77,18 +84,46 @@ class TaskContext:
         """(value, relevant weight) of each candidate for this task.
 
         `q`, `visits` are the stored per-case values: a visited case without history (saved
-        before, or lost in a crash) keeps them. Every other case's value is
-        (prior_weight·q_init + Σ w·target) / (prior_weight + Σ w) over its history.
+        before, or lost in a crash) keeps them. A case with history gets
+        (prior_weight·base + Σ w·target) / (prior_weight + Σ w) over it, where base is its
+        stored value if some of the history was earned on tasks like this one and the task
+        prior (`prior`) if none was; a case never shown gets the task prior. The weight
+        returned is Σ w: the visits that count for this task.
         """
+        task_prior = self.prior(
+            state, stage, q_init=q_init, prior_weight=prior_weight, threshold=threshold
+        )
         out_q = q.copy()
         out_n = visits.copy()
+        # A case never shown at this stage is worth what shown cases earn on tasks like this.
+        out_q[visits == 0] = task_prior
         for i, (w, targets) in self._weights(state, candidates, stage, threshold).items():
             total = float(w.sum())
-            # The stored value is the prior: what the case earned anywhere, until outcomes
-            # on tasks like this one outweigh it.
-            out_q[i] = (prior_weight * q[i] + float(w @ targets)) / (prior_weight + total)
-            out_n[i] = total if total > 0.0 else visits[i]
+            # The prior is what the case earned anywhere, until outcomes on tasks like this
+            # one outweigh it; a case with outcomes only on unrelated tasks is as unknown
+            # here as a new one (its value elsewhere says nothing about this kind of task).
+            base = q[i] if total > 0.0 else task_prior
+            out_q[i] = (prior_weight * base + float(w @ targets)) / (prior_weight + total)
+            out_n[i] = total
         return out_q, out_n
+
+    def prior(
+        self, state: Vector, stage: Stage, *, q_init: float, prior_weight: float, threshold: float
+    ) -> float:
+        """What a shown case earned on tasks like this one, on average (empirical Bayes).
+
+        It is the value of a case with no outcome on tasks like this one: not the optimistic
+        `q_init`, which would make every unrelated case worth a try on every kind of task,
+        and not the case's value earned elsewhere. Before any episode like this one it is
+        `q_init` (a new kind of task: everything is worth a try).
+        """
+        past = self.episodes.get(stage)
+        if not past:
+            return q_init
+        vectors = np.stack([v for v, _ in past])
+        means = np.asarray([y for _, y in past], dtype=np.float64)
+        w = kernel((vectors @ _unit(state)).astype(np.float64), threshold)
+        return float((prior_weight * q_init + w @ means) / (prior_weight + w.sum()))
 
     def knows(self, stage: Stage, case_id: int) -> bool:
         return bool(self.history.get((stage, case_id)))
@@ -134,28 +169,38 @@ class TaskContext:
             del self.history[key]
 
     def save(self) -> None:
-        if not self.history:
+        if not self.history and not self.episodes:
             return
         keys = list(self.history)
         lengths = np.asarray([len(self.history[k]) for k in keys], dtype=np.int64)
         case_ids = np.asarray([k[1] for k in keys], dtype=np.int64)
         stages = [k[0] for k in keys]
-        vectors = np.concatenate([np.stack([v for v, _ in self.history[k]]) for k in keys])
-        targets = np.concatenate([[y for _, y in self.history[k]] for k in keys])
+        dim = self.memory.dim or 0
+        vectors = _stack([v for k in keys for v, _ in self.history[k]], dim)
+        targets = np.asarray([y for k in keys for _, y in self.history[k]], dtype=np.float32)
+        episode_stages = list(self.episodes)
+        episode_lengths = np.asarray([len(self.episodes[s]) for s in episode_stages], np.int64)
+        episode_vectors = _stack([v for s in episode_stages for v, _ in self.episodes[s]], dim)
+        episode_means = np.asarray(
+            [y for s in episode_stages for _, y in self.episodes[s]], dtype=np.float32
+        )
         out = io.BytesIO()
         np.savez(
             out,
             lengths=lengths,
             case_ids=case_ids,
             vectors=vectors.astype(np.float16),
-            targets=targets.astype(np.float32),
+            targets=targets,
+            episode_lengths=episode_lengths,
+            episode_vectors=episode_vectors.astype(np.float16),
+            episode_means=episode_means,
         )
         save_state(
             self.memory,
             self.key,
             out.getvalue(),
             format=CONTEXT_FORMAT,
-            meta={"stages": stages, "size": self.size},
+            meta={"stages": stages, "size": self.size, "episode_stages": episode_stages},
         )
         self.dirty = 0
 
@@ -179,6 +224,27 @@ class TaskContext:
             )
             self.history[(str(stage), int(case_id))] = slot
             start = end
+        # Saved before the task prior existed: it starts empty (q_init until episodes come).
+        episode_stages = list(saved.meta.get("episode_stages", []))
+        if "episode_lengths" not in data.files or len(episode_stages) != len(
+            data["episode_lengths"]
+        ):
+            return
+        episode_vectors = data["episode_vectors"].astype(np.float32)
+        episode_means = data["episode_means"]
+        start = 0
+        for stage, n in zip(episode_stages, data["episode_lengths"], strict=True):
+            end = start + int(n)
+            past: deque[tuple[Vector, float]] = deque(maxlen=EPISODE_MEMORY)
+            past.extend((episode_vectors[j], float(episode_means[j])) for j in range(start, end))
+            self.episodes[str(stage)] = past
+            start = end
+
+
+def _stack(vectors: list[Vector], dim: int) -> npt.NDArray[np.float32]:
+    if not vectors:
+        return np.zeros((0, dim), np.float32)
+    return np.stack(vectors).astype(np.float32)
 
 
 def _unit(state: Vector) -> Vector:

@@ -138,6 +138,21 @@ def _build_net(dim: int, hidden: int) -> torch.nn.Module:
     return QNet()
 
 
+def _pairwise_loss(q: torch.Tensor, y: torch.Tensor, episodes: torch.Tensor) -> torch.Tensor | None:
+    """RankNet/BPR: for two cases shown in one feedback, the one with the higher target
+    should score higher; -log sigmoid of the score difference, averaged over such pairs."""
+    import torch
+
+    same = episodes[:, None] == episodes[None, :]
+    better = y[:, None] > y[None, :]
+    pairs = same & better
+    if not bool(pairs.any()):
+        return None
+    margin = q[:, None] - q[None, :]
+    out: torch.Tensor = torch.nn.functional.softplus(-margin[pairs]).mean()
+    return out
+
+
 class NeuralPolicy(LearnedPolicy):
     """Q(state, case) by a small MLP trained online from a replay buffer."""
 
@@ -169,6 +184,8 @@ class NeuralPolicy(LearnedPolicy):
         self._buf_emb: Array = np.zeros((0, 0), np.float32)
         self._buf_sc: Array = np.zeros((0, len(SCALARS)), np.float32)
         self._buf_y: Array = np.zeros(0, np.float32)
+        # Which feedback each example came from: the pairwise loss compares cases shown together.
+        self._buf_ep: npt.NDArray[np.int64] = np.zeros(0, np.int64)
         self._filled = 0
         self._next = 0
         self._load()
@@ -189,6 +206,7 @@ class NeuralPolicy(LearnedPolicy):
         self._buf_emb = np.zeros((size, 2 * dim), np.float32)
         self._buf_sc = np.zeros((size, len(SCALARS)), np.float32)
         self._buf_y = np.zeros(size, np.float32)
+        self._buf_ep = np.zeros(size, np.int64)
         self._filled = self._next = 0
 
     def _ensure_model(self, dim: int) -> torch.nn.Module:
@@ -217,6 +235,9 @@ class NeuralPolicy(LearnedPolicy):
         self._buf_emb[:n] = blob["emb"][-n:].float().numpy()
         self._buf_sc[:n] = blob["scalars"][-n:].float().numpy()
         self._buf_y[:n] = blob["targets"][-n:].float().numpy()
+        # Saved before episodes were kept: each example its own episode (no pairs among them).
+        episodes = blob.get("episodes")
+        self._buf_ep[:n] = episodes[-n:].numpy() if episodes is not None else -1 - np.arange(n)
         self._filled = n
         self._next = n % self._buf_y.shape[0]
         self.updates = int(meta.get("updates", 0))
@@ -238,6 +259,7 @@ class NeuralPolicy(LearnedPolicy):
             "emb": torch.from_numpy(self._buf_emb[order]).half(),
             "scalars": torch.from_numpy(self._buf_sc[order]),
             "targets": torch.from_numpy(self._buf_y[order]),
+            "episodes": torch.from_numpy(self._buf_ep[order]),
         }
         out = io.BytesIO()
         torch.save(blob, out)
@@ -330,16 +352,17 @@ class NeuralPolicy(LearnedPolicy):
         if not fresh:
             return
         self._ensure_model(fresh[0][0][0].shape[0] // 2)
-        newest = [self._push(emb, sc, y) for (emb, sc), y in fresh]
+        newest = [self._push(emb, sc, y, self.updates) for (emb, sc), y in fresh]
         for _ in range(self.settings.policy_train_steps):
             self._train(newest)
         self.updates += 1
         if self.updates % self.settings.policy_save_every == 0:
             self.save()
 
-    def _push(self, emb: Array, scalars: Array, target: float) -> int:
+    def _push(self, emb: Array, scalars: Array, target: float, episode: int) -> int:
         slot = self._next
         self._buf_emb[slot], self._buf_sc[slot], self._buf_y[slot] = emb, scalars, target
+        self._buf_ep[slot] = episode
         self._next = (slot + 1) % self._buf_y.shape[0]
         self._filled = min(self._filled + 1, self._buf_y.shape[0])
         return slot
@@ -349,13 +372,34 @@ class NeuralPolicy(LearnedPolicy):
 
         assert self.net is not None and self.optimizer is not None
         extra = max(self.settings.policy_batch_size - len(newest), 0)
-        sample = self.rng.integers(0, self._filled, size=min(extra, self._filled))
+        if self.settings.policy_objective != "pointwise":
+            # Whole past feedbacks, so the sampled cases come with the ones shown beside them.
+            episodes = self._buf_ep[: self._filled]
+            past = np.unique(episodes)
+            picked = self.rng.choice(past, size=min(max(extra // 3, 1), past.size), replace=False)
+            sample = np.flatnonzero(np.isin(episodes, picked))
+            sample = sample[~np.isin(sample, newest)][:extra]
+        else:
+            sample = self.rng.integers(0, self._filled, size=min(extra, self._filled))
         batch = np.concatenate([np.asarray(newest, dtype=np.int64), sample.astype(np.int64)])
         emb = torch.from_numpy(self._buf_emb[batch])
         scalars = torch.from_numpy(self._buf_sc[batch])
         y = torch.from_numpy(self._buf_y[batch])
         self.net.train()
-        loss = torch.nn.functional.mse_loss(self.net(emb, scalars), y)
+        q = self.net(emb, scalars)
+        objective = self.settings.policy_objective
+        pair = None
+        if objective != "pointwise":
+            pair = _pairwise_loss(q, y, torch.from_numpy(self._buf_ep[batch]))
+        if objective == "pairwise":
+            if pair is None:  # no two cases of one feedback with different targets
+                self.net.eval()
+                return
+            loss = pair
+        else:
+            loss = torch.nn.functional.mse_loss(q, y)
+            if pair is not None:
+                loss = loss + self.settings.policy_pairwise_weight * pair
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         self.optimizer.step()

@@ -66,7 +66,7 @@ def neighbour_prior(
     weights = np.clip(emb[fresh] @ emb[~fresh].T - threshold, 0.0, None) / (1.0 - threshold)
     total = weights.sum(axis=1)
     out = q.copy()
-    out[fresh] = (q_init * 0.5 + weights @ q[~fresh]) / (0.5 + total)
+    out[fresh] = (q[fresh] * 0.5 + weights @ q[~fresh]) / (0.5 + total)
     return out
 
 
@@ -133,6 +133,10 @@ def value_scores(
     recall = settings.policy_recall
     if len(candidates) > recall:
         outside = np.argsort(-sims, kind="stable")[recall:]
+        if values is not None:
+            # A case that proved itself on tasks like this one (task-conditioned visits)
+            # competes however its text compares: the gate keeps out the unknown.
+            outside = outside[visits[outside] < 1.0]
         scores[outside] = scores.min() - 1.0 - np.arange(outside.size) * 1e-6
     return scores
 

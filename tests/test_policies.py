@@ -197,11 +197,12 @@ def test_crash_inside_an_update_transaction_leaves_old_values(memory: CaseMemory
     assert stats_snapshot(memory, [ids[3]])[ids[3]]["plan"].visits == 1
 
 
+@pytest.mark.parametrize("objective", ["pointwise", "pairwise", "mixed"])
 def test_neural_policy_saves_reloads_and_generalises(
-    memory: CaseMemory, database_url: str, isolated_home: Path
+    memory: CaseMemory, database_url: str, isolated_home: Path, objective: str
 ) -> None:
-    """Good cases share a direction in embedding space; the net learns it and ranks unseen
-    good cases above unseen bad ones after a restart."""
+    """Good cases share a direction in embedding space; the net learns it (with each training
+    objective) and ranks unseen good cases above unseen bad ones after a restart."""
     rng = np.random.default_rng(3)
     good_dir, bad_dir = unit(rng, 2)
 
@@ -215,7 +216,12 @@ def test_neural_policy_saves_reloads_and_generalises(
     bad = memory.add_many(
         [NewCase(task=f"bad {i}") for i in range(12)], embeddings=family(bad_dir, 12)
     )
-    settings = Settings(home=isolated_home, policy_save_every=10, policy_learning_rate=0.01)
+    settings = Settings(
+        home=isolated_home,
+        policy_save_every=10,
+        policy_learning_rate=0.01,
+        policy_objective=objective,  # type: ignore[arg-type]
+    )
     from memory_agent.policies.neural import NeuralPolicy
 
     policy = NeuralPolicy(memory, settings, seed=0)
@@ -232,6 +238,8 @@ def test_neural_policy_saves_reloads_and_generalises(
     try:
         again = NeuralPolicy(reopened, settings, seed=1)
         assert again.updates == 120 and again.version == policy.version
+        # The replay buffer keeps which feedback each example came from (pairs need it).
+        assert set(again._buf_ep[: again._filled].tolist()) == set(range(120))
         state = unit(rng, 1)[0]
         unseen = [c for c in shortlist(reopened, state, size=24)
                   if c.case_id in good[8:] + bad[8:]]  # fmt: skip
@@ -348,14 +356,26 @@ def test_task_context_conditions_a_case_value_on_the_task(memory: CaseMemory) ->
     on_a, weight_a = context.values(a, candidates, "plan", stored_q, visits, **kw)
     on_b, weight_b = context.values(b, candidates, "plan", stored_q, visits, **kw)
     assert on_a[pos] == pytest.approx((0.3 + 4.0) / 5.0) and weight_a[pos] == 4.0
-    assert on_b[pos] == pytest.approx(0.3) and weight_b[pos] == 2.0  # no evidence for b
+    # No outcome on tasks like b: as unknown there as a new case. Its value elsewhere does
+    # not count, and nothing was shown for tasks like b, so the prior is q_init.
+    assert on_b[pos] == pytest.approx(0.5) and weight_b[pos] == 0.0
     assert context.relevance(b, candidates, "plan", 0.4)[pos] == 0.0
     others = [i for i in range(len(candidates)) if i != pos]
-    assert np.array_equal(on_a[others], stored_q[others])  # no history: stored values
+    assert np.array_equal(on_a[others], stored_q[others])  # visited, no history: stored values
+    # A case never shown gets the task prior: what shown cases earned on tasks like this
+    # one (four episodes at `a` with target 1.0, shrunk towards q_init with weight 1).
+    never = np.zeros(len(candidates))
+    prior_a, weight_never = context.values(a, candidates, "plan", stored_q, never, **kw)
+    assert prior_a[others] == pytest.approx((0.5 + 4.0) / 5.0)
+    assert np.all(weight_never[others] == 0.0)
+    prior_b, _ = context.values(b, candidates, "plan", stored_q, never, **kw)
+    assert prior_b[others] == pytest.approx(0.5)  # nothing shown on tasks like b yet
     context.save()
     again = TaskContext(memory, "test_context", 16)
     reloaded, _ = again.values(a, candidates, "plan", stored_q, visits, **kw)
     assert reloaded[pos] == pytest.approx(on_a[pos], abs=1e-3)
+    reloaded_prior, _ = again.values(a, candidates, "plan", stored_q, never, **kw)
+    assert reloaded_prior[others] == pytest.approx(prior_a[others], abs=1e-3)
 
 
 def test_value_earned_on_unrelated_tasks_does_not_count_for_a_task(memory: CaseMemory) -> None:
@@ -376,3 +396,21 @@ def test_value_earned_on_unrelated_tasks_does_not_count_for_a_task(memory: CaseM
     own_scores = policy.score(elsewhere, own, "plan")
     assert own[int(np.argmax(own_scores))].case_id == far.case_id
     assert fresh[int(np.argmax(scores))].case_id != far.case_id
+
+
+def test_similarity_gate_admits_cases_proven_on_tasks_like_this(memory: CaseMemory) -> None:
+    """MemRL's phase A keeps all but the `policy_recall` most similar cases out; a case that
+    earned its value on tasks like this one competes however its text compares."""
+    ids = seed_cases(memory)
+    state = case_vectors(memory, [ids[0]])[0]
+    settings = memory.settings.model_copy(update={"policy_recall": 3})
+    policy = ValuePolicy(memory, settings, exploration="none", seed=0)
+    ranked = sorted(shortlist(memory, state, size=12), key=lambda c: -c.similarity)
+    proven, unknown = ranked[8].case_id, ranked[9].case_id
+    before = policy.select(state, ranked, 3, "plan", explore=False).case_ids
+    assert proven not in before and unknown not in before
+    for _ in range(4):
+        policy.update(feedback(state, [proven], [proven], 1.0))
+    after = policy.select(state, shortlist(memory, state, size=12), 3, "plan", explore=False)
+    assert proven in after.case_ids
+    assert unknown not in after.case_ids  # still gated: nothing known of it here

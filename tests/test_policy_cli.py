@@ -70,6 +70,13 @@ def test_bench_policy_runs_and_reports_json(tmp_path: Path) -> None:
     for figures in report["policies"].values():
         assert 0.0 <= figures["final_reward"] <= 1.0 and figures["regret"] >= -1e-9
     assert report["policies"]["oracle"]["regret"] == 0.0
+    value = report["policies"]["value"]
+    (only,) = value["per_seed"]
+    assert only["seed"] == 0 and only["final_reward"] == value["final_reward"]
+    oracle = report["policies"]["oracle"]["final_reward"]
+    assert only["vs_oracle"] == pytest.approx(value["final_reward"] / oracle, abs=1e-3)
+    assert report["policies"]["oracle"]["per_seed"][0]["vs_oracle"] == 1.0
+    assert value["vs_oracle_spread"] == 0.0  # one seed: no spread
     assert "flat" in report["policies"]["value"] and "update_ms" in report["policies"]["value"]
     assert plot.read_bytes()[:4] == b"\x89PNG"
 

@@ -99,7 +99,7 @@ def _print_table(summary: dict[str, Any]) -> None:
             name,
             credit,
             f"{f['final_reward']:.3f} ± {f['final_reward_spread']:.3f}",
-            f"{ratio:.0%}" if ratio is not None else "-",
+            _ratio(ratio, f.get("vs_oracle_min"), len(summary["seeds"])),
             f"{f['regret']:.1f} ± {f['regret_spread']:.1f}",
             f"{f['select_ms']['median']:.2f}" if "select_ms" in f else "-",
             f"{f['update_ms']['median']:.2f}" if "update_ms" in f else "-",
@@ -111,4 +111,11 @@ def _print_table(summary: dict[str, Any]) -> None:
             row(name, "flat", figures["flat"])
     console = Console()
     console.print(table)
+    console.print("vs oracle: the mean final reward over the oracle's (worst seed in brackets).")
     console.print(f"Learning curve: {summary['plot']}")
+
+
+def _ratio(ratio: float | None, worst: float | None, seeds: int) -> str:
+    if ratio is None:
+        return "-"
+    return f"{ratio:.1%}" + (f" ({worst:.1%})" if worst is not None and seeds > 1 else "")
