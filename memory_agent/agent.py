@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from memory_agent.errors import InvalidInputError
 from memory_agent.settings import Settings
@@ -34,6 +34,17 @@ if TYPE_CHECKING:
 
 EventListener = Callable[[str, dict[str, Any]], None]
 """Called with (kind, details) for every logged event: retrieval, llm, tool, reward, ..."""
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword options of `MemoryAgent.run` and `arun` (every one may be left out)."""
+
+    files: Sequence[Path]  # attachments, copied into the run's workspace
+    ground_truth: str | None  # scores the run; without it a judge or later feedback does
+    namespace: str | None  # the case namespace (default: settings.namespace)
+    learn: bool  # False: frozen memory, nothing is written or updated (default True)
+    run_id: str | None  # default: a new UUID
+    on_event: EventListener | None  # default: the agent's `listener`
 
 
 @dataclass(frozen=True)
@@ -192,26 +203,20 @@ class MemoryAgent:
             staged.append(copy)
         return staged
 
-    def run(
-        self,
-        task: str,
-        *,
-        files: Sequence[Path] = (),
-        ground_truth: str | None = None,
-        namespace: str | None = None,
-        learn: bool = True,
-        run_id: str | None = None,
-        on_event: EventListener | None = None,
-    ) -> RunResult:
+    def run(self, task: str, **options: Unpack[RunOptions]) -> RunResult:
         """Solve `task`; with `learn`, write the episode to memory and update the policy."""
         from memory_agent.runtime.state import initial_state
 
+        unknown = sorted(set(options) - set(RunOptions.__annotations__))
+        if unknown:  # a TypedDict does not check at run time what a signature did
+            raise TypeError(f"run() got unexpected keyword argument(s): {', '.join(unknown)}")
         task = self._check_task(task)
-        ns = namespace or self.settings.namespace
-        run_id = run_id or str(uuid.uuid4())
-        staged = self._stage_files(run_id, [Path(f) for f in files])
+        ns = options.get("namespace") or self.settings.namespace
+        run_id = options.get("run_id") or str(uuid.uuid4())
+        ground_truth, learn = options.get("ground_truth"), options.get("learn", True)
+        staged = self._stage_files(run_id, [Path(f) for f in options.get("files", ())])
         episode = self.episode
-        self.log.listener = on_event or self.listener
+        self.log.listener = options.get("on_event") or self.listener
         self.log.start(
             run_id,
             namespace=ns,
@@ -309,28 +314,9 @@ class MemoryAgent:
             stage=s["stage"],
         )
 
-    async def arun(
-        self,
-        task: str,
-        *,
-        files: Sequence[Path] = (),
-        ground_truth: str | None = None,
-        namespace: str | None = None,
-        learn: bool = True,
-        run_id: str | None = None,
-        on_event: EventListener | None = None,
-    ) -> RunResult:
+    async def arun(self, task: str, **options: Unpack[RunOptions]) -> RunResult:
         """`run` off the event loop (the model and tools block)."""
-        return await asyncio.to_thread(
-            self.run,
-            task,
-            files=files,
-            ground_truth=ground_truth,
-            namespace=namespace,
-            learn=learn,
-            run_id=run_id,
-            on_event=on_event,
-        )
+        return await asyncio.to_thread(self.run, task, **options)
 
     # ------------------------------------------------------------------ feedback
 
