@@ -144,8 +144,8 @@ def test_run_and_chat_share_the_agent_flags(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(run_module.AgentOptions, "agent", refuse)
     flags = ["-m", "tiny", "--base-url", "http://model", "-p", "none", "-n", "ns",
              "--prompt-style", "react", "-k", "2"]  # fmt: skip
-    for command in (["run", "What is six times seven?", "--no-learn"], ["chat"]):
-        code, _, err = invoke([*command, *flags])
+    for words in (["run", "What is six times seven?", "--no-learn"], ["chat"]):
+        code, _, err = invoke([*words, *flags])
         assert code != 0 and "no agent in this test" in err
     expected = run_module.AgentOptions("tiny", "http://model", "none", "ns", "react", 2)
     assert seen == [expected, expected]

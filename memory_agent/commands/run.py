@@ -123,18 +123,13 @@ def progress_printer(console: Console) -> Any:
     return show
 
 
+_SUMMARY = ("run_id", "answer", "reward", "cases_used", "cases_shown", "citation", "case_id",
+            "error")  # fmt: skip
+
+
 def _summary(result: RunResult) -> dict[str, Any]:
-    return {
-        "run_id": result.run_id,
-        "answer": result.answer,
-        "reward": result.reward,
-        "cases_used": result.cases_used,
-        "cases_shown": result.cases_shown,
-        "citation": result.citation,
-        "case_id": result.case_id,
-        "error": result.error,
-        "elapsed_s": round(result.elapsed_s, 3),
-    }
+    record = result.to_json()
+    return {**{key: record[key] for key in _SUMMARY}, "elapsed_s": round(result.elapsed_s, 3)}
 
 
 @with_agent_options
