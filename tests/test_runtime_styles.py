@@ -26,7 +26,7 @@ PYTHON: Pending = {"kind": "tool", "tool": "python", "args": {"code": "6*7"}, "p
 def test_the_style_is_chosen_by_name_and_carries_its_settings() -> None:
     assert isinstance(style_for("code"), CodeStyle) and isinstance(style_for("react"), ReactStyle)
     assert CodeStyle.case_filter == {"outcome": "success"} and ReactStyle.case_filter is None
-    assert ReactStyle.stop == [prompts.OBSERVATION_MARKER] and CodeStyle.stop == []
+    assert ReactStyle.stop == (prompts.OBSERVATION_MARKER,) and CodeStyle.stop == ()
 
 
 def test_code_style_runs_python_and_takes_its_output_as_the_answer() -> None:

@@ -128,9 +128,6 @@ class Episode:
             self._connection = None
             self._graph = None
 
-    def workspace(self, run_id: str) -> Path:
-        return self.tool_calls.workspace(run_id)
-
     # ------------------------------------------------------------------ routing
 
     def after_step(self, s: EpisodeState) -> str:
@@ -199,7 +196,7 @@ class Episode:
             reply = self.llm.chat(
                 s["messages"],
                 max_tokens=self.style.max_tokens(settings),
-                stop=self.style.stop,
+                stop=list(self.style.stop),
                 temperature=settings.temperature,
             )
         except Exception as exc:  # any backend failure ends the attempt, never the process

@@ -39,7 +39,7 @@ class PromptStyle(ABC):
     name: ClassVar[str]
     # The store filter for the cases this style can show at all (None: any case).
     case_filter: ClassVar[dict[str, Any] | None] = None
-    stop: ClassVar[list[str]] = []
+    stop: ClassVar[tuple[str, ...]] = ()
 
     def max_tokens(self, settings: Settings) -> int:
         return settings.max_new_tokens
@@ -119,7 +119,7 @@ class ReactStyle(PromptStyle):
 
     name = "react"
     # The model must not invent the tool's observation: stop where it would write one.
-    stop = [prompts.OBSERVATION_MARKER]
+    stop = (prompts.OBSERVATION_MARKER,)
 
     def prompt(
         self, s: EpisodeState, cases: Sequence[ShownCase], tools: ToolRegistry
