@@ -18,9 +18,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
-from memory_agent.errors import CaseNotFoundError, InvalidInputError
+from memory_agent.errors import InvalidInputError
 from memory_agent.settings import Settings
 
 if TYPE_CHECKING:
@@ -34,6 +34,17 @@ if TYPE_CHECKING:
 
 EventListener = Callable[[str, dict[str, Any]], None]
 """Called with (kind, details) for every logged event: retrieval, llm, tool, reward, ..."""
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword options of `MemoryAgent.run` and `arun` (every one may be left out)."""
+
+    files: Sequence[Path]  # attachments, copied into the run's workspace
+    ground_truth: str | None  # scores the run; without it a judge or later feedback does
+    namespace: str | None  # the case namespace (default: settings.namespace)
+    learn: bool  # False: frozen memory, nothing is written or updated (default True)
+    run_id: str | None  # default: a new UUID
+    on_event: EventListener | None  # default: the agent's `listener`
 
 
 @dataclass(frozen=True)
@@ -192,26 +203,20 @@ class MemoryAgent:
             staged.append(copy)
         return staged
 
-    def run(
-        self,
-        task: str,
-        *,
-        files: Sequence[Path] = (),
-        ground_truth: str | None = None,
-        namespace: str | None = None,
-        learn: bool = True,
-        run_id: str | None = None,
-        on_event: EventListener | None = None,
-    ) -> RunResult:
+    def run(self, task: str, **options: Unpack[RunOptions]) -> RunResult:
         """Solve `task`; with `learn`, write the episode to memory and update the policy."""
-        from memory_agent.runtime.graph import initial_state
+        from memory_agent.runtime.state import initial_state
 
+        unknown = sorted(set(options) - set(RunOptions.__annotations__))
+        if unknown:  # a TypedDict does not check at run time what a signature did
+            raise TypeError(f"run() got unexpected keyword argument(s): {', '.join(unknown)}")
         task = self._check_task(task)
-        ns = namespace or self.settings.namespace
-        run_id = run_id or str(uuid.uuid4())
-        staged = self._stage_files(run_id, [Path(f) for f in files])
+        ns = options.get("namespace") or self.settings.namespace
+        run_id = options.get("run_id") or str(uuid.uuid4())
+        ground_truth, learn = options.get("ground_truth"), options.get("learn", True)
+        staged = self._stage_files(run_id, [Path(f) for f in options.get("files", ())])
         episode = self.episode
-        self.log.listener = on_event or self.listener
+        self.log.listener = options.get("on_event") or self.listener
         self.log.start(
             run_id,
             namespace=ns,
@@ -247,6 +252,8 @@ class MemoryAgent:
     def _drive(
         self, run_id: str, task: str, state: EpisodeState | None, episode: Episode
     ) -> RunResult:
+        from memory_agent.runtime.state import completed
+
         started = time.perf_counter()
         crashed = False
         try:
@@ -260,8 +267,8 @@ class MemoryAgent:
                 error=f"{type(exc).__name__}: {exc}",
                 elapsed_s=time.perf_counter() - started,
             )
-            saved = episode.saved_state(run_id) or {}
-            final = {**saved, "error": f"{type(exc).__name__}: {exc}"}
+            saved: dict[str, Any] = dict(episode.saved_state(run_id) or {})
+            final = completed({**saved, "error": f"{type(exc).__name__}: {exc}"})
         result = self._result(run_id, task, final, time.perf_counter() - started)
         if not crashed:  # a crashed run keeps its checkpoints, to resume once fixed
             episode.forget(run_id)
@@ -290,45 +297,26 @@ class MemoryAgent:
         return RunResult(
             run_id=run_id,
             task=task,
-            answer=s.get("answer"),
-            reward=s.get("reward"),
-            cases_shown=list(s.get("all_shown", [])),
-            cases_used=list(s.get("cases_used", [])),
-            citation=s.get("citation", "none"),
-            plan=s.get("plan"),
-            trajectory=list(s.get("trajectory", [])),
-            prompt_tokens=int(s.get("prompt_tokens", 0)),
-            completion_tokens=int(s.get("completion_tokens", 0)),
+            answer=s["answer"],
+            reward=s["reward"],
+            cases_shown=list(s["all_shown"]),
+            cases_used=list(s["cases_used"]),
+            citation=s["citation"],
+            plan=s["plan"],
+            trajectory=list(s["trajectory"]),
+            prompt_tokens=int(s["prompt_tokens"]),
+            completion_tokens=int(s["completion_tokens"]),
             elapsed_s=elapsed,
-            error=s.get("error"),
-            case_id=s.get("case_id"),
-            reward_source=s.get("reward_source"),
-            attempts=int(s.get("attempt", 1)),
-            stage=s.get("stage", "plan"),
+            error=s["error"],
+            case_id=s["case_id"],
+            reward_source=s["reward_source"],
+            attempts=int(s["attempt"]),
+            stage=s["stage"],
         )
 
-    async def arun(
-        self,
-        task: str,
-        *,
-        files: Sequence[Path] = (),
-        ground_truth: str | None = None,
-        namespace: str | None = None,
-        learn: bool = True,
-        run_id: str | None = None,
-        on_event: EventListener | None = None,
-    ) -> RunResult:
+    async def arun(self, task: str, **options: Unpack[RunOptions]) -> RunResult:
         """`run` off the event loop (the model and tools block)."""
-        return await asyncio.to_thread(
-            self.run,
-            task,
-            files=files,
-            ground_truth=ground_truth,
-            namespace=namespace,
-            learn=learn,
-            run_id=run_id,
-            on_event=on_event,
-        )
+        return await asyncio.to_thread(self.run, task, **options)
 
     # ------------------------------------------------------------------ feedback
 
@@ -349,37 +337,19 @@ class MemoryAgent:
             raise InvalidInputError(
                 f"Run {row.id} ran with learn=False (frozen memory); feedback would change it."
             )
-        from memory_agent.runtime.credit import credit_cases, policy_owns_stats
-        from memory_agent.runtime.graph import outcome_for
+        from memory_agent.runtime.outcome import apply_late_reward, credit_record
 
         stage = next(
             (e.name for e in reversed(self.log.events(row.id)) if e.kind == "credit"), "plan"
         )
         used = list(row.cases_used)
-        if row.cases_shown and not policy_owns_stats(self.policy):
-            credit_cases(self.memory, used, stage or "plan", float(reward))
-        if row.case_id is not None:
-            try:
-                self.memory.update(
-                    row.case_id, reward=float(reward), outcome=outcome_for(reward, row.answer)
-                )
-            except (CaseNotFoundError, InvalidInputError):
-                pass  # the case was deleted or merged meanwhile; the run still records it
-        if self.policy is not None and row.cases_shown:
-            from memory_agent.policies.base import Feedback
-
-            vector = self.memory.embedder.embed([row.task])[0]
-            self.policy.update(
-                Feedback(
-                    namespace=row.namespace,
-                    stage=stage or "plan",
-                    state=vector,
-                    shown=list(row.cases_shown),
-                    used=used,
-                    reward=float(reward),
-                    citation="inferred" if row.citation == "inferred" else "cited",
-                )
-            )
+        record = credit_record(
+            stage or "plan", row.cases_shown, used, float(reward), row.citation or "none"
+        )
+        apply_late_reward(
+            self.memory, self.policy, namespace=row.namespace, task=row.task,
+            case_id=row.case_id, answer=row.answer, record=record,
+        )  # fmt: skip
         self.log.update(row.id, reward=float(reward), reward_source="feedback")
         self.log.event(row.id, "reward", "feedback", reward=float(reward), used=used, stage=stage)
 

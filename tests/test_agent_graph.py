@@ -303,6 +303,12 @@ def test_arun(agent: MemoryAgent, llm: ScriptedChatModel) -> None:
     assert asyncio.run(_arun(agent)) == 1.0
 
 
+def test_run_rejects_an_unknown_option(agent: MemoryAgent) -> None:
+    # run and arun share their options through a TypedDict, which checks nothing at run time.
+    with pytest.raises(TypeError, match="ground_thruth"):
+        agent.run("What is six times seven?", ground_thruth="42")  # type: ignore[call-arg]
+
+
 def test_a_judge_model_rates_answers_without_ground_truth(
     memory: CaseMemory, isolated_home: Path, llm: ScriptedChatModel
 ) -> None:

@@ -129,3 +129,26 @@ def test_settings_from_environment(
     code, out, _ = invoke(["--home", str(tmp_path / "flag"), "memory", "stats", "--json"])
     assert code == 0 and json.loads(out)["cases"] == 0
     assert (tmp_path / "flag" / "memory.db").exists()
+
+
+def test_run_and_chat_share_the_agent_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memory_agent.commands import run as run_module
+    from memory_agent.errors import InvalidInputError
+
+    seen: list[run_module.AgentOptions] = []
+
+    def refuse(options: run_module.AgentOptions, ctx: object) -> None:
+        seen.append(options)
+        raise InvalidInputError("no agent in this test")
+
+    monkeypatch.setattr(run_module.AgentOptions, "agent", refuse)
+    flags = ["-m", "tiny", "--base-url", "http://model", "-p", "none", "-n", "ns",
+             "--prompt-style", "react", "-k", "2"]  # fmt: skip
+    for words in (["run", "What is six times seven?", "--no-learn"], ["chat"]):
+        code, _, err = invoke([*words, *flags])
+        assert code != 0 and "no agent in this test" in err
+    expected = run_module.AgentOptions("tiny", "http://model", "none", "ns", "react", 2)
+    assert seen == [expected, expected]
+    for command in ("run", "chat"):
+        _, out, _ = invoke([command, "--help"])
+        assert all(flag in out for flag in ("--model", "--base-url", "--policy", "-k"))

@@ -6,16 +6,11 @@ from typing import Annotated
 
 import typer
 
-from memory_agent.commands.common import new_typer, open_memory, print_json
+from memory_agent.commands.common import clip_line, new_typer, open_memory, print_json, print_table
 
 app = new_typer("Inspect logged runs: every LLM call, tool call, retrieval, reward and credit.")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-
-
-def _short(text: str | None, width: int) -> str:
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 @app.command("list")
@@ -35,21 +30,20 @@ def list_runs(
     if not rows:
         typer.echo("No runs logged yet; start one with `memory-agent run TASK`.")
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("run", "started", "status", "reward", "answer", "task")
-    for row in rows:
-        reward = "" if row.reward is None else f"{row.reward:g}"
-        table.add_row(
-            row.id[:8],
-            row.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-            row.status,
-            reward,
-            _short(row.answer, 24),
-            _short(row.task, 50),
-        )
-    Console().print(table)
+    print_table(
+        ("run", "started", "status", "reward", "answer", "task"),
+        (
+            (
+                row.id[:8],
+                row.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                row.status,
+                "" if row.reward is None else f"{row.reward:g}",
+                clip_line(row.answer, 24),
+                clip_line(row.task, 50),
+            )
+            for row in rows
+        ),
+    )
 
 
 @app.command()
@@ -77,5 +71,5 @@ def show(
         tokens = ""
         if event.prompt_tokens is not None:
             tokens = f" tokens {event.prompt_tokens}+{event.completion_tokens}"
-        detail = ", ".join(f"{k}={_short(str(v), 80)}" for k, v in event.data.items())
+        detail = ", ".join(f"{k}={clip_line(str(v), 80)}" for k, v in event.data.items())
         typer.echo(f"  {event.seq:>3} {event.kind} {event.name or ''}{timing}{tokens} {detail}")

@@ -7,7 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from memory_agent.commands.common import new_typer, open_memory, print_json, state
+from memory_agent.commands.common import (
+    clip_line,
+    new_typer,
+    open_memory,
+    print_json,
+    print_table,
+    state,
+)
 from memory_agent.errors import InvalidInputError
 
 app = new_typer("Store, search and inspect episodic cases.")
@@ -16,13 +23,6 @@ NamespaceOpt = Annotated[
     str | None, typer.Option("--namespace", "-n", help="Namespace (default: from settings).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _short(text: str | None, width: int) -> str:
-    if not text:
-        return ""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 def _count_lines(path: Path) -> int:
@@ -131,19 +131,14 @@ def search(
     if not hits:
         typer.echo("No cases found.")
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("id", "score", "outcome", "task", "plan")
-    for hit in hits:
-        table.add_row(
-            str(hit.case.id),
-            f"{hit.score:.3f}",
-            hit.case.outcome or "",
-            _short(hit.case.task, 60),
-            _short(hit.case.plan, 60),
-        )
-    Console().print(table)
+    print_table(
+        ("id", "score", "outcome", "task", "plan"),
+        (
+            (str(h.case.id), f"{h.score:.3f}", h.case.outcome or "",
+             clip_line(h.case.task, 60), clip_line(h.case.plan, 60))
+            for h in hits
+        ),
+    )  # fmt: skip
 
 
 @app.command("list")
@@ -160,14 +155,14 @@ def list_cases(
     if json_out:
         print_json([c.to_json() for c in cases])
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("id", "outcome", "reward", "source", "task")
-    for case in cases:
-        reward = "" if case.reward is None else f"{case.reward:g}"
-        table.add_row(str(case.id), case.outcome or "", reward, case.source, _short(case.task, 70))
-    Console().print(table)
+    print_table(
+        ("id", "outcome", "reward", "source", "task"),
+        (
+            (str(c.id), c.outcome or "", "" if c.reward is None else f"{c.reward:g}", c.source,
+             clip_line(c.task, 70))
+            for c in cases
+        ),
+    )  # fmt: skip
 
 
 @app.command()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from memory_agent.commands.common import print_json, state
+from memory_agent.commands.common import clip_line, print_json, state
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -32,15 +36,56 @@ StyleOpt = Annotated[
 KOpt = Annotated[int | None, typer.Option("-k", min=0, max=50, help="Cases shown per task.")]
 
 
-def _agent(ctx: typer.Context, **overrides: Any) -> MemoryAgent:
-    from memory_agent.agent import MemoryAgent
+_SHARED_FLAGS: dict[str, Any] = {
+    "model": ModelOpt,
+    "base_url": BaseUrlOpt,
+    "policy": PolicyOpt,
+    "namespace": NamespaceOpt,
+    "prompt_style": StyleOpt,
+    "k": KOpt,
+}
 
-    return MemoryAgent(state(ctx).settings(**overrides))
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """The flags `run` and `chat` share: which model, policy and cases the agent uses."""
+
+    model: str | None = None
+    base_url: str | None = None
+    policy: str | None = None
+    namespace: str | None = None
+    prompt_style: str | None = None
+    k: int | None = None
+
+    def agent(self, ctx: typer.Context) -> MemoryAgent:
+        from memory_agent.agent import MemoryAgent
+
+        overrides = {"model": self.model, "base_url": self.base_url, "policy": self.policy,
+                     "prompt_style": self.prompt_style, "k_cases": self.k}  # fmt: skip
+        return MemoryAgent(state(ctx).settings(**overrides))
 
 
-def _short(text: str | None, width: int = 100) -> str:
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+def with_agent_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Puts the shared flags on `command`'s command line where its `options` parameter
+    stands (so `--help` lists them there); the command gets them as one `AgentOptions`."""
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=flag)
+        for name, flag in _SHARED_FLAGS.items()
+    ]
+    signature = inspect.signature(command, eval_str=True)
+    parameters: list[inspect.Parameter] = []
+    for parameter in signature.parameters.values():
+        parameters.extend(shared if parameter.name == "options" else [parameter])
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        options = AgentOptions(**{name: kwargs.pop(name, None) for name in _SHARED_FLAGS})
+        command(*args, options=options, **kwargs)
+
+    # Typer reads the flags from the signature (and plain types from the annotations).
+    setattr(wrapper, "__signature__", signature.replace(parameters=parameters))  # noqa: B010
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    return wrapper
 
 
 def progress_printer(console: Console) -> Any:
@@ -55,16 +100,16 @@ def progress_printer(console: Console) -> Any:
         elif kind == "llm":
             tokens = data.get("completion_tokens")
             console.print(
-                f"[magenta]model[/magenta] {_short(data.get('reply'))} "
+                f"[magenta]model[/magenta] {clip_line(data.get('reply'))} "
                 f"[dim]({tokens} tokens, {data.get('duration_s') or 0:.1f} s)[/dim]"
             )
         elif kind == "tool":
             mark = "ok" if data.get("ok") else "error"
             console.print(
-                f"[yellow]tool {data.get('name')}[/yellow] {mark}: {_short(data.get('output'))}"
+                f"[yellow]tool {data.get('name')}[/yellow] {mark}: {clip_line(data.get('output'))}"
             )
         elif kind == "refine":
-            console.print(f"[red]refining[/red]: {_short(data.get('reason'))}")
+            console.print(f"[red]refining[/red]: {clip_line(data.get('reason'))}")
         elif kind == "error":
             console.print(f"[red]error[/red] {data.get('message')}")
         elif kind == "credit":
@@ -78,20 +123,16 @@ def progress_printer(console: Console) -> Any:
     return show
 
 
+_SUMMARY = ("run_id", "answer", "reward", "cases_used", "cases_shown", "citation", "case_id",
+            "error")  # fmt: skip
+
+
 def _summary(result: RunResult) -> dict[str, Any]:
-    return {
-        "run_id": result.run_id,
-        "answer": result.answer,
-        "reward": result.reward,
-        "cases_used": result.cases_used,
-        "cases_shown": result.cases_shown,
-        "citation": result.citation,
-        "case_id": result.case_id,
-        "error": result.error,
-        "elapsed_s": round(result.elapsed_s, 3),
-    }
+    record = result.to_json()
+    return {**{key: record[key] for key in _SUMMARY}, "elapsed_s": round(result.elapsed_s, 3)}
 
 
+@with_agent_options
 def run(
     ctx: typer.Context,
     task: Annotated[str, typer.Argument(help="The task or question.")],
@@ -101,12 +142,8 @@ def run(
     answer: Annotated[
         str | None, typer.Option("--answer", help="Ground truth: scores the run and teaches.")
     ] = None,
-    model: ModelOpt = None,
-    base_url: BaseUrlOpt = None,
-    policy: PolicyOpt = None,
-    namespace: NamespaceOpt = None,
-    prompt_style: StyleOpt = None,
-    k: KOpt = None,
+    *,
+    options: AgentOptions,
     no_learn: Annotated[
         bool, typer.Option("--no-learn", help="Frozen memory: store nothing, update nothing.")
     ] = False,
@@ -116,15 +153,13 @@ def run(
     from rich.console import Console
 
     console = Console(stderr=True, quiet=json_out)
-    with _agent(
-        ctx, model=model, base_url=base_url, policy=policy, prompt_style=prompt_style, k_cases=k
-    ) as agent:
+    with options.agent(ctx) as agent:
         console.print(f"[dim]model {agent.llm.name} · policy {agent.policy_name}[/dim]")
         result = agent.run(
             task,
             files=file or [],
             ground_truth=answer,
-            namespace=namespace,
+            namespace=options.namespace,
             learn=not no_learn,
             on_event=progress_printer(console),
         )
@@ -143,23 +178,14 @@ def run(
 CHAT_HELP = "Type a task. /good or /bad rates the last answer, /cases shows its cases, /quit."
 
 
-def chat(
-    ctx: typer.Context,
-    model: ModelOpt = None,
-    base_url: BaseUrlOpt = None,
-    policy: PolicyOpt = None,
-    namespace: NamespaceOpt = None,
-    prompt_style: StyleOpt = None,
-    k: KOpt = None,
-) -> None:
+@with_agent_options
+def chat(ctx: typer.Context, *, options: AgentOptions) -> None:
     """An interactive session: each line is a task; rate answers so the memory learns."""
     from rich.console import Console
 
     console = Console()
     last: RunResult | None = None
-    with _agent(
-        ctx, model=model, base_url=base_url, policy=policy, prompt_style=prompt_style, k_cases=k
-    ) as agent:
+    with options.agent(ctx) as agent:
         console.print(f"[dim]model {agent.llm.name} · policy {agent.policy_name}[/dim]")
         console.print(CHAT_HELP)
         while True:
@@ -184,7 +210,7 @@ def chat(
             if line.startswith("/"):
                 console.print(f"Unknown command {line}. {CHAT_HELP}")
                 continue
-            last = agent.run(line, namespace=namespace, on_event=progress_printer(console))
+            last = agent.run(line, namespace=options.namespace, on_event=progress_printer(console))
             if last.error:
                 console.print(f"[red]The run ended early:[/red] {last.error}")
             console.print(f"[bold]FINAL ANSWER:[/bold] {last.answer or ''}")
@@ -199,5 +225,5 @@ def _show_cases(console: Console, agent: MemoryAgent, last: RunResult | None) ->
         used = "used" if case.id in last.cases_used else "shown"
         console.print(
             f"[cyan]case {case.id}[/cyan] ({used}, {case.outcome or 'unrated'}): "
-            f"{_short(case.task, 80)} → {_short(case.plan, 60)}"
+            f"{clip_line(case.task, 80)} → {clip_line(case.plan, 60)}"
         )

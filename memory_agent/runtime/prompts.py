@@ -70,10 +70,18 @@ After each ACTION you get an OBSERVATION; then write the next ACTION or the FINA
 Write one ACTION per reply and never write an OBSERVATION yourself."""
 
 
+NUDGE = 'Reply with one line `ACTION: tool {"arg": ...}` or `FINAL ANSWER: ...`.'
+TOOL_BUDGET_SPENT = "The tool budget is used up. Reply now with FINAL ANSWER: ..."
+
 JUDGE_SYSTEM = (
     "You check answers. Reply YES if the answer correctly and completely answers the task, "
     "otherwise NO. Reply with the one word."
 )
+
+
+def clip(text: str, limit: int = 4_000) -> str:
+    """`text` cut to `limit` characters, for prompts, logs and trajectories."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def parse_verdict(text: str) -> float | None:
