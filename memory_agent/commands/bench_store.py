@@ -9,6 +9,7 @@ import typer
 
 from memory_agent.commands.common import print_json, state
 from memory_agent.errors import InvalidInputError
+from memory_agent.evals.extras import eval_extra
 
 
 def _say(enabled: bool) -> Any:
@@ -106,11 +107,13 @@ def _print(result: dict[str, Any]) -> None:
 
 
 def _plot_frontier(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    import matplotlib
     import numpy as np
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    with eval_extra("Plotting the store benchmark"):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
     recalls = [row["shortlist_recall"] for row in rows]
@@ -146,12 +149,13 @@ def _plot_frontier(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def _collapse(path: Path) -> dict[str, Any]:
-    import matplotlib
-
     from memory_agent.evals.codebook_collapse import collapse_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    with eval_extra("Plotting the codebook collapse"):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     curves = collapse_curves()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
