@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from memory_agent.commands.common import print_json, state
+from memory_agent.commands.outputs import OutOption, bench_folder, write_json
 from memory_agent.errors import InvalidInputError
 from memory_agent.evals.extras import eval_extra
 
@@ -52,9 +53,13 @@ def store(
             "retrains re-encoded between calls); 1: one bulk add.",
         ),
     ] = 1,
+    out: OutOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Bytes per case, shortlist recall, latency, add rate and open time of the store."""
+    """Bytes per case, shortlist recall, latency, add rate and open time of the store.
+
+    The figures also go to result.json in --out (default HOME/bench/store).
+    """
     import faiss
 
     from memory_agent.evals.store_benchmark import index_frontier, run_store_benchmark
@@ -66,6 +71,7 @@ def store(
     # One query at a time is what an agent does; FAISS's threads only add contention.
     faiss.omp_set_num_threads(1)
     settings = state(ctx).settings(reindex_in_background=False)
+    folder = bench_folder(settings, out, "store")
     # Progress goes to stderr, so --json output on stdout stays clean.
     say = _say(True)
     if collapse is not None:
@@ -86,6 +92,7 @@ def store(
             rows = index_frontier(cases, text, min(queries, 300), settings, say)
             _plot_frontier(rows, frontier, result["workload"])
             result["frontier"] = rows
+    result["result"] = str(write_json(folder / "result.json", result))
     if json_out:
         print_json(result)
         return
