@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memory_agent.errors import DependencyMissingError, InvalidInputError
+from memory_agent.errors import InvalidInputError
+from memory_agent.evals.extras import eval_extra
 
 METADATA_NAMES = ("metadata.jsonl", "metadata.parquet")
 HIDDEN_ANSWER = "?"
@@ -135,12 +136,8 @@ def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
 
 
 def _parquet_rows(path: Path) -> list[dict[str, Any]]:
-    try:
+    with eval_extra("Reading metadata.parquet"):
         import pyarrow.parquet as pq
-    except ImportError as exc:  # pragma: no cover - pyarrow is a dependency
-        raise DependencyMissingError(
-            "Reading metadata.parquet needs pyarrow: pip install pyarrow"
-        ) from exc
     try:
         rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file

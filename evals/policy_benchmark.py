@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from memory_agent.evals.extras import eval_extra
 from memory_agent.evals.policy_stream import (
     SimCase,
     Stream,
@@ -254,10 +255,11 @@ def curves(results: Sequence[RunResult], window: int = 25) -> dict[str, np.ndarr
 
 
 def plot_curves(results: Sequence[RunResult], path: Path, title: str) -> Path:
-    import matplotlib
+    with eval_extra("Plotting the policy learning curves"):
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     for label, values in curves(results).items():

@@ -23,7 +23,7 @@ from memory_agent.errors import InvalidInputError
 from memory_agent.evals.gaia import GaiaSplit, GaiaTask
 from memory_agent.evals.metrics import Score, markdown_report, summarize, write_submission
 from memory_agent.evals.results import RESULTS_NAME, ResultLog, write_run_info
-from memory_agent.evals.scorer import question_scorer
+from memory_agent.scoring import question_scorer
 
 Mode = Literal["continual", "frozen", "none"]
 MODES: tuple[Mode, ...] = ("continual", "frozen", "none")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from memory_agent.errors import InvalidInputError
+from memory_agent.evals.extras import eval_extra
 from memory_agent.evals.gaia import GaiaTask, load_split, write_metadata
 from memory_agent.evals.runner import Solver, run_eval
 
@@ -132,7 +133,8 @@ def make_tasks(
     families: Sequence[str], count: int, seed: int, *, prefix: str = "train"
 ) -> list[GaiaTask]:
     """`count` tasks cycling through `families` in a seeded shuffled order, as GAIA tasks."""
-    import reasoning_gym
+    with eval_extra("The reasoning-gym task stream"):
+        import reasoning_gym
 
     if count < 1:
         raise InvalidInputError("A stream needs at least one task.")
@@ -386,10 +388,12 @@ def markdown_table(table: dict[str, dict[str, Any]], seeds: Sequence[int]) -> st
 def learning_curve(runs: Sequence[PolicyRun], path: Path, *, title: str) -> Path:
     """Cumulative accuracy over the training stream per policy (mean over seeds), with each
     policy's held-out accuracy as a dashed line; `none` appears as its held-out baseline."""
-    import matplotlib
+    with eval_extra("Plotting the learning curve"):
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
     figure, axes = plt.subplots(figsize=(7, 4.2))
     for index, policy in enumerate(dict.fromkeys(r.policy for r in runs)):
@@ -404,8 +408,6 @@ def learning_curve(runs: Sequence[PolicyRun], path: Path, *, title: str) -> Path
             axes.plot(range(1, length + 1), curve, color=color, label=f"{policy} (stream)")
         held = sum(r.holdout_accuracy for r in mine) / len(mine)
         axes.axhline(held, color=color, linestyle="--", label=f"{policy} held-out {held:.0%}")
-    from matplotlib.ticker import MaxNLocator
-
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("tasks seen in the training stream")
     axes.set_ylabel("cumulative accuracy")

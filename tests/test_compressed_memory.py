@@ -264,7 +264,7 @@ def test_reservoir_is_half_precision_and_an_older_store_is_converted_on_open(
                 .values(vector=np.asarray(vector, np.float32).tobytes())
             )
         conn.exec_driver_sql(
-            "UPDATE alembic_version SET version_num = '0002_codebooks' "
+            "UPDATE alembic_version SET version_num = '0005_vector_changes' "
             "WHERE version_num = '0006_reservoir_float16'"
         )
     engine.dispose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from memory_agent.evals.scorer import (
+from memory_agent.scoring import (
     is_float,
     normalize_number_str,
     normalize_str,
@@ -97,3 +97,22 @@ def test_helpers() -> None:
     assert split_string("a,b;c") == ["a", "b", "c"]
     assert normalize_str(" Hello, World! ") == "helloworld"
     assert normalize_str(" Hello, World! ", remove_punct=False) == "hello,world!"
+
+
+def test_evals_keep_their_import_path_to_the_one_scorer() -> None:
+    import memory_agent.evals.scorer as evals_scorer
+    import memory_agent.scoring as scoring
+
+    assert evals_scorer.question_scorer is scoring.question_scorer
+    assert set(evals_scorer.__all__) <= set(vars(scoring))
+
+
+def test_scoring_does_not_import_the_evals() -> None:
+    # The runtime's reward comes from memory_agent.scoring; it must not pull in the evals.
+    import subprocess
+    import sys
+
+    probe = "import sys, memory_agent.scoring; print('memory_agent.evals' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -74,19 +74,37 @@ def test_network_is_blocked(workspace: Path) -> None:
 
 def test_writing_outside_the_workspace_is_blocked(workspace: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside.txt"
-    for code in (
-        f"open({str(outside)!r}, 'w').write('x')",
-        f"import os\nfd = os.open({str(outside)!r}, os.O_CREAT | os.O_WRONLY)",
-        "open('../outside.txt', 'a').write('x')",
-        f"import pathlib\npathlib.Path({str(outside)!r}).write_text('x')",
-        "import os\nos.symlink('/etc', 'etc')\nopen('etc/evil', 'w')",
-        f"import shutil\nshutil.copyfile('/etc/hostname', {str(outside)!r})",
-    ):
+    # Each escape must be refused by the sandbox's audit hook, by name: any other error (a
+    # typo in the snippet, a missing file) would also fail the run without proving anything.
+    for code, refusal in (
+        (f"open({str(outside)!r}, 'w').write('x')", f"writing {outside} (outside"),
+        (f"import os\nfd = os.open({str(outside)!r}, os.O_CREAT | os.O_WRONLY)",
+         f"writing {outside} (outside"),
+        ("open('../outside.txt', 'a').write('x')", "writing ../outside.txt (outside"),
+        (f"import pathlib\npathlib.Path({str(outside)!r}).write_text('x')",
+         f"writing {outside} (outside"),
+        ("import os\nos.symlink('/etc', 'etc')\nopen('etc/evil', 'w')",
+         "writing etc/evil (outside"),
+        (f"import shutil\nshutil.copyfile('/etc/hostname', {str(outside)!r})",
+         f"shutil.copyfile on {outside} (outside"),
+    ):  # fmt: skip
         ok, output = run(code, workspace)
         assert not ok, code
-        assert "sandbox" in output or "Error" in output
+        assert f"PermissionError: sandbox: {refusal}" in output, (code, output)
     assert not outside.exists()
-    assert run(f"import os\nos.remove({str(tmp_path)!r} + '/x')", workspace)[0] is False
+
+
+def test_removing_a_file_outside_the_workspace_is_blocked(workspace: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("still here")
+    ok, output = run(f"import os\nos.remove({str(victim)!r})", workspace)
+    assert not ok
+    assert f"PermissionError: sandbox: os.remove on {victim} (outside the workspace)" in output
+    assert victim.read_text() == "still here"
+    # The same call inside the workspace works: the refusal is about the place, not the call.
+    (workspace / "scratch.txt").write_text("x")
+    assert run("import os\nos.remove('scratch.txt')", workspace)[0] is True
+    assert not (workspace / "scratch.txt").exists()
 
 
 def test_fork_bombs_and_subprocesses_are_refused(workspace: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from memory_agent.commands.common import print_json, state
+from memory_agent.commands.outputs import OutOption, bench_folder, write_json
 
 PROMPTS = (
     "How many 1 bits are in the binary representation of 987?",
@@ -31,9 +32,13 @@ def llm(
     threads: Annotated[
         int | None, typer.Option(min=1, max=256, help="CPU threads of the local model.")
     ] = None,
+    out: OutOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Time the chat backend: load, time to first token, decode tokens/s (greedy)."""
+    """Time the chat backend: load, time to first token, decode tokens/s (greedy).
+
+    The report also goes to report.json in --out (default HOME/bench/llm).
+    """
     from rich.progress import Progress
 
     from memory_agent.llm import make_chat_model
@@ -88,6 +93,7 @@ def llm(
         "completion_tokens_median": median("completion_tokens"),
         "calls": rows,
     }
+    report["report"] = str(write_json(bench_folder(settings, out, "llm") / "report.json", report))
     if json_out:
         print_json(report)
         return

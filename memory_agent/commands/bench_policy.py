@@ -10,9 +10,10 @@ from typing import Annotated, Any
 import typer
 
 from memory_agent.commands.common import print_json, state
+from memory_agent.commands.outputs import OutOption, bench_folder, write_json
 from memory_agent.errors import InvalidInputError
 
-DEFAULT_PLOT = Path("docs/benchmarks/policy_learning_curve.png")
+PLOT_NAME = "policy_learning_curve.png"
 
 
 def bench_policy(
@@ -23,15 +24,18 @@ def bench_policy(
     policies: Annotated[
         str, typer.Option(help="Comma-separated: similarity,value,neural,oracle.")
     ] = "similarity,value,neural,oracle",
-    plot: Annotated[Path, typer.Option(help="Where to write the learning-curve PNG.")] = (
-        DEFAULT_PLOT
-    ),
+    out: OutOption = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help=f"Write the learning-curve PNG here (default: --out/{PLOT_NAME})."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Similarity, value, neural and an oracle on a simulated stream where similarity misleads.
 
     Reports per policy (cited vs flat credit): mean reward over the last 20% of episodes,
     cumulative regret, the time of select (50 candidates) and update, and a learning curve.
+    The curve and summary.json go to --out (default HOME/bench/policy).
     """
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -49,6 +53,7 @@ def bench_policy(
     # Per-decision networks are tiny: one thread avoids fighting the other cores' work.
     torch.set_num_threads(1)
     settings = state(ctx).settings()
+    folder = bench_folder(settings, out, "policy")
     seed_list = list(range(seed, seed + seeds))
     total = episodes * len(seed_list) * len(plan_runs(chosen))  # type: ignore[arg-type]
     with Progress(
@@ -68,9 +73,10 @@ def bench_policy(
             on_episode=lambda: progress.advance(task),
         )
     title = f"Case selection, {episodes} episodes, seeds {seed_list[0]}-{seed_list[-1]}"
-    summary["plot"] = str(plot_curves(results, plot, title))
+    summary["plot"] = str(plot_curves(results, plot or folder / PLOT_NAME, title))
     summary["machine"] = f"{platform.machine()}, {platform.processor() or 'cpu'}, torch 1 thread"
     summary["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    summary["summary"] = str(write_json(folder / "summary.json", summary))
     if json_out:
         print_json(summary)
         return

@@ -8,7 +8,9 @@ from typing import Annotated, Any
 import typer
 
 from memory_agent.commands.common import print_json, state
+from memory_agent.commands.outputs import OutOption, bench_folder, write_json
 from memory_agent.errors import InvalidInputError
+from memory_agent.evals.extras import eval_extra
 
 
 def _say(enabled: bool) -> Any:
@@ -51,9 +53,13 @@ def store(
             "retrains re-encoded between calls); 1: one bulk add.",
         ),
     ] = 1,
+    out: OutOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Bytes per case, shortlist recall, latency, add rate and open time of the store."""
+    """Bytes per case, shortlist recall, latency, add rate and open time of the store.
+
+    The figures also go to result.json in --out (default HOME/bench/store).
+    """
     import faiss
 
     from memory_agent.evals.store_benchmark import index_frontier, run_store_benchmark
@@ -65,6 +71,7 @@ def store(
     # One query at a time is what an agent does; FAISS's threads only add contention.
     faiss.omp_set_num_threads(1)
     settings = state(ctx).settings(reindex_in_background=False)
+    folder = bench_folder(settings, out, "store")
     # Progress goes to stderr, so --json output on stdout stays clean.
     say = _say(True)
     if collapse is not None:
@@ -85,6 +92,7 @@ def store(
             rows = index_frontier(cases, text, min(queries, 300), settings, say)
             _plot_frontier(rows, frontier, result["workload"])
             result["frontier"] = rows
+    result["result"] = str(write_json(folder / "result.json", result))
     if json_out:
         print_json(result)
         return
@@ -106,11 +114,13 @@ def _print(result: dict[str, Any]) -> None:
 
 
 def _plot_frontier(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    import matplotlib
     import numpy as np
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    with eval_extra("Plotting the store benchmark"):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
     recalls = [row["shortlist_recall"] for row in rows]
@@ -146,12 +156,13 @@ def _plot_frontier(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def _collapse(path: Path) -> dict[str, Any]:
-    import matplotlib
-
     from memory_agent.evals.codebook_collapse import collapse_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    with eval_extra("Plotting the codebook collapse"):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     curves = collapse_curves()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)

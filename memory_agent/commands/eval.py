@@ -78,6 +78,9 @@ def gaia(
     run_name: Annotated[
         str | None, typer.Option(help="Name of the run folder under HOME/evals/.")
     ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder (default HOME/evals/RUN-NAME).")
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue --run-name, skipping finished attempts.")
     ] = False,
@@ -86,8 +89,8 @@ def gaia(
     """Run a GAIA-format split and score it with GAIA's official rules.
 
     By default memory is on and continual: tasks run in order and each is learned before the
-    next (so --concurrency is ignored). Results go to HOME/evals/RUN/results.jsonl (one line
-    per attempt), with report.md and submission.jsonl beside it.
+    next (so --concurrency is ignored). Results go to HOME/evals/RUN/results.jsonl (or
+    --out/results.jsonl; one line per attempt), with report.md and submission.jsonl beside it.
     """
     from memory_agent.evals.agent_solver import AgentSolver
     from memory_agent.evals.gaia import load_split
@@ -95,8 +98,8 @@ def gaia(
 
     if no_memory and frozen_memory:
         raise InvalidInputError("Choose one of --no-memory and --frozen-memory.")
-    if resume and not run_name:
-        raise InvalidInputError("--resume needs the --run-name of the run to continue.")
+    if resume and not (run_name or out):
+        raise InvalidInputError("--resume needs the --run-name or --out of the run to continue.")
     settings = _settings(ctx, model, base_url)
     default_policy = str(getattr(settings, "policy", None) or "similarity")
     chosen = "none" if no_memory else check_policy(policy or default_policy)
@@ -112,8 +115,8 @@ def gaia(
         typer.echo(f"{len(data.problems)} malformed task(s) will be recorded as errors:", err=True)
         for problem in data.problems[:10]:
             typer.echo(f"  {problem.message}", err=True)
-    name = run_name or default_run_name(f"gaia-{split}")
-    run_dir = settings.home / "evals" / name
+    name = run_name or (out.name if out else default_run_name(f"gaia-{split}"))
+    run_dir = out or settings.home / "evals" / name
     solver = AgentSolver(settings, policy=chosen, namespace=namespace)
     try:
         solver.agent()  # a model or settings problem shows here, before any task runs

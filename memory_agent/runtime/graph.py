@@ -239,7 +239,7 @@ class Episode:
             return {"reward": None, "reward_source": None}
         if truth is None:
             return judge_answer(self.judge, self.log, s)
-        from memory_agent.evals.scorer import question_scorer
+        from memory_agent.scoring import question_scorer
 
         reward = 1.0 if question_scorer(s["answer"], truth) else 0.0
         self.log.event(s["run_id"], "reward", "ground_truth", reward=reward, answer=s["answer"])

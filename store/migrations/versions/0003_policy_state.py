@@ -1,7 +1,7 @@
 """Saved policy state (neural Q weights, replay buffer), one versioned row per policy.
 
 Revision ID: 0003_policy_state
-Revises: 0001_initial
+Revises: 0002_codebooks
 Create Date: 2026-11-29
 """
 
@@ -11,7 +11,9 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003_policy_state"
-down_revision: str | None = "0001_initial"
+# Linear history: this once revised 0001_initial beside the other migrations of its
+# time; database.py collapses the version rows such stores were stamped with.
+down_revision: str | None = "0002_codebooks"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -2,7 +2,7 @@
 reward, credit, memory write), with timings and token counts.
 
 Revision ID: 0004_run_log
-Revises: 0001_initial
+Revises: 0003_policy_state
 Create Date: 2026-11-29
 """
 
@@ -12,7 +12,9 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_run_log"
-down_revision: str | None = "0001_initial"
+# Linear history: this once revised 0001_initial beside the other migrations of its
+# time; database.py collapses the version rows such stores were stamped with.
+down_revision: str | None = "0003_policy_state"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -2,7 +2,7 @@
 so every process keeps its in-memory index in step with the database without reloading it.
 
 Revision ID: 0005_vector_changes
-Revises: 0001_initial
+Revises: 0004_run_log
 Create Date: 2026-11-29
 """
 
@@ -12,7 +12,9 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_vector_changes"
-down_revision: str | None = "0001_initial"
+# Linear history: this once revised 0001_initial beside the other migrations of its
+# time; database.py collapses the version rows such stores were stamped with.
+down_revision: str | None = "0004_run_log"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -3,7 +3,7 @@ codebook upkeep, where half precision loses nothing measurable, and its bytes co
 `bytes_per_case` (512 x 384 float32 was 7.9 bytes per case at 100k cases).
 
 Revision ID: 0006_reservoir_float16
-Revises: 0002_codebooks
+Revises: 0005_vector_changes
 Create Date: 2026-11-30
 """
 
@@ -14,7 +14,9 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_reservoir_float16"
-down_revision: str | None = "0002_codebooks"
+# Linear history: this once revised 0002_codebooks beside the other migrations of its
+# time; database.py collapses the version rows such stores were stamped with.
+down_revision: str | None = "0005_vector_changes"
 branch_labels: str | None = None
 depends_on: str | None = None
 
