@@ -27,6 +27,7 @@ from memory_agent.errors import (
     UnknownNamespaceError,
 )
 from memory_agent.settings import Settings
+from memory_agent.store.case_stats import CaseStats, combine
 from memory_agent.store.codebook import CodeIndex
 from memory_agent.store.compression import CodebookMoved, Compression, ReindexWorker
 from memory_agent.store.database import create_store_engine, insert_if_absent, redact
@@ -41,12 +42,13 @@ from memory_agent.store.index_sync import (
 )
 from memory_agent.store.models import (
     CaseRow,
-    CaseStatRow,
     NamespaceRow,
     StoreMetaRow,
     utcnow,
 )
+from memory_agent.store.policy_state import PolicyStates
 from memory_agent.store.records import (
+    Candidate,
     Case,
     ImportReport,
     Merge,
@@ -125,6 +127,10 @@ class CaseMemory:
         self._dim: int | None = None
         self._embedder_name: str | None = None
         self._compression = Compression(self.settings, self._sessions)
+        self.case_stats = CaseStats(self._sessions)
+        """The per-case, per-stage value statistics: their one reader and writer."""
+        self.policy_states = PolicyStates(self._sessions)
+        """The policies' saved state (networks, task histories)."""
         self._worker: ReindexWorker | None = None
         # Which CaseMemory wrote a change (it applied it already) and the last change of any
         # writer this one's indexes reflect (store/index_sync.py).
@@ -571,21 +577,9 @@ class CaseMemory:
                         rows,
                     )
                 )
-                stat_rows = [
-                    {
-                        "case_id": case_id,
-                        "stage": stage,
-                        "visits": s.visits,
-                        "q_value": s.q_value,
-                        "reward_sum": s.reward_sum,
-                        "last_reward": s.last_reward,
-                        "updated_at": now,
-                    }
-                    for case_id, case in zip(ids, batch, strict=True)
-                    for stage, s in case.stats.items()
-                ]
-                if stat_rows:
-                    session.execute(insert(CaseStatRow), stat_rows)
+                self.case_stats.insert(
+                    session, {i: case.stats for i, case in zip(ids, batch, strict=True)}
+                )
                 for ns in sorted(set(namespaces)):
                     log_change(
                         session, ns, "add",
@@ -718,16 +712,6 @@ class CaseMemory:
 
     # ------------------------------------------------------------------ reading
 
-    def _stats_for(self, session: Session, ids: Sequence[int]) -> dict[int, dict[str, StageStats]]:
-        out: dict[int, dict[str, StageStats]] = defaultdict(dict)
-        if not ids:
-            return out
-        for row in session.scalars(select(CaseStatRow).where(CaseStatRow.case_id.in_(ids))):
-            out[row.case_id][row.stage] = StageStats(
-                row.visits, row.q_value, row.reward_sum, row.last_reward
-            )
-        return out
-
     def get(self, case_id: int, *, include_deleted: bool = False) -> Case:
         """The case with this id; CaseNotFoundError if there is none (or it was deleted)."""
         with self._sessions() as session:
@@ -738,7 +722,7 @@ class CaseMemory:
                     + (" (it was deleted)" if row is not None else "")
                     + "; see `memory-agent memory list`."
                 )
-            return _to_case(row, self._stats_for(session, [case_id]).get(case_id))
+            return _to_case(row, self.case_stats.read(session, [case_id]).get(case_id))
 
     def get_many(self, ids: Sequence[int]) -> list[Case]:
         """Live cases for these ids, in the order given (unknown ids are left out)."""
@@ -751,7 +735,7 @@ class CaseMemory:
                     select(CaseRow).where(CaseRow.id.in_(ids), CaseRow.deleted_at.is_(None))
                 )
             }
-            stats = self._stats_for(session, list(rows))
+            stats = self.case_stats.read(session, list(rows))
             return [_to_case(rows[i], stats.get(i)) for i in ids if i in rows]
 
     def vectors(self, ids: Sequence[int]) -> Vectors:
@@ -802,7 +786,7 @@ class CaseMemory:
                     .offset(offset)
                 )
             )
-            stats = self._stats_for(session, [r.id for r in rows])
+            stats = self.case_stats.read(session, [r.id for r in rows])
             return [_to_case(r, stats.get(r.id)) for r in rows]
 
     def count(self, namespace: str | None = None) -> int:
@@ -900,6 +884,43 @@ class CaseMemory:
         cases = {c.id: c for c in self.get_many([i for i, _ in found])}
         return [SearchHit(cases[i], score) for i, score in found if i in cases]
 
+    def candidates(
+        self,
+        state: npt.ArrayLike,
+        *,
+        namespace: str | None = None,
+        size: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[Candidate]:
+        """The shortlist for `state` as a policy sees it (best similarity first).
+
+        `filters` (as in `nearest`) restricts it to the cases the caller can use, e.g.
+        `{"outcome": "success"}` for a planner that is only ever shown successes: a policy
+        must choose among the cases that will reach the planner, not fill its slots with
+        ones that will be dropped. Reads only what a policy needs (reward, per-stage stats,
+        the vector) in few small queries: this runs once per decision, so it must stay cheap.
+        """
+        n = size or self.settings.shortlist_size
+        scores, ids = self.nearest(state, n, namespace=namespace, filters=filters)
+        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        if not found:
+            return []
+        wanted = [i for i, _ in found]
+        with self._sessions() as session:
+            live = select(CaseRow.id, CaseRow.reward).where(
+                CaseRow.id.in_(wanted), CaseRow.deleted_at.is_(None)
+            )
+            rewards: dict[int, float | None] = {row[0]: row[1] for row in session.execute(live)}
+            stats = self.case_stats.read(session, wanted)
+        # Once a case is kept only as a code, its vector is the decoded code.
+        vectors = self.vectors(wanted)
+        return [
+            Candidate(case_id=i, similarity=s, embedding=vectors[position], reward=rewards[i],
+                      stats=dict(stats.get(i, {})))
+            for position, (i, s) in enumerate(found)
+            if i in rewards
+        ]  # fmt: skip
+
     # ------------------------------------------------------------------ rewriting
 
     def merge(self, keep_id: int, drop_ids: Sequence[int]) -> Merge:
@@ -926,15 +947,7 @@ class CaseMemory:
         group = [keep, *others]
         stats: dict[str, StageStats] = {}
         for stage in {s for c in group for s in c.stats}:
-            parts = [c.stats[stage] for c in group if stage in c.stats]
-            visits = sum(p.visits for p in parts)
-            q = (
-                sum(p.q_value * p.visits for p in parts) / visits
-                if visits
-                else sum(p.q_value for p in parts) / len(parts)
-            )
-            last = next((p.last_reward for p in parts if p.last_reward is not None), None)
-            stats[stage] = StageStats(visits, q, sum(p.reward_sum for p in parts), last)
+            stats[stage] = combine([c.stats[stage] for c in group if stage in c.stats])
         rewards = [c.reward for c in group if c.reward is not None]
         reward = sum(rewards) / len(rewards) if rewards else None
         meta = dict(keep.meta)
@@ -947,19 +960,7 @@ class CaseMemory:
                     .where(CaseRow.id == keep_id)
                     .values(reward=reward, meta=meta, updated_at=now)
                 )
-                session.execute(delete(CaseStatRow).where(CaseStatRow.case_id == keep_id))
-                for stage, s in stats.items():
-                    session.add(
-                        CaseStatRow(
-                            case_id=keep_id,
-                            stage=stage,
-                            visits=s.visits,
-                            q_value=s.q_value,
-                            reward_sum=s.reward_sum,
-                            last_reward=s.last_reward,
-                            updated_at=now,
-                        )  # fmt: skip
-                    )
+                self.case_stats.replace(session, keep_id, stats)
             self._tombstone(drop, "merged", merged_into=keep_id)
         return Merge(keep_id, tuple(drop))
 
@@ -1047,12 +1048,7 @@ class CaseMemory:
     def _eviction_order(self, namespace: str) -> Select[int]:
         # The lowest value first: a case's learned value (its best stage, once the policy
         # has shown it), else its own reward, else 0; then the oldest.
-        learned = (
-            select(CaseStatRow.case_id, func.max(CaseStatRow.q_value).label("q"))
-            .where(CaseStatRow.visits > 0)
-            .group_by(CaseStatRow.case_id)
-            .subquery()
-        )
+        learned = self.case_stats.learned_values()
         return (
             select(CaseRow.id)
             .outerjoin(learned, learned.c.case_id == CaseRow.id)
@@ -1100,7 +1096,7 @@ class CaseMemory:
             count = 0
             with self._sessions() as session:
                 for chunk in session.scalars(query.execution_options(yield_per=1000)).partitions():
-                    stats = self._stats_for(session, [r.id for r in chunk])
+                    stats = self.case_stats.read(session, [r.id for r in chunk])
                     for row in chunk:
                         record = _to_case(row, stats.get(row.id)).to_json()
                         handle.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -15,9 +15,9 @@ from memory_agent.policies.credit import credit_targets
 from memory_agent.policies.exploration import choose
 from memory_agent.policies.registry import POLICY_NAMES, make_policy
 from memory_agent.policies.value import ValuePolicy
-from memory_agent.policies.value_table import next_stats
 from memory_agent.settings import Settings
 from memory_agent.store import CaseMemory, NewCase, StageStats
+from memory_agent.store.case_stats import next_stats
 
 DIM = 384
 
