@@ -50,6 +50,10 @@ class LearnedPolicy(ABC):
         self.exploration: Exploration = exploration or self.settings.policy_exploration
         self.context = TaskContext(memory, self.context_key, self.settings.policy_context_size)
         self.rng = np.random.default_rng(seed)
+        self.start()
+
+    def start(self) -> None:  # noqa: B027 (a hook: overriding it is optional)
+        """What a policy sets up beyond the shared state (called at the end of `__init__`)."""
 
     @abstractmethod
     def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:

@@ -44,8 +44,7 @@ from memory_agent.policies.base import (
     case_vectors,
 )
 from memory_agent.policies.context import TaskContext
-from memory_agent.policies.credit import CreditMode
-from memory_agent.policies.exploration import Exploration, demote, zscore
+from memory_agent.policies.exploration import demote, zscore
 from memory_agent.policies.learned import LearnedPolicy
 from memory_agent.policies.scoring import task_values, unrelated, value_scores
 
@@ -53,7 +52,6 @@ if TYPE_CHECKING:
     import torch
 
     from memory_agent.settings import Settings
-    from memory_agent.store import CaseMemory
 
 STATE_KEY = "neural"
 STATE_FORMAT = 3  # 3: value features are task-conditioned (policies/context.py)
@@ -155,18 +153,10 @@ class NeuralPolicy(LearnedPolicy):
     context_key = CONTEXT_KEY
     scale_ucb = True
 
-    def __init__(
-        self,
-        memory: CaseMemory,
-        settings: Settings | None = None,
-        *,
-        credit: CreditMode | None = None,
-        exploration: Exploration | None = None,
-        seed: int | None = None,
-    ) -> None:
+    def start(self) -> None:
+        """The network, optimiser and replay buffer, loaded from the store if saved."""
         import torch
 
-        super().__init__(memory, settings, credit=credit, exploration=exploration, seed=seed)
         self._torch_gen = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
         self._features: OrderedDict[tuple[bytes, str], dict[int, tuple[Array, Array]]] = (
             OrderedDict()

@@ -5,7 +5,8 @@ place. The rooms: `VectorSpace` (dimension, embedder, per-namespace indexes and 
 with other processes), `CaseWriter` (add, update, tombstone, purge), `Maintenance` (merge,
 dedupe, budgets, eviction), `Transfer` (export, import), `CodebookUpkeep` (switch to codes,
 new codebooks, re-encode), `Usage` (counts and sizes), and the repositories `CaseStats`
-(per-case statistics) and `PolicyStates` (policies' saved state). Reading stays here.
+(per-case statistics) and `PolicyStates` (policies' saved state), `Retrieval` (nearest,
+search, policy candidates). Reading cases by id and listing stay here.
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
-from memory_agent.errors import CaseNotFoundError, InvalidInputError
+from memory_agent.errors import CaseNotFoundError
 from memory_agent.settings import Settings
 from memory_agent.store.case_stats import CaseStats
 from memory_agent.store.compression import Compression, ReindexWorker
 from memory_agent.store.database import create_store_engine
-from memory_agent.store.embedder import Embedder, Vectors, embedder_from_settings, normalise
-from memory_agent.store.index import Ids, VectorIndex, check_vectors
+from memory_agent.store.embedder import Embedder, Vectors, embedder_from_settings
+from memory_agent.store.index import Ids, VectorIndex
 from memory_agent.store.maintenance import Maintenance
 from memory_agent.store.models import CaseRow, NamespaceRow
 from memory_agent.store.policy_state import PolicyStates
@@ -39,17 +40,17 @@ from memory_agent.store.records import (
     NewCase,
     SearchHit,
 )
+from memory_agent.store.retrieval import Retrieval
 from memory_agent.store.rows import (
     Progress,
     content_hash,
-    filter_clause,
     require_namespace,
     to_case,
 )
 from memory_agent.store.transfer import ImportFormat, Transfer
 from memory_agent.store.upkeep import CodebookUpkeep
 from memory_agent.store.usage import Usage
-from memory_agent.store.validation import check_namespace, check_text
+from memory_agent.store.validation import check_namespace
 from memory_agent.store.vector_space import VectorSpace
 from memory_agent.store.writes import CaseWriter
 
@@ -91,6 +92,7 @@ class CaseMemory:
         self._transfer = Transfer(self)
         self._upkeep = CodebookUpkeep(self)
         self._usage = Usage(self)
+        self._retrieval = Retrieval(self)
         self._space.load()
         self._space.rebuild()
 
@@ -209,31 +211,7 @@ class CaseMemory:
         filters: Mapping[str, Any] | None = None,
     ) -> tuple[npt.NDArray[np.float32], Ids]:
         """Raw top-k (scores, ids) for query vectors; ids are -1 where fewer than k exist."""
-        ns = self._namespace(namespace)
-        self.sync()
-        allowed = None
-        if filters or ns not in self._space.indexes:
-            # A namespace with an index exists (namespaces are never dropped): no round trip.
-            with self._sessions() as session:
-                require_namespace(session, ns)
-        if filters:
-            with self._sessions() as session:
-                allowed = np.fromiter(
-                    session.scalars(
-                        select(CaseRow.id).where(
-                            CaseRow.namespace == ns,
-                            CaseRow.deleted_at.is_(None),
-                            and_(*filter_clause(filters)),
-                        )
-                    ),
-                    dtype=np.int64,
-                )
-        if self._space.dim is None:
-            n = np.asarray(vectors).reshape(-1, np.asarray(vectors).shape[-1]).shape[0]
-            return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
-        queries = normalise(check_vectors(vectors, self._space.dim, "query vectors"))
-        with self._lock:
-            return self._space.index_for(ns).search(queries, k, allowed)
+        return self._retrieval.nearest(vectors, k, namespace=namespace, filters=filters)
 
     def search(
         self,
@@ -244,26 +222,7 @@ class CaseMemory:
         filters: Mapping[str, Any] | None = None,
     ) -> list[SearchHit]:
         """Cases whose task is most similar to `query` (text or vector), best first."""
-        if k < 1:
-            raise InvalidInputError(f"k must be at least 1; got {k}.")
-        ns = self._namespace(namespace)
-        with self._sessions() as session:
-            require_namespace(session, ns)
-        if isinstance(query, str):
-            text = check_text(
-                query, "query", self.settings.max_task_chars, required=True,
-                setting="MEMORY_AGENT_MAX_TASK_CHARS",
-            )  # fmt: skip
-            assert text is not None
-            if self._space.dim is None:
-                return []
-            vector = self._space.embed([text])
-        else:
-            vector = np.asarray(query, dtype=np.float32)
-        scores, ids = self.nearest(vector, k, namespace=ns, filters=filters)
-        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-        cases = {c.id: c for c in self.get_many([i for i, _ in found])}
-        return [SearchHit(cases[i], score) for i, score in found if i in cases]
+        return self._retrieval.search(query, k, namespace=namespace, filters=filters)
 
     def candidates(
         self,
@@ -273,34 +232,8 @@ class CaseMemory:
         size: int | None = None,
         filters: Mapping[str, Any] | None = None,
     ) -> list[Candidate]:
-        """The shortlist for `state` as a policy sees it (best similarity first).
-
-        `filters` (as in `nearest`) restricts it to the cases the caller can use, e.g.
-        `{"outcome": "success"}` for a planner that is only ever shown successes: a policy
-        must choose among the cases that will reach the planner, not fill its slots with
-        ones that will be dropped. Reads only what a policy needs (reward, per-stage stats,
-        the vector) in few small queries: this runs once per decision, so it must stay cheap.
-        """
-        n = size or self.settings.shortlist_size
-        scores, ids = self.nearest(state, n, namespace=namespace, filters=filters)
-        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-        if not found:
-            return []
-        wanted = [i for i, _ in found]
-        with self._sessions() as session:
-            live = select(CaseRow.id, CaseRow.reward).where(
-                CaseRow.id.in_(wanted), CaseRow.deleted_at.is_(None)
-            )
-            rewards: dict[int, float | None] = {row[0]: row[1] for row in session.execute(live)}
-            stats = self.case_stats.read(session, wanted)
-        # Once a case is kept only as a code, its vector is the decoded code.
-        vectors = self.vectors(wanted)
-        return [
-            Candidate(case_id=i, similarity=s, embedding=vectors[position], reward=rewards[i],
-                      stats=dict(stats.get(i, {})))
-            for position, (i, s) in enumerate(found)
-            if i in rewards
-        ]  # fmt: skip
+        """The shortlist for `state` as a policy sees it (best similarity first)."""
+        return self._retrieval.candidates(state, namespace=namespace, size=size, filters=filters)
 
     def vectors(self, ids: Sequence[int]) -> Vectors:
         """The stored vectors of these cases, one row per id in order (zeros if unknown).
