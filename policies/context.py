@@ -22,7 +22,6 @@ import numpy as np
 import numpy.typing as npt
 
 from memory_agent.policies.base import Candidate, Stage, Vector
-from memory_agent.policies.state import load_state, save_state
 
 if TYPE_CHECKING:
     from memory_agent.store import CaseMemory
@@ -195,8 +194,7 @@ class TaskContext:
             episode_vectors=episode_vectors.astype(np.float16),
             episode_means=episode_means,
         )
-        save_state(
-            self.memory,
+        self.memory.policy_states.save(
             self.key,
             out.getvalue(),
             format=CONTEXT_FORMAT,
@@ -205,7 +203,7 @@ class TaskContext:
         self.dirty = 0
 
     def _load(self) -> None:
-        saved = load_state(self.memory, self.key)
+        saved = self.memory.policy_states.load(self.key)
         if saved is None or saved.format != CONTEXT_FORMAT:
             return
         data = np.load(io.BytesIO(saved.payload), allow_pickle=False)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,21 +44,14 @@ from memory_agent.policies.base import (
     case_vectors,
 )
 from memory_agent.policies.context import TaskContext
-from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
-from memory_agent.policies.exploration import Exploration, demote, zscore
-from memory_agent.policies.state import load_state, save_state
-from memory_agent.policies.value import (
-    LearnedPolicy,
-    task_values,
-    unrelated,
-    value_scores,
-)
+from memory_agent.policies.exploration import demote, zscore
+from memory_agent.policies.learned import LearnedPolicy
+from memory_agent.policies.scoring import task_values, unrelated, value_scores
 
 if TYPE_CHECKING:
     import torch
 
     from memory_agent.settings import Settings
-    from memory_agent.store import CaseMemory
 
 STATE_KEY = "neural"
 STATE_FORMAT = 3  # 3: value features are task-conditioned (policies/context.py)
@@ -160,18 +153,10 @@ class NeuralPolicy(LearnedPolicy):
     context_key = CONTEXT_KEY
     scale_ucb = True
 
-    def __init__(
-        self,
-        memory: CaseMemory,
-        settings: Settings | None = None,
-        *,
-        credit: CreditMode | None = None,
-        exploration: Exploration | None = None,
-        seed: int | None = None,
-    ) -> None:
+    def start(self) -> None:
+        """The network, optimiser and replay buffer, loaded from the store if saved."""
         import torch
 
-        super().__init__(memory, settings, credit=credit, exploration=exploration, seed=seed)
         self._torch_gen = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
         self._features: OrderedDict[tuple[bytes, str], dict[int, tuple[Array, Array]]] = (
             OrderedDict()
@@ -218,7 +203,7 @@ class NeuralPolicy(LearnedPolicy):
     def _load(self) -> None:
         import torch
 
-        saved = load_state(self.memory, STATE_KEY)
+        saved = self.memory.policy_states.load(STATE_KEY)
         if saved is None or saved.format != STATE_FORMAT:
             return
         meta = saved.meta
@@ -247,7 +232,7 @@ class NeuralPolicy(LearnedPolicy):
         """Write weights, optimiser state and replay buffer as a new version, atomically."""
         import torch
 
-        self.context.save()
+        super().save()  # the task context
         if self.net is None or self.optimizer is None:
             return
         order = np.arange(self._filled)
@@ -269,8 +254,8 @@ class NeuralPolicy(LearnedPolicy):
             "updates": self.updates,
             "buffer": int(self._filled),
         }
-        self.version = save_state(
-            self.memory, STATE_KEY, out.getvalue(), format=STATE_FORMAT, meta=meta
+        self.version = self.memory.policy_states.save(
+            STATE_KEY, out.getvalue(), format=STATE_FORMAT, meta=meta
         )
 
     # ------------------------------------------------------------------ scoring
@@ -329,20 +314,8 @@ class NeuralPolicy(LearnedPolicy):
         )
         return {c.case_id: (emb[p], scalars[p]) for p, c in enumerate(candidates)}
 
-    def update(self, feedback: Feedback) -> None:
-        """Credit the shown cases, write their values, and take one training step."""
-        check_feedback(feedback, self.memory.dim)
-        targets = credit_targets(feedback, self.credit, self.settings.policy_unused_target)
-        shown = [int(i) for i in feedback.shown]
-        self.table.apply(
-            feedback.namespace,
-            feedback.stage,
-            targets,
-            self.settings.policy_step_size,
-            q_init=self.settings.policy_q_init,
-            prior_visits=self.settings.policy_prior_visits,
-            check_only=shown,
-        )
+    def learn_targets(self, feedback: Feedback, targets: Mapping[int, float]) -> None:
+        """After the values moved: one training step on the credited cases."""
         if not targets:
             return
         # Features first: they are the inputs the cases had when scored, before this outcome.

@@ -13,6 +13,7 @@ class SimilarityPolicy:
     """Picks the K most similar cases; learns nothing."""
 
     name = "similarity"
+    owns_case_stats = False  # the runtime credits the cases it used
 
     def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:
         return np.asarray([c.similarity for c in candidates], dtype=np.float32)

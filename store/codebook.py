@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from memory_agent.errors import InvalidInputError
 from memory_agent.store.embedder import Vectors
-from memory_agent.store.index import Ids, Scores, check_vectors, search_faiss
+from memory_agent.store.index import Ids, Scores, check_vectors, remove_faiss, search_faiss
 
 Codes = npt.NDArray[np.uint8]
 KSUB = 256  # 8-bit PQ: 256 codewords per sub-quantiser
@@ -375,13 +375,9 @@ class CodeIndex:
         self._index.ntotal = self._ivf.ntotal
 
     def remove(self, ids: Ids) -> None:
-        if len(ids) == 0:
-            return
-        import faiss
-
         # Without a direct map FAISS scans every list; removals are rare (deletes, merges,
         # evictions) and a map would cost more bytes per case than the code itself.
-        self._ivf.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
+        remove_faiss(self._ivf, ids)
         self._index.ntotal = self._ivf.ntotal
 
     def search(self, queries: Vectors, k: int, allowed: Ids | None = None) -> tuple[Scores, Ids]:

@@ -80,6 +80,15 @@ def search_faiss(
     return np.asarray(scores, np.float32), np.asarray(ids, np.int64)
 
 
+def remove_faiss(index: Any, ids: Ids) -> None:
+    """Remove `ids` from a FAISS index (nothing to do, and no FAISS call, for no ids)."""
+    if len(ids) == 0:
+        return
+    import faiss
+
+    index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
+
+
 class ExactIndex:
     """Exact inner-product search (FAISS flat index with an id map)."""
 
@@ -98,11 +107,7 @@ class ExactIndex:
         self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
 
     def remove(self, ids: Ids) -> None:
-        if len(ids) == 0:
-            return
-        import faiss
-
-        self._index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
+        remove_faiss(self._index, ids)
 
     def search(self, queries: Vectors, k: int, allowed: Ids | None = None) -> tuple[Scores, Ids]:
         return search_faiss(self._index, queries, self.dim, k, allowed, self._filtered)

@@ -1,4 +1,4 @@
-"""The table where policies keep state that is not per case (see policies/state.py)."""
+"""The table where policies keep state that is not per case (see store/policy_state.py)."""
 
 from __future__ import annotations
 

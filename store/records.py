@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
+
 Outcome = Literal["success", "failure", "partial"]
 OUTCOMES: tuple[str, ...] = ("success", "failure", "partial")
 
@@ -105,3 +108,35 @@ class Merge:
 
     kept: int
     dropped: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A case in the store's shortlist for one state: what a policy scores it by."""
+
+    case_id: int
+    similarity: float
+    embedding: npt.NDArray[np.float32]
+    reward: float | None
+    stats: dict[str, StageStats] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RankedCase:
+    """A case in a value summary: its learned value and visits at one stage."""
+
+    case_id: int
+    q_value: float
+    visits: int
+    task: str
+
+
+@dataclass(frozen=True, slots=True)
+class SavedState:
+    """A policy's saved state (beyond per-case values), as the store keeps it."""
+
+    key: str
+    version: int
+    format: int
+    meta: dict[str, Any]
+    payload: bytes

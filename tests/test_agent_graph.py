@@ -328,10 +328,12 @@ def test_a_judge_model_rates_answers_without_ground_truth(
 
 def test_learned_policies_keep_their_own_case_statistics() -> None:
     from memory_agent.policies.similarity import SimilarityPolicy
+    from memory_agent.policies.value import ValuePolicy
     from memory_agent.runtime.credit import policy_owns_stats
 
-    class Learned:
-        name = "value"
+    class Learned(ValuePolicy):  # a learned policy says so by its class, not by its name
+        def __init__(self) -> None:
+            pass
 
     class Declared:
         name = "custom"

@@ -15,9 +15,9 @@ from memory_agent.policies.credit import credit_targets
 from memory_agent.policies.exploration import choose
 from memory_agent.policies.registry import POLICY_NAMES, make_policy
 from memory_agent.policies.value import ValuePolicy
-from memory_agent.policies.value_table import next_stats
 from memory_agent.settings import Settings
 from memory_agent.store import CaseMemory, NewCase, StageStats
+from memory_agent.store.case_stats import next_stats
 
 DIM = 384
 
@@ -74,6 +74,17 @@ def test_value_update_averages_early_then_steps_constantly() -> None:
     for target in (1.0, 0.0, 1.0, 0.0):
         mean = next_stats(mean, target, None, q_init=0.0, prior_visits=0.0)
     assert mean is not None and mean.q_value == pytest.approx(0.5)
+
+
+def test_policies_declare_who_writes_case_statistics() -> None:
+    from memory_agent.policies.learned import LearnedPolicy
+    from memory_agent.policies.neural import NeuralPolicy
+    from memory_agent.policies.similarity import SimilarityPolicy
+
+    assert ValuePolicy.owns_case_stats and NeuralPolicy.owns_case_stats
+    assert SimilarityPolicy.owns_case_stats is False
+    with pytest.raises(TypeError, match="abstract"):
+        LearnedPolicy(None)  # type: ignore[abstract, arg-type]
 
 
 def test_exploration_is_off_when_asked_and_ucb_tries_unvisited_cases() -> None:
@@ -249,6 +260,17 @@ def test_neural_policy_saves_reloads_and_generalises(
         assert min(good_scores) > max(bad_scores)
     finally:
         reopened.close()
+
+
+def test_runtime_credit_is_a_monte_carlo_mean_of_live_cases(memory: CaseMemory) -> None:
+    ids = seed_cases(memory, n=3)
+    memory.delete(ids[2])
+    memory.case_stats.credit([ids[0], ids[2]], "plan", 1.0)
+    memory.case_stats.credit([ids[0], ids[1]], "plan", 0.0)
+    stats = memory.case_stats.get(ids)
+    assert stats[ids[0]]["plan"] == StageStats(2, 0.5, 1.0, 0.0)
+    assert stats[ids[1]]["plan"] == StageStats(1, 0.0, 0.0, 0.0)
+    assert stats[ids[2]] == {}
 
 
 def test_eviction_removes_the_lowest_learned_value_first(memory: CaseMemory) -> None:

@@ -31,13 +31,10 @@ def stats(
     from rich.console import Console
     from rich.table import Table
 
-    from memory_agent.policies.state import list_states
-    from memory_agent.policies.value_table import ValueTable
-
     with open_memory(ctx) as memory:
         ns = namespace if namespace is not None else memory.settings.namespace
-        stages = ValueTable(memory).summary(ns, top=top)
-        saved = list_states(memory)
+        stages = memory.case_stats.summary(ns, top=top)
+        saved = memory.policy_states.summaries()
         policy = memory.settings.policy_name
     result: dict[str, Any] = {
         "namespace": ns,
@@ -92,14 +89,11 @@ def reset(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Forget learned values (one namespace, or all with no --namespace) and saved networks."""
-    from memory_agent.policies.state import delete_states
-    from memory_agent.policies.value_table import ValueTable
-
     scope = f"namespace {namespace!r}" if namespace is not None else "every namespace"
     if not yes:
         typer.confirm(f"Forget the learned case values of {scope}?", abort=True)
     with open_memory(ctx) as memory:
-        rows = ValueTable(memory).reset(namespace)
+        rows = memory.case_stats.reset(namespace)
         # A network learns across namespaces, so it is only dropped when everything is reset.
-        states = delete_states(memory) if namespace is None else 0
+        states = memory.policy_states.delete_all() if namespace is None else 0
     typer.echo(f"Removed {rows} learned values and {states} saved policy states ({scope}).")

@@ -1,0 +1,182 @@
+"""How the learned policies score and pick cases: the `value` score (similarity and learned
+value as z-scores within the shortlist), the task-conditioned values it uses, MemRL's phase-A
+gate for unrelated cases, and the selection step with exploration shared by `value` and
+`neural`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from memory_agent.policies.base import Candidate, Selection, Stage, Vector
+from memory_agent.policies.context import TaskContext
+from memory_agent.policies.exploration import Exploration, choose, zscore
+
+if TYPE_CHECKING:
+    from memory_agent.settings import Settings
+
+
+def stage_values(
+    candidates: Sequence[Candidate], stage: Stage, q_init: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(value, visits) of each candidate at `stage`; never-visited cases get `q_init`."""
+    q = np.full(len(candidates), q_init, dtype=np.float64)
+    n = np.zeros(len(candidates), dtype=np.float64)
+    for i, c in enumerate(candidates):
+        s = c.stats.get(stage)
+        if s is not None and s.visits > 0:
+            q[i], n[i] = s.q_value, s.visits
+    return q, n
+
+
+def neighbour_prior(
+    candidates: Sequence[Candidate],
+    q: npt.NDArray[np.float64],
+    visits: npt.NDArray[np.float64],
+    q_init: float,
+    threshold: float,
+) -> npt.NDArray[np.float64]:
+    """Values with each never-visited case's prior taken from its visited near neighbours.
+
+    A new case that reads almost like cases already known to be useless (or useful) most
+    likely is too: its prior is the average value of the visited candidates whose
+    embeddings are at least `threshold`-cosine-similar to it, weighted by how much they
+    exceed the threshold, shrunk towards `q_init`. Cases with no such neighbour keep `q_init`.
+    """
+    fresh = visits == 0
+    if threshold >= 1.0 or not fresh.any() or fresh.all():
+        return q
+    emb = np.stack([c.embedding for c in candidates]).astype(np.float64)
+    weights = np.clip(emb[fresh] @ emb[~fresh].T - threshold, 0.0, None) / (1.0 - threshold)
+    total = weights.sum(axis=1)
+    out = q.copy()
+    out[fresh] = (q[fresh] * 0.5 + weights @ q[~fresh]) / (0.5 + total)
+    return out
+
+
+def task_values(
+    state: Vector,
+    candidates: Sequence[Candidate],
+    stage: Stage,
+    settings: Settings,
+    context: TaskContext | None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(value, relevant visits) of each candidate for this task (stored values without context)."""
+    q, visits = stage_values(candidates, stage, settings.policy_q_init)
+    if context is None:
+        return q, visits
+    q, visits = context.values(
+        state, candidates, stage, q, visits,
+        q_init=settings.policy_q_init,
+        prior_weight=max(settings.policy_prior_visits, 1e-3),
+        threshold=settings.policy_context_cos,
+    )  # fmt: skip
+    # A value earned only on unrelated tasks says nothing about this one (a bit-counting
+    # example is no better on a spelling task for having helped with bit counting).
+    # (A case with no history at all keeps its stored value: new, or its history was lost.)
+    q[foreign(state, candidates, stage, settings, context)] = settings.policy_q_init
+    return q, visits
+
+
+def foreign(
+    state: Vector,
+    candidates: Sequence[Candidate],
+    stage: Stage,
+    settings: Settings,
+    context: TaskContext,
+) -> npt.NDArray[np.bool_]:
+    """Cases that belong to another kind of task: unrelated to this one and every outcome in
+    their history earned on unrelated tasks. A case with no history is merely unknown."""
+    sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
+    relevant = context.relevance(state, candidates, stage, settings.policy_context_cos)
+    known = np.asarray([context.knows(stage, c.case_id) for c in candidates], dtype=bool)
+    out: npt.NDArray[np.bool_] = unrelated(sims, relevant, settings) & known
+    return out
+
+
+def value_scores(
+    candidates: Sequence[Candidate],
+    stage: Stage,
+    settings: Settings,
+    values: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
+) -> npt.NDArray[np.float64]:
+    """The `value` policy's score of each candidate (also a feature of `neural`).
+
+    `values` are the (value, visits) to use, by default the stored per-case ones.
+    """
+    if not candidates:
+        return np.zeros(0, dtype=np.float64)
+    sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
+    q_init = settings.policy_q_init
+    q, visits = values if values is not None else stage_values(candidates, stage, q_init)
+    q = neighbour_prior(candidates, q, visits, q_init, settings.policy_neighbour_cos)
+    w = settings.policy_value_weight
+    scores = (1.0 - w) * zscore(sims) + w * zscore(q)
+    # Phase A of MemRL: only the cases most similar to the task compete (a case's values are
+    # conditioned on the task by its context, but a near-irrelevant case stays out).
+    recall = settings.policy_recall
+    if len(candidates) > recall:
+        outside = np.argsort(-sims, kind="stable")[recall:]
+        if values is not None:
+            # A case that proved itself on tasks like this one (task-conditioned visits)
+            # competes however its text compares: the gate keeps out the unknown.
+            outside = outside[visits[outside] < 1.0]
+        scores[outside] = scores.min() - 1.0 - np.arange(outside.size) * 1e-6
+    return scores
+
+
+def unrelated(
+    sims: npt.NDArray[np.float64],
+    relevant: npt.NDArray[np.float64] | None,
+    settings: Settings,
+) -> npt.NDArray[np.bool_]:
+    """Cases that must rank after the others: less similar than MemRL's phase-A threshold and
+    without outcomes on tasks like this one. A bit-counting example that earned its value on
+    bit-counting tasks never outranks a spelling case on a spelling task; a dissimilar case
+    that did help on tasks like this one still can."""
+    outside = sims < settings.policy_min_similarity
+    if relevant is not None:
+        outside &= relevant <= 0.0
+    return outside
+
+
+def select_shown(
+    scores: npt.NDArray[np.float64],
+    state: Vector,
+    candidates: Sequence[Candidate],
+    k: int,
+    stage: Stage,
+    *,
+    settings: Settings,
+    context: TaskContext,
+    mode: Exploration,
+    rng: np.random.Generator,
+    scale_ucb: bool = False,
+) -> Selection:
+    """The K cases a learned policy shows, from its `scores`, exploring by `mode`.
+
+    Fewer cases rather than a case known to serve another kind of task: a planner (above all
+    a small one) copies what it is shown. With `scale_ucb` the UCB bonus is scaled by the
+    spread of the scores (for scores on no fixed scale, such as a network's).
+    """
+    _, visits = stage_values(candidates, stage, settings.policy_q_init)
+    keep = np.flatnonzero(~foreign(state, candidates, stage, settings, context))
+    if 0 < keep.size < len(candidates):
+        candidates = [candidates[int(i)] for i in keep]
+        scores, visits = scores[keep], visits[keep]
+    ucb_c = settings.policy_ucb_c
+    if scale_ucb:
+        ucb_c *= max(float(scores.std()), 1e-3)
+    order, explored = choose(
+        scores, visits, k, mode=mode, epsilon=settings.policy_epsilon, ucb_c=ucb_c, rng=rng
+    )
+    return Selection(
+        stage=stage,
+        case_ids=[candidates[i].case_id for i in order],
+        scores=[float(scores[i]) for i in order],
+        explored=explored,
+    )

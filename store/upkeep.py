@@ -1,0 +1,186 @@
+"""`CodebookUpkeep`: when the store switches to codes, retrains or re-seeds a codebook, and the
+re-encode job that moves every case to a new codebook version (store/compression.py holds
+the codebooks themselves)."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy import func, select
+
+from memory_agent.errors import InvalidInputError
+from memory_agent.store.compression import CodebookMoved, ReindexWorker
+from memory_agent.store.index_sync import reindex_job
+from memory_agent.store.models import CaseRow
+from memory_agent.store.room import Room
+from memory_agent.store.rows import Progress
+
+if TYPE_CHECKING:
+    from memory_agent.store.case_memory import CaseMemory
+
+
+class CodebookUpkeep(Room):
+    """Compression orchestration after writes, and the re-encode job."""
+
+    def __init__(self, memory: CaseMemory) -> None:
+        super().__init__(memory)
+        self.worker: ReindexWorker | None = None
+
+    def stop(self) -> None:
+        """Stop the background re-encode job between batches (it resumes at the next open)."""
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
+    def after_write(self) -> None:
+        """After new vectors: the automatic switch to codes, codebook upkeep, persistence."""
+        keeper = self.keeper
+        if keeper.active is None:
+            if self.settings.index_kind == "auto":
+                self.maybe_switch()
+        elif keeper.pending is None:
+            reason = keeper.upkeep_reason(self.live_cases())
+            if reason is not None:
+                self.new_codebook(reason)
+        keeper.flush()
+        if (
+            keeper.pending is not None
+            and self.settings.reindex_in_background
+            and (self.worker is None or not self.worker.running)
+        ):
+            self.worker = ReindexWorker(lambda stop: self.reindex(stop=stop, wait=False))
+
+    def maybe_switch(self) -> None:
+        """Train the first codebook once enough cases exist; from then on only codes."""
+        if self.space.dim is None:
+            return
+        with self.sessions() as session:
+            live = int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(CaseRow)
+                    .where(CaseRow.deleted_at.is_(None), CaseRow.embedding.is_not(None))
+                )
+                or 0
+            )
+        if live < self.settings.codebook_min_cases:
+            return
+        with self.lock:
+            with self.sessions() as session:
+                rows = session.execute(
+                    select(CaseRow.id, CaseRow.embedding)
+                    .where(CaseRow.embedding.is_not(None))
+                    .order_by(CaseRow.id)
+                ).all()
+            ids = [r[0] for r in rows]
+            vectors = np.frombuffer(b"".join(r[1] or b"" for r in rows), np.float32).reshape(
+                len(rows), self.space.dim
+            )
+            # Tombstoned cases are coded too, so no raw vector outlives the switch.
+            try:
+                self.keeper.switch_to_codes(vectors, ids)
+            except CodebookMoved:  # another process switched first: use its codebook
+                self.space.reload_codebooks()
+                return
+            self.space.rebuild()
+
+    def live_cases(self) -> int:
+        with self.sessions() as session:
+            query = select(func.count()).select_from(CaseRow).where(CaseRow.deleted_at.is_(None))
+            return int(session.scalar(query) or 0)
+
+    def new_codebook(self, reason: str = "manual") -> int:
+        """Make a new codebook version (pending until `reindex` finishes); returns it.
+
+        `dead_codes` re-seeds the dead codewords from recent embeddings; any other reason
+        retrains the codebook.
+        """
+        keeper = self.keeper
+        if keeper.active is None:
+            raise InvalidInputError(
+                "This store has no codebook yet: it keeps exact vectors until "
+                f"{self.settings.codebook_min_cases} cases exist (MEMORY_AGENT_CODEBOOK_MIN_CASES)."
+            )
+        if keeper.pending is not None:
+            return keeper.pending.version
+        with self.sessions() as session:
+            sample_ids = list(
+                session.scalars(
+                    select(CaseRow.id)
+                    .where(CaseRow.deleted_at.is_(None))
+                    .order_by(func.random())
+                    .limit(self.settings.codebook_train_sample)
+                )
+            )
+        decoded = self.space.vectors(sample_ids if reason != "dead_codes" else [])
+        try:
+            return keeper.prepare(reason, decoded, cases=self.live_cases()).version
+        except CodebookMoved:
+            # Another process made a version meanwhile: take the state it left.
+            with self.lock:
+                self.space.reload_codebooks()
+            made = self.keeper.pending  # (reloaded: not the `keeper.pending` checked above)
+            return made.version if made is not None else self.new_codebook(reason)
+
+    def reindex(
+        self,
+        *,
+        on_progress: Progress | None = None,
+        stop: threading.Event | None = None,
+        wait: bool = True,
+    ) -> bool:
+        """Re-encode every live case with the pending codebook, batch by batch.
+
+        Search keeps using the active version's index while this runs; the new codes go to a
+        side column, and only when every live case has one does a single UPDATE make the new
+        version active and the index get rebuilt from the new codes. Each batch commits, so
+        an interrupted job resumes where it stopped. One process runs the job at a time: if
+        another one is running it, this waits for it (or, with `wait=False`, returns False at
+        once). Returns True when the job finished.
+        """
+        if self.keeper.pending is None:
+            return True
+        with reindex_job(self.engine, wait=wait) as mine:
+            if not mine:
+                return False
+            return self._reindex(on_progress, stop)
+
+    def _reindex(self, on_progress: Progress | None, stop: threading.Event | None) -> bool:
+        keeper = self.keeper
+        # The job may have been finished (or replaced) by the process this one waited for.
+        with self.sessions() as session:
+            moved = keeper.moved(session)
+        if moved and self.reloaded_job_done():
+            return True
+        re_embed = None
+        if self.space.embedder_name is not None:
+            re_embed = self.space.embed
+        while stop is None or not stop.is_set():
+            try:
+                done = keeper.reencode_batch(re_embed)
+                if on_progress is not None and done:
+                    on_progress(done)
+                if done == 0:
+                    with self.lock:
+                        # Cases added meanwhile got both codes on write (a writer that had
+                        # not seen the pending version yet finds out before it commits).
+                        if keeper.finish() is None:
+                            continue
+                        self.space.rebuild()
+                    return True
+            except CodebookMoved:
+                # Another process finished this job, or replaced the pending codebook.
+                if self.reloaded_job_done():
+                    return True
+        return False
+
+    def reloaded_job_done(self) -> bool:
+        """Reload the codebooks another process changed; True if no re-encode job is left."""
+        with self.lock:
+            self.space.reload_codebooks()
+        return self.keeper.pending is None
+
+    def reindex_remaining(self) -> int:
+        return self.keeper.remaining()
