@@ -101,7 +101,7 @@ def run_policy(
     on_episode: Callable[[], None] | None = None,
 ) -> RunResult:
     """One policy over the whole stream, on a fresh store in a temporary directory."""
-    from memory_agent.policies.base import Feedback, shortlist
+    from memory_agent.policies.base import Feedback
     from memory_agent.store import CaseMemory, NewCase
 
     result = RunResult(kind, credit, seed, [], [])
@@ -125,8 +125,8 @@ def run_policy(
                     cases.update(zip(ids, arriving, strict=True))
                 family, text = stream.tasks[episode]
                 state = vectors[text]
-                candidates = shortlist(
-                    memory, state, namespace=NAMESPACE, size=run_settings.shortlist_size
+                candidates = memory.candidates(
+                    state, namespace=NAMESPACE, size=run_settings.shortlist_size
                 )
                 utility = {
                     c.case_id: cases[c.case_id].utility_at(family, episode) for c in candidates

@@ -27,9 +27,9 @@ if TYPE_CHECKING:
     from memory_agent.llm.base import ChatModel
     from memory_agent.policies.base import CasePolicy
     from memory_agent.runtime.graph import Episode
-    from memory_agent.runtime.runlog import RunLog
     from memory_agent.runtime.state import EpisodeState
     from memory_agent.store import CaseMemory
+    from memory_agent.store.run_log import RunLog
     from memory_agent.tools.base import ToolRegistry
 
 EventListener = Callable[[str, dict[str, Any]], None]
@@ -132,9 +132,8 @@ class MemoryAgent:
 
             tools = default_tools(self.settings)
         self.tools = tools
-        from memory_agent.runtime.runlog import RunLog
 
-        self.log: RunLog = RunLog(memory.engine)
+        self.log: RunLog = memory.run_log()
         self._episode: Episode | None = None
         self.listener: EventListener | None = None
 
@@ -272,9 +271,7 @@ class MemoryAgent:
         result = self._result(run_id, task, final, time.perf_counter() - started)
         if not crashed:  # a crashed run keeps its checkpoints, to resume once fixed
             episode.forget(run_id)
-        from memory_agent.store.models import utcnow
-
-        self.log.update(
+        self.log.finish(
             run_id,
             status="failed" if result.error else "done",
             plan=result.plan,
@@ -288,7 +285,6 @@ class MemoryAgent:
             error=result.error,
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
-            finished_at=utcnow(),
             elapsed_s=result.elapsed_s,
         )
         return result

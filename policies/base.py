@@ -7,9 +7,9 @@ says which shown cases the planner actually used and what reward the episode ear
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +18,7 @@ import numpy.typing as npt
 from memory_agent.store.records import Candidate
 
 if TYPE_CHECKING:
-    from memory_agent.store import CaseMemory
+    pass
 
 __all__ = [
     "REWARD_RANGE",
@@ -30,8 +30,6 @@ __all__ = [
     "Selection",
     "Stage",
     "Vector",
-    "case_vectors",
-    "shortlist",
 ]
 
 Vector = npt.NDArray[np.float32]
@@ -99,20 +97,3 @@ class CasePolicy(Protocol):
     def save(self) -> None:
         """Persist any state not yet in the store (a no-op for policies that write through)."""
         ...
-
-
-def shortlist(
-    memory: CaseMemory,
-    state: Vector,
-    *,
-    namespace: str | None = None,
-    size: int | None = None,
-    filters: Mapping[str, Any] | None = None,
-) -> list[Candidate]:
-    """The store's shortlist for `state` as policy candidates: `CaseMemory.candidates`."""
-    return memory.candidates(state, namespace=namespace, size=size, filters=filters)
-
-
-def case_vectors(memory: CaseMemory, ids: Sequence[int]) -> Vector:
-    """The stored vectors of these cases, one row per id in order (zeros if unknown)."""
-    return memory.vectors(list(ids))

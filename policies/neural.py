@@ -41,7 +41,6 @@ from memory_agent.policies.base import (
     Feedback,
     Stage,
     Vector,
-    case_vectors,
 )
 from memory_agent.policies.context import TaskContext
 from memory_agent.policies.exploration import demote, zscore
@@ -302,7 +301,7 @@ class NeuralPolicy(LearnedPolicy):
         if all(i in cached for i in ids):
             return cached
         cases = {c.id: c for c in self.memory.get_many(list(ids))}
-        vectors = case_vectors(self.memory, list(ids))
+        vectors = self.memory.vectors(list(ids))
         unit = state / max(float(np.linalg.norm(state)), 1e-12)
         candidates = [
             Candidate(i, float(vectors[p] @ unit), vectors[p], cases[i].reward, cases[i].stats)

@@ -47,6 +47,7 @@ from memory_agent.store.rows import (
     require_namespace,
     to_case,
 )
+from memory_agent.store.run_log import EventListener, RunLog
 from memory_agent.store.transfer import ImportFormat, Transfer
 from memory_agent.store.upkeep import CodebookUpkeep
 from memory_agent.store.usage import Usage
@@ -234,6 +235,11 @@ class CaseMemory:
     ) -> list[Candidate]:
         """The shortlist for `state` as a policy sees it (best similarity first)."""
         return self._retrieval.candidates(state, namespace=namespace, size=size, filters=filters)
+
+    def run_log(self, listener: EventListener | None = None) -> RunLog:
+        """The log of agent runs and their events in this store's database; each caller gets
+        its own, so one agent's listener never hears another's runs."""
+        return RunLog(self.engine, listener)
 
     def vectors(self, ids: Sequence[int]) -> Vectors:
         """The stored vectors of these cases, one row per id in order (zeros if unknown).

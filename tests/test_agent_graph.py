@@ -14,8 +14,8 @@ import pytest
 from memory_agent import MemoryAgent, Settings
 from memory_agent.errors import InvalidInputError
 from memory_agent.llm.scripted import ScriptedChatModel
-from memory_agent.runtime.runlog import RunNotFoundError
 from memory_agent.store import CaseMemory
+from memory_agent.store.run_log import RunNotFoundError
 from memory_agent.tools import ToolContext, ToolResult, default_tools
 
 CALC = 'PLAN: 1. multiply\nUSED CASES: none\nACTION: calculator {"expression": "6*7"}'

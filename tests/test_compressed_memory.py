@@ -216,20 +216,19 @@ def test_policies_see_decoded_vectors_once_cases_are_codes(
     database_url: str, isolated_home: Path
 ) -> None:
     """After the switch the float32 column is empty; the policies' shortlist must still work."""
-    from memory_agent.policies.base import case_vectors, shortlist
 
     vectors = SPACE.sample(1200, seed=5)
     memory = CaseMemory(compressed_settings(isolated_home), database_url=database_url)
     try:
         ids = add_synthetic(memory, vectors)
         assert memory.stats()["codebook_version"] == 1
-        candidates = shortlist(memory, vectors[7], size=20)
+        candidates = memory.candidates(vectors[7], size=20)
         assert len(candidates) == 20
         assert ids[7] in [c.case_id for c in candidates]
         for candidate in candidates:
             norm = float(np.linalg.norm(candidate.embedding))
             assert norm > 0.5  # a decoded code, not the zeros of a missing vector
-        decoded = case_vectors(memory, [ids[7]])[0]
+        decoded = memory.vectors([ids[7]])[0]
         target = vectors[7] / np.linalg.norm(vectors[7])
         assert float(decoded @ target) / float(np.linalg.norm(decoded)) > 0.8
     finally:

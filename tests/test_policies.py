@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from memory_agent.errors import CaseNotFoundError, InvalidInputError
-from memory_agent.policies.base import Candidate, Feedback, case_vectors, shortlist
+from memory_agent.policies.base import Candidate, Feedback
 from memory_agent.policies.credit import credit_targets
 from memory_agent.policies.exploration import choose
 from memory_agent.policies.registry import POLICY_NAMES, make_policy
@@ -109,9 +109,9 @@ def test_value_policy_learns_persists_and_survives_restart(
     memory: CaseMemory, database_url: str, isolated_home: Path
 ) -> None:
     ids = seed_cases(memory)
-    state = case_vectors(memory, [ids[0]])[0]
+    state = memory.vectors([ids[0]])[0]
     policy = make_policy("value", memory)
-    candidates = shortlist(memory, state, size=12)
+    candidates = memory.candidates(state, size=12)
     assert len(candidates) == 12 and candidates[0].case_id == ids[0]
     greedy = policy.select(state, candidates, 3, "plan", explore=False)
     assert greedy.case_ids[0] == ids[0] and not any(greedy.explored)
@@ -123,14 +123,14 @@ def test_value_policy_learns_persists_and_survives_restart(
     assert after[winner]["plan"].visits == 8 and after[winner]["plan"].q_value > 0.8
     assert after[loser]["plan"].q_value < 0.2
     assert "refine" not in after[winner]  # values are per stage
-    ranked = policy.select(state, shortlist(memory, state, size=12), 3, "plan", explore=False)
+    ranked = policy.select(state, memory.candidates(state, size=12), 3, "plan", explore=False)
     assert ranked.case_ids[0] == winner and loser not in ranked.case_ids
 
     memory.close()
     reopened = CaseMemory(Settings(home=isolated_home), database_url=database_url)
     try:
         again = make_policy("value", reopened)
-        fresh = shortlist(reopened, state, size=12)
+        fresh = reopened.candidates(state, size=12)
         assert again.select(state, fresh, 3, "plan", explore=False).case_ids == ranked.case_ids
         assert stats_snapshot(reopened, [winner]) == {winner: after[winner]}
     finally:
@@ -155,7 +155,7 @@ def test_bad_feedback_is_rejected_and_changes_nothing(
 ) -> None:
     ids = seed_cases(memory)
     foreign = seed_cases(memory, 2, namespace="other")
-    state = case_vectors(memory, [ids[0]])[0]
+    state = memory.vectors([ids[0]])[0]
     for name in ("value", "neural"):
         policy = make_policy(name, memory)
         policy.update(feedback(state, ids[:3], [ids[0]], 1.0))
@@ -183,7 +183,7 @@ def test_crash_inside_an_update_transaction_leaves_old_values(memory: CaseMemory
     from sqlalchemy import event
 
     ids = seed_cases(memory)
-    state = case_vectors(memory, [ids[0]])[0]
+    state = memory.vectors([ids[0]])[0]
     policy = ValuePolicy(memory)
     policy.update(feedback(state, ids[:3], [ids[0]], 1.0))
     before = stats_snapshot(memory, ids)
@@ -239,7 +239,7 @@ def test_neural_policy_saves_reloads_and_generalises(
     for step in range(120):
         shown = [good[step % 8], bad[step % 8], bad[(step + 3) % 8]]
         state = unit(rng, 1)[0]
-        policy.score(state, shortlist(memory, state, size=24), "plan")
+        policy.score(state, memory.candidates(state, size=24), "plan")
         policy.update(feedback(state, shown, [good[step % 8]], 1.0))
     assert policy.version >= 12  # saved every 10 updates
     policy.save()
@@ -252,7 +252,7 @@ def test_neural_policy_saves_reloads_and_generalises(
         # The replay buffer keeps which feedback each example came from (pairs need it).
         assert set(again._buf_ep[: again._filled].tolist()) == set(range(120))
         state = unit(rng, 1)[0]
-        unseen = [c for c in shortlist(reopened, state, size=24)
+        unseen = [c for c in reopened.candidates(state, size=24)
                   if c.case_id in good[8:] + bad[8:]]  # fmt: skip
         scores = again.score(state, unseen, "plan")
         good_scores = [s for c, s in zip(unseen, scores, strict=True) if c.case_id in good]
@@ -275,7 +275,7 @@ def test_runtime_credit_is_a_monte_carlo_mean_of_live_cases(memory: CaseMemory) 
 
 def test_eviction_removes_the_lowest_learned_value_first(memory: CaseMemory) -> None:
     ids = seed_cases(memory, 4)  # rewards 0, 1, 0, 1
-    state = case_vectors(memory, [ids[0]])[0]
+    state = memory.vectors([ids[0]])[0]
     policy = ValuePolicy(memory)
     for _ in range(5):  # case 1 (reward 1) keeps being ignored; case 0 (reward 0) helps
         policy.update(feedback(state, [ids[0], ids[1]], [ids[0]], 1.0))
@@ -286,9 +286,9 @@ def test_eviction_removes_the_lowest_learned_value_first(memory: CaseMemory) -> 
 
 def test_candidates_carry_what_policies_need(memory: CaseMemory) -> None:
     ids = seed_cases(memory, 5)
-    state = case_vectors(memory, [ids[2]])[0]
+    state = memory.vectors([ids[2]])[0]
     ValuePolicy(memory).update(feedback(state, [ids[2]], [ids[2]], 1.0))
-    found = shortlist(memory, state, size=5)
+    found = memory.candidates(state, size=5)
     top = found[0]
     assert isinstance(top, Candidate) and top.case_id == ids[2]
     assert top.similarity == pytest.approx(1.0, abs=1e-5) and top.reward == 0.0
@@ -349,7 +349,7 @@ def test_killed_mid_update_reopens_consistent_and_continues(tmp_path: Path) -> N
         policy = NeuralPolicy(memory, Settings(home=home), seed=1)
         assert policy.version >= done - 1 and policy.updates >= done - 1
         ids = [c.id for c in cases[:3]]
-        state = case_vectors(memory, ids[:1])[0]
+        state = memory.vectors(ids[:1])[0]
         policy.update(feedback(state, ids, ids[:1], 1.0))
         after = sum(
             c.stats["plan"].visits for c in memory.list_cases(limit=100) if "plan" in c.stats
@@ -370,7 +370,7 @@ def test_task_context_conditions_a_case_value_on_the_task(memory: CaseMemory) ->
     context = TaskContext(memory, "test_context", 16)
     for _ in range(4):
         context.add("plan", a, {ids[0]: 1.0})
-    candidates = shortlist(memory, a, size=12)
+    candidates = memory.candidates(a, size=12)
     stored_q = np.full(len(candidates), 0.3)
     visits = np.full(len(candidates), 2.0)
     kw: dict[str, Any] = {"q_init": 0.5, "prior_weight": 1.0, "threshold": 0.4}
@@ -402,19 +402,19 @@ def test_task_context_conditions_a_case_value_on_the_task(memory: CaseMemory) ->
 
 def test_value_earned_on_unrelated_tasks_does_not_count_for_a_task(memory: CaseMemory) -> None:
     ids = seed_cases(memory)
-    state = case_vectors(memory, [ids[0]])[0]
-    candidates = shortlist(memory, state, size=12)
+    state = memory.vectors([ids[0]])[0]
+    candidates = memory.candidates(state, size=12)
     far = candidates[-1]
     assert far.similarity < 0.15  # unrelated text (random unit vectors in 384 dimensions)
     policy = make_policy("value", memory)
-    elsewhere = case_vectors(memory, [far.case_id])[0]  # the tasks it helped with
+    elsewhere = memory.vectors([far.case_id])[0]  # the tasks it helped with
     for _ in range(8):
         policy.update(feedback(elsewhere, [far.case_id], [far.case_id], 1.0))
     assert stats_snapshot(memory, [far.case_id])[far.case_id]["plan"].q_value > 0.8
-    fresh = shortlist(memory, state, size=12)
+    fresh = memory.candidates(state, size=12)
     scores = policy.score(state, fresh, "plan")
     # On its own tasks it now beats every unvisited case; here it is no better than one.
-    own = shortlist(memory, elsewhere, size=12)
+    own = memory.candidates(elsewhere, size=12)
     own_scores = policy.score(elsewhere, own, "plan")
     assert own[int(np.argmax(own_scores))].case_id == far.case_id
     assert fresh[int(np.argmax(scores))].case_id != far.case_id
@@ -424,15 +424,15 @@ def test_similarity_gate_admits_cases_proven_on_tasks_like_this(memory: CaseMemo
     """MemRL's phase A keeps all but the `policy_recall` most similar cases out; a case that
     earned its value on tasks like this one competes however its text compares."""
     ids = seed_cases(memory)
-    state = case_vectors(memory, [ids[0]])[0]
+    state = memory.vectors([ids[0]])[0]
     settings = memory.settings.model_copy(update={"policy_recall": 3})
     policy = ValuePolicy(memory, settings, exploration="none", seed=0)
-    ranked = sorted(shortlist(memory, state, size=12), key=lambda c: -c.similarity)
+    ranked = sorted(memory.candidates(state, size=12), key=lambda c: -c.similarity)
     proven, unknown = ranked[8].case_id, ranked[9].case_id
     before = policy.select(state, ranked, 3, "plan", explore=False).case_ids
     assert proven not in before and unknown not in before
     for _ in range(4):
         policy.update(feedback(state, [proven], [proven], 1.0))
-    after = policy.select(state, shortlist(memory, state, size=12), 3, "plan", explore=False)
+    after = policy.select(state, memory.candidates(state, size=12), 3, "plan", explore=False)
     assert proven in after.case_ids
     assert unknown not in after.case_ids  # still gated: nothing known of it here

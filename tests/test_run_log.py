@@ -7,7 +7,6 @@ from sqlalchemy import inspect
 
 from memory_agent.runtime import prompts
 from memory_agent.runtime.prompts import ShownCase
-from memory_agent.runtime.runlog import RunLog
 from memory_agent.store import CaseMemory
 from memory_agent.store.run_log_models import RunEventRow, RunRow
 
@@ -26,7 +25,7 @@ def test_migration_matches_the_models(memory: CaseMemory) -> None:
 
 def test_events_are_numbered_in_order_and_reach_the_listener(memory: CaseMemory) -> None:
     heard: list[tuple[str, dict[str, object]]] = []
-    log = RunLog(memory.engine, listener=lambda kind, data: heard.append((kind, data)))
+    log = memory.run_log(lambda kind, data: heard.append((kind, data)))
     log.start("r1", namespace="default", task="t", model="m", policy="similarity",
               prompt_style="code", learn=True, ground_truth=None)  # fmt: skip
     log.event("r1", "llm", "m", duration_s=0.5, prompt_tokens=10, completion_tokens=3, reply="x")

@@ -20,10 +20,10 @@ def list_runs(
     json_out: JsonOpt = False,
 ) -> None:
     """List runs, newest first."""
-    from memory_agent.runtime.runlog import RunLog, run_to_json
+    from memory_agent.store.run_log import run_to_json
 
     with open_memory(ctx) as memory:
-        rows = RunLog(memory.engine).recent(limit)
+        rows = memory.run_log().recent(limit)
     if json_out:
         print_json([run_to_json(r) for r in rows])
         return
@@ -53,10 +53,10 @@ def show(
     json_out: JsonOpt = False,
 ) -> None:
     """Show one run and its events in order."""
-    from memory_agent.runtime.runlog import RunLog, run_to_json
+    from memory_agent.store.run_log import run_to_json
 
     with open_memory(ctx) as memory:
-        log = RunLog(memory.engine)
+        log = memory.run_log()
         row = log.get(run_id)
         events = log.events(row.id)
     record = run_to_json(row)

@@ -31,10 +31,10 @@ from memory_agent.runtime.outcome import (
     write_case,
 )
 from memory_agent.runtime.recall import CaseRecall, shown_cases
-from memory_agent.runtime.runlog import RunLog
 from memory_agent.runtime.state import EpisodeState, EpisodeUpdate, initial_state, no_action
 from memory_agent.runtime.styles import style_for
 from memory_agent.runtime.tool_calls import ToolCalls
+from memory_agent.store.run_log import RunLog
 from memory_agent.tools.base import ToolRegistry
 
 if TYPE_CHECKING:

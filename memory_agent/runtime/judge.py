@@ -9,7 +9,7 @@ from memory_agent.runtime.state import EpisodeState, EpisodeUpdate
 
 if TYPE_CHECKING:
     from memory_agent.llm.base import ChatModel, Message
-    from memory_agent.runtime.runlog import RunLog
+    from memory_agent.store.run_log import RunLog
 
 
 def judge_answer(judge: ChatModel | None, log: RunLog, s: EpisodeState) -> EpisodeUpdate:

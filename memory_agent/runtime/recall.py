@@ -14,9 +14,9 @@ from memory_agent.runtime.state import EpisodeState, EpisodeUpdate
 
 if TYPE_CHECKING:
     from memory_agent.policies.base import Candidate, CasePolicy, Vector
-    from memory_agent.runtime.runlog import RunLog
     from memory_agent.settings import Settings
     from memory_agent.store import CaseMemory
+    from memory_agent.store.run_log import RunLog
 
 
 class CaseRecall:
@@ -62,9 +62,7 @@ class CaseRecall:
         return {"state_vector": [float(x) for x in vector], "candidates": listed}
 
     def _shortlist(self, s: EpisodeState, vector: Vector) -> list[Candidate]:
-        from memory_agent.policies.base import shortlist
-
-        return shortlist(self.memory, vector, namespace=s["namespace"], filters=self.case_filter)
+        return self.memory.candidates(vector, namespace=s["namespace"], filters=self.case_filter)
 
     def _candidate_objects(self, s: EpisodeState) -> list[Candidate]:
         cached = self._candidates.get(s["run_id"])

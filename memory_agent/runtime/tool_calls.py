@@ -15,9 +15,9 @@ from memory_agent.runtime.prompts import clip
 from memory_agent.tools.base import ToolContext, ToolResult
 
 if TYPE_CHECKING:
-    from memory_agent.runtime.runlog import RunLog
     from memory_agent.runtime.state import EpisodeState, Pending
     from memory_agent.settings import Settings
+    from memory_agent.store.run_log import RunLog
     from memory_agent.tools.base import ToolRegistry
 
 

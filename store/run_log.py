@@ -106,6 +106,10 @@ class RunLog:
         with self._sessions.begin() as session:
             session.execute(update(RunRow).where(RunRow.id == run_id).values(**fields))
 
+    def finish(self, run_id: str, **fields: Any) -> None:
+        """`update` that also stamps the run's finish time."""
+        self.update(run_id, finished_at=utcnow(), **fields)
+
     def event(
         self,
         run_id: str,
