@@ -106,7 +106,7 @@ def run_policy(
 
     result = RunResult(kind, credit, seed, [], [])
     with tempfile.TemporaryDirectory(prefix="policy-bench-") as tmp:
-        run_settings = settings.model_copy(update={"home": Path(tmp)})
+        run_settings = settings.replace(home=Path(tmp))
         memory = CaseMemory(run_settings, database_url=f"sqlite:///{Path(tmp) / 'bench.db'}")
         try:
             policy = _make_policy(kind, memory, run_settings, credit, seed)
@@ -126,7 +126,7 @@ def run_policy(
                 family, text = stream.tasks[episode]
                 state = vectors[text]
                 candidates = memory.candidates(
-                    state, namespace=NAMESPACE, size=run_settings.shortlist_size
+                    state, namespace=NAMESPACE, size=run_settings.store.shortlist_size
                 )
                 utility = {
                     c.case_id: cases[c.case_id].utility_at(family, episode) for c in candidates

@@ -55,7 +55,7 @@ def text_workload(path: Path, cases: int, queries: int, settings: Settings, say:
         from memory_agent.errors import InvalidInputError
 
         raise InvalidInputError(f"{path} has {len(texts)} lines; need more than {queries}.")
-    say(f"Embedding {len(texts)} lines of {path.name} with {settings.embedder} (cached)...")
+    say(f"Embedding {len(texts)} lines of {path.name} with {settings.store.embedder} (cached)...")
     vectors, seconds = embed_texts_cached(texts, settings)
     say(f"  {len(texts) / max(seconds, 1e-9):.0f} texts/s when first embedded")
     # The last lines are held out as queries; the store gets the first `cases`.
@@ -145,7 +145,7 @@ def measure_store(
         stats = memory.stats()
         position = np.full(max(ids) + 1, -1, dtype=np.int64)
         position[np.asarray(ids)] = np.arange(n)
-        k = settings.shortlist_size
+        k = settings.store.shortlist_size
 
         def search(query: Vectors) -> npt.NDArray[np.int64]:
             return memory.nearest(query, k)[1]
@@ -254,7 +254,7 @@ def run_store_benchmark(
         if text is not None
         else synthetic_workload(cases, queries)
     )
-    k = settings.shortlist_size
+    k = settings.store.shortlist_size
     say(f"Exact top-10 of {len(work.queries)} queries over {len(work.base)} vectors...")
     truth = exact_top_k(work.queries, work.base, 10)
     say("Compressed store (SQLite):")
@@ -311,7 +311,7 @@ def index_frontier(
         (f"OPQ32,IVF{nlist},PQ32x4fs", f"OPQ32,IVF{nlist},PQ32x4fs"),
     ]
     rows = []
-    train = work.base[: min(n, settings.codebook_train_sample)]
+    train = work.base[: min(n, settings.store.codebook_train_sample)]
     for label, spec in kinds:
         say(f"  {label}...")
         index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
@@ -320,11 +320,11 @@ def index_frontier(
             ivf = faiss.downcast_index(ivf)
             if hasattr(ivf, "do_polysemous_training"):
                 ivf.do_polysemous_training = False
-            ivf.nprobe = settings.ivf_nprobe
+            ivf.nprobe = settings.store.ivf_nprobe
         if not index.is_trained:
             index.train(train)
         index.add(work.base)
-        found, times = _latencies(_searcher(index, settings.shortlist_size), work.queries)
+        found, times = _latencies(_searcher(index, settings.store.shortlist_size), work.queries)
         if spec == "Flat":
             code, params = dim * 4, 0
         else:

@@ -117,7 +117,7 @@ class MemoryAgent:
 
             memory = CaseMemory(self.settings)
         self.memory = memory
-        chosen = self.settings.agent_policy() if policy is None else policy
+        chosen = self.settings.policy.name if policy is None else policy
         if isinstance(chosen, str):
             self.policy_name = chosen
             self.policy: CasePolicy | None = None
@@ -147,15 +147,15 @@ class MemoryAgent:
 
     @property
     def judge(self) -> ChatModel | None:
-        """The model that rates answers without ground truth (settings.judge_model)."""
-        if self._judge is None and self.settings.judge_model:
-            if self.settings.judge_model == "self":
+        """The model that rates answers without ground truth (settings.runtime.judge_model)."""
+        if self._judge is None and self.settings.runtime.judge_model:
+            if self.settings.runtime.judge_model == "self":
                 self._judge = self.llm
             else:
                 from memory_agent.llm import make_chat_model
 
-                judge_settings = self.settings.model_copy(
-                    update={"model": self.settings.judge_model}
+                judge_settings = self.settings.replace(
+                    runtime={"model": self.settings.runtime.judge_model}
                 )
                 self._judge = make_chat_model(judge_settings)
         return self._judge
@@ -182,10 +182,10 @@ class MemoryAgent:
     def _check_task(self, task: str) -> str:
         if not isinstance(task, str) or not task.strip():
             raise InvalidInputError("The task is empty; pass the question to answer.")
-        if len(task) > self.settings.max_task_chars:
+        if len(task) > self.settings.store.max_task_chars:
             raise InvalidInputError(
                 f"The task has {len(task)} characters, more than MEMORY_AGENT_MAX_TASK_CHARS="
-                f"{self.settings.max_task_chars}; shorten it or attach the text as a file."
+                f"{self.settings.store.max_task_chars}; shorten it or attach the text as a file."
             )
         return task.strip()
 
@@ -233,7 +233,7 @@ class MemoryAgent:
             files=staged,
             ground_truth=ground_truth,
             learn=learn,
-            timeout_s=self.settings.task_timeout_s,
+            timeout_s=self.settings.runtime.task_timeout_s,
         )
         return self._drive(run_id, task, state, episode)
 

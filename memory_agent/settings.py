@@ -1,34 +1,32 @@
-"""The one settings object: defaults, then `MEMORY_AGENT_*` env vars, then explicit overrides."""
+"""The one settings object: defaults, then `MEMORY_AGENT_*` env vars, then explicit overrides.
+
+Knobs are grouped by the room that reads them: `settings.store` (the case store, its
+embedder and its compressed index), `settings.policy` (case selection and learning) and
+`settings.runtime` (the agent's models, limits and tools). Each knob has one name; its
+environment variable is the group's prefix plus the knob, e.g. `MEMORY_AGENT_INDEX_KIND`
+(store), `MEMORY_AGENT_POLICY_K` (policy), `MEMORY_AGENT_BASE_URL` (runtime).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PolicyName = Literal["similarity", "value", "neural", "none"]
 
 
 def _default_home() -> Path:
     return Path("~/.memory-agent").expanduser()
 
 
-class Settings(BaseSettings):
-    """Configuration for the store, the embedder and the agent.
-
-    Every field reads from `MEMORY_AGENT_<FIELD>` (e.g. `MEMORY_AGENT_HOME`,
-    `MEMORY_AGENT_DATABASE_URL`); CLI flags and keyword arguments override the environment.
-    """
+class StoreSettings(BaseSettings):
+    """The case store: embedder, compressed vector index, limits and budgets."""
 
     model_config = SettingsConfigDict(env_prefix="MEMORY_AGENT_", extra="forbid")
-
-    home: Path = Field(default_factory=_default_home, description="Data directory.")
-    database_url: str | None = Field(
-        default=None,
-        description="SQLAlchemy URL; default a SQLite file `memory.db` in the data directory. "
-        "Use postgresql+psycopg://user:pass@host/db for many processes or hosts.",
-    )
-    namespace: str = Field(default="default", description="Namespace used when none is given.")
 
     embedder: Literal["sentence-transformers", "openai"] = "sentence-transformers"
     embedder_model: str | None = Field(
@@ -48,7 +46,6 @@ class Settings(BaseSettings):
     )
     embed_batch_size: int = Field(default=64, ge=1, le=4096)
 
-    # compressed vector memory
     index_kind: Literal["auto", "flat"] = Field(
         default="auto",
         description="auto: exact float32 vectors until codebook_min_cases cases exist, then "
@@ -129,103 +126,111 @@ class Settings(BaseSettings):
     max_cases_per_namespace: int | None = Field(
         default=None, ge=1, description="Memory budget; the lowest-value cases are evicted past it."
     )
-
     max_task_chars: int = Field(default=32_768, ge=1)
     max_text_chars: int = Field(
         default=262_144, ge=1, description="Limit for plan and answer text."
     )
     max_trajectory_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
 
-    # policies
-    policy_name: Literal["similarity", "value", "neural"] = Field(
-        default="value", description="Case-selection policy the agent uses."
+
+class PolicySettings(BaseSettings):
+    """Case selection: which policy, how many cases, how it explores and learns."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMORY_AGENT_POLICY_", extra="forbid")
+
+    name: PolicyName = Field(
+        default="value",
+        description="Case-selection policy the agent uses; `none` runs with no memory.",
     )
-    policy_k: int = Field(default=3, ge=1, le=100, description="Cases shown to the planner.")
-    policy_exploration: Literal["ucb", "epsilon", "none"] = Field(
+    k: int = Field(default=3, ge=0, le=100, description="Cases shown to the planner.")
+    exploration: Literal["ucb", "epsilon", "none"] = Field(
         default="ucb", description="How learned policies explore (none: pure exploitation)."
     )
-    policy_epsilon: float = Field(
+    epsilon: float = Field(
         default=0.1,
         ge=0.0,
         le=1.0,
         description="epsilon-greedy: chance a slot goes to a random case.",
     )
-    policy_ucb_c: float = Field(
+    ucb_c: float = Field(
         default=0.1, ge=0.0, description="UCB bonus weight on sqrt(ln N / (1 + visits))."
     )
-    policy_step_size: float | None = Field(
+    step_size: float | None = Field(
         default=0.1, gt=0.0, le=1.0,
         description="Value step size (constant-alpha TD, tracks change); None: sample mean.",
     )  # fmt: skip
-    policy_q_init: float = Field(
+    q_init: float = Field(
         default=0.5, ge=-1.0, le=1.0,
         description="Prior value of a case never shown at a stage (optimistic: it gets tried).",
     )  # fmt: skip
-    policy_neighbour_cos: float = Field(
+    neighbour_cos: float = Field(
         default=0.7, ge=0.0, le=1.0,
         description="value: a new case borrows its prior from visited cases this similar (1: off).",
     )  # fmt: skip
-    policy_prior_visits: float = Field(
+    prior_visits: float = Field(
         default=1.0, ge=0.0, description="How many visits the prior value counts for."
     )
-    policy_recall: int = Field(
+    recall: int = Field(
         default=20, ge=1, le=10_000,
         description="value: only the most similar cases of the shortlist compete (MemRL phase "
         "A), and the cases with outcomes on tasks like this one.",
     )  # fmt: skip
-    policy_min_similarity: float = Field(
+    min_similarity: float = Field(
         default=0.15, ge=-1.0, le=1.0,
         description="Learned policies rank cases less similar than this to the task after all "
         "others (MemRL's phase-A threshold; 0.15 is unrelated text for MiniLM).",
     )  # fmt: skip
-    policy_context_cos: float = Field(
+    context_cos: float = Field(
         default=0.4, ge=0.0, le=1.0,
         description="Task-conditioned values: outcomes earned on tasks less similar than this "
         "to the current one do not count for it (1: only identical tasks).",
     )  # fmt: skip
-    policy_context_size: int = Field(
+    context_size: int = Field(
         default=16, ge=1, le=1024,
         description="Task-conditioned values: outcomes remembered per case and stage.",
     )  # fmt: skip
-    policy_value_weight: float = Field(
+    value_weight: float = Field(
         default=0.85, ge=0.0, le=1.0,
         description="Weight of the value z-score against the similarity z-score.",
     )  # fmt: skip
-    policy_credit: Literal["cited", "flat"] = Field(
+    credit: Literal["cited", "flat"] = Field(
         default="cited", description="Reward only the cases the planner used, or all shown."
     )
-    policy_unused_target: float | None = Field(
+    unused_target: float | None = Field(
         default=0.0, ge=-1.0, le=1.0,
         description="Target for shown cases the planner did not use (None: leave unchanged).",
     )  # fmt: skip
-    policy_hidden: int = Field(default=128, ge=4, le=4096, description="Neural Q hidden units.")
-    policy_learning_rate: float = Field(
-        default=1e-2, gt=0.0, le=1.0, description="Neural Adam step."
-    )
-    policy_replay_size: int = Field(default=2000, ge=16, description="Neural replay buffer size.")
-    policy_batch_size: int = Field(default=32, ge=1, le=4096)
-    policy_train_steps: int = Field(
+    hidden: int = Field(default=128, ge=4, le=4096, description="Neural Q hidden units.")
+    learning_rate: float = Field(default=1e-2, gt=0.0, le=1.0, description="Neural Adam step.")
+    replay_size: int = Field(default=2000, ge=16, description="Neural replay buffer size.")
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    train_steps: int = Field(
         default=1, ge=1, le=64, description="Neural: minibatch steps per feedback."
     )
-    policy_save_every: int = Field(
+    save_every: int = Field(
         default=50, ge=1, description="Neural: save weights after this many updates."
     )
-    policy_objective: Literal["pointwise", "pairwise", "mixed"] = Field(
+    objective: Literal["pointwise", "pairwise", "mixed"] = Field(
         default="pointwise",
         description="Neural loss: squared error onto each shown case's credited reward "
         "(pointwise: the one-step Bellman target), a logistic loss on pairs of cases shown "
-        "together whose targets differ (pairwise), or the first plus "
-        "`policy_pairwise_weight` times the second (mixed). BENCHMARKS.md compares them.",
+        "together whose targets differ (pairwise), or the first plus `pairwise_weight` "
+        "times the second (mixed). BENCHMARKS.md compares them.",
     )
-    policy_pairwise_weight: float = Field(
+    pairwise_weight: float = Field(
         default=0.1, ge=0.0, le=10.0, description="Weight of the pairwise term in `mixed`."
     )
 
-    # runtime
+
+class RuntimeSettings(BaseSettings):
+    """The agent: its chat model, per-task limits, tools and the sandbox."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMORY_AGENT_", extra="forbid")
+
     model: str = Field(
         default="smollm2-135m",
-        description="Chat model: `smollm2-135m` (the embedded local model), `scripted` (tests), "
-        "or a model name served by the OpenAI-compatible endpoint at `base_url`.",
+        description="Chat model: `smollm2-135m` (the embedded local model) or a model name "
+        "served by the OpenAI-compatible endpoint at `base_url`.",
     )
     base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp)."
@@ -254,27 +259,6 @@ class Settings(BaseSettings):
         description="Model that rates answers when no ground truth is given (`self`: the "
         "agent's own model; another name: served at `base_url`). Off when unset.",
     )
-    policy: str | None = Field(
-        default=None,
-        description="Case-selection policy for the agent, or `none` for no memory. Unset: the "
-        "policies' default, `policy_name`.",
-    )
-    k_cases: int | None = Field(
-        default=None,
-        ge=0,
-        le=50,
-        description="Cases shown to the planner. Unset: `policy_k` when that setting exists, "
-        "else 2.",
-    )
-
-    def agent_policy(self) -> str:
-        """The policy name the agent uses (see `policy`)."""
-        return self.policy or self.policy_name
-
-    def agent_k(self) -> int:
-        """How many cases the agent shows (see `k_cases`)."""
-        return self.k_cases if self.k_cases is not None else self.policy_k
-
     max_steps: int = Field(default=8, ge=1, le=200, description="LLM calls per task.")
     max_tool_calls: int = Field(default=8, ge=0, le=500, description="Tool calls per task.")
     max_attempts: int = Field(
@@ -297,10 +281,78 @@ class Settings(BaseSettings):
         default=None, description="Folder the `search_docs` tool searches (off when unset)."
     )
 
+
+GROUPS: dict[str, type[BaseSettings]] = {
+    "store": StoreSettings,
+    "policy": PolicySettings,
+    "runtime": RuntimeSettings,
+}
+
+
+class Settings(BaseSettings):
+    """Configuration for the store, the policies and the agent.
+
+    Top-level knobs: `home` (`MEMORY_AGENT_HOME`), `database_url`, `namespace`; the rest lives
+    in the groups `store`, `policy` and `runtime` (see the module docstring for their
+    environment variables). Overrides: `Settings(policy={"name": "similarity"})` or
+    `Settings.from_overrides({"policy.name": "similarity"})`; what a group's dict leaves out
+    still comes from the environment.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MEMORY_AGENT_", extra="forbid")
+
+    home: Path = Field(default_factory=_default_home, description="Data directory.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default a SQLite file `memory.db` in the data directory. "
+        "Use postgresql+psycopg://user:pass@host/db for many processes or hosts.",
+    )
+    namespace: str = Field(default="default", description="Namespace used when none is given.")
+
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+
+    @field_validator("store", "policy", "runtime", mode="before")
+    @classmethod
+    def _group_from_mapping(cls, value: Any, info: Any) -> Any:
+        # A dict goes through the group's own constructor, so the knobs it leaves out still
+        # read their MEMORY_AGENT_* variables (plain model validation would not).
+        if isinstance(value, Mapping):
+            return GROUPS[info.field_name](**value)
+        return value
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @classmethod
+    def from_overrides(cls, overrides: Mapping[str, Any]) -> Settings:
+        """Settings with `overrides` on top of the environment: keys are `home`,
+        `database_url`, `namespace` or `group.knob` (e.g. `policy.k`, `runtime.base_url`)."""
+        top: dict[str, Any] = {}
+        groups: dict[str, dict[str, Any]] = {}
+        for key, value in overrides.items():
+            group, dot, knob = key.partition(".")
+            if not dot:
+                top[key] = value
+            elif group in GROUPS:
+                groups.setdefault(group, {})[knob] = value
+            else:
+                raise ValueError(f"Unknown settings group {group!r} in {key!r}")
+        values: dict[str, Any] = {**top, **groups}
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes` (top-level knobs or whole `group={...}` dicts) validated."""
+        data = self.model_dump()
+        for key, value in changes.items():
+            if key in GROUPS and isinstance(value, Mapping):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        return type(self).model_validate(data)
 
     def resolved_database_url(self) -> str:
         """The database URL in force: the configured one, or the SQLite file in `home`."""

@@ -46,9 +46,9 @@ class LearnedPolicy(ABC):
     ) -> None:
         self.memory = memory
         self.settings = settings or memory.settings
-        self.credit: CreditMode = credit or self.settings.policy_credit
-        self.exploration: Exploration = exploration or self.settings.policy_exploration
-        self.context = TaskContext(memory, self.context_key, self.settings.policy_context_size)
+        self.credit: CreditMode = credit or self.settings.policy.credit
+        self.exploration: Exploration = exploration or self.settings.policy.exploration
+        self.context = TaskContext(memory, self.context_key, self.settings.policy.context_size)
         self.rng = np.random.default_rng(seed)
         self.start()
 
@@ -87,14 +87,14 @@ class LearnedPolicy(ABC):
         feedback's namespace) before anything is written.
         """
         check_feedback(feedback, self.memory.dim)
-        targets = credit_targets(feedback, self.credit, self.settings.policy_unused_target)
+        targets = credit_targets(feedback, self.credit, self.settings.policy.unused_target)
         stats = self.memory.case_stats.apply(
             feedback.namespace,
             feedback.stage,
             targets,
-            self.settings.policy_step_size,
-            q_init=self.settings.policy_q_init,
-            prior_visits=self.settings.policy_prior_visits,
+            self.settings.policy.step_size,
+            q_init=self.settings.policy.q_init,
+            prior_visits=self.settings.policy.prior_visits,
             check_only=[int(i) for i in feedback.shown],
         )
         self.learn_targets(feedback, targets)
@@ -104,7 +104,7 @@ class LearnedPolicy(ABC):
         """After the values moved: remember the outcome for tasks like this one, and save
         the history every `policy_save_every` feedbacks."""
         self.context.add(feedback.stage, feedback.state, targets)
-        if self.context.dirty >= self.settings.policy_save_every:
+        if self.context.dirty >= self.settings.policy.save_every:
             self.save()
 
     def save(self) -> None:

@@ -181,11 +181,11 @@ class NeuralPolicy(LearnedPolicy):
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.rng.integers(2**31)))
-            self.net = _build_net(dim, self.settings.policy_hidden)
+            self.net = _build_net(dim, self.settings.policy.hidden)
         self.optimizer = torch.optim.Adam(
-            self.net.parameters(), lr=self.settings.policy_learning_rate
+            self.net.parameters(), lr=self.settings.policy.learning_rate
         )
-        size = self.settings.policy_replay_size
+        size = self.settings.policy.replay_size
         self.dim = dim
         self._buf_emb = np.zeros((size, 2 * dim), np.float32)
         self._buf_sc = np.zeros((size, len(SCALARS)), np.float32)
@@ -206,7 +206,7 @@ class NeuralPolicy(LearnedPolicy):
         if saved is None or saved.format != STATE_FORMAT:
             return
         meta = saved.meta
-        if meta.get("hidden") != self.settings.policy_hidden or (
+        if meta.get("hidden") != self.settings.policy.hidden or (
             self.memory.dim is not None and meta.get("dim") != self.memory.dim
         ):
             return  # a different architecture or vector space: start afresh (values remain)
@@ -249,7 +249,7 @@ class NeuralPolicy(LearnedPolicy):
         torch.save(blob, out)
         meta = {
             "dim": self.dim,
-            "hidden": self.settings.policy_hidden,
+            "hidden": self.settings.policy.hidden,
             "updates": self.updates,
             "buffer": int(self._filled),
         }
@@ -284,7 +284,7 @@ class NeuralPolicy(LearnedPolicy):
         # the network makes of its case-level features.
         sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
         relevant = self.context.relevance(
-            state, candidates, stage, self.settings.policy_context_cos
+            state, candidates, stage, self.settings.policy.context_cos
         )
         q = demote(self._q(emb, scalars), unrelated(sims, relevant, self.settings))
         return q.astype(np.float32)
@@ -325,10 +325,10 @@ class NeuralPolicy(LearnedPolicy):
             return
         self._ensure_model(fresh[0][0][0].shape[0] // 2)
         newest = [self._push(emb, sc, y, self.updates) for (emb, sc), y in fresh]
-        for _ in range(self.settings.policy_train_steps):
+        for _ in range(self.settings.policy.train_steps):
             self._train(newest)
         self.updates += 1
-        if self.updates % self.settings.policy_save_every == 0:
+        if self.updates % self.settings.policy.save_every == 0:
             self.save()
 
     def _push(self, emb: Array, scalars: Array, target: float, episode: int) -> int:
@@ -343,8 +343,8 @@ class NeuralPolicy(LearnedPolicy):
         import torch
 
         assert self.net is not None and self.optimizer is not None
-        extra = max(self.settings.policy_batch_size - len(newest), 0)
-        if self.settings.policy_objective != "pointwise":
+        extra = max(self.settings.policy.batch_size - len(newest), 0)
+        if self.settings.policy.objective != "pointwise":
             # Whole past feedbacks, so the sampled cases come with the ones shown beside them.
             episodes = self._buf_ep[: self._filled]
             past = np.unique(episodes)
@@ -359,7 +359,7 @@ class NeuralPolicy(LearnedPolicy):
         y = torch.from_numpy(self._buf_y[batch])
         self.net.train()
         q = self.net(emb, scalars)
-        objective = self.settings.policy_objective
+        objective = self.settings.policy.objective
         pair = None
         if objective != "pointwise":
             pair = _pairwise_loss(q, y, torch.from_numpy(self._buf_ep[batch]))
@@ -371,7 +371,7 @@ class NeuralPolicy(LearnedPolicy):
         else:
             loss = torch.nn.functional.mse_loss(q, y)
             if pair is not None:
-                loss = loss + self.settings.policy_pairwise_weight * pair
+                loss = loss + self.settings.policy.pairwise_weight * pair
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         self.optimizer.step()

@@ -66,19 +66,19 @@ def task_values(
     context: TaskContext | None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(value, relevant visits) of each candidate for this task (stored values without context)."""
-    q, visits = stage_values(candidates, stage, settings.policy_q_init)
+    q, visits = stage_values(candidates, stage, settings.policy.q_init)
     if context is None:
         return q, visits
     q, visits = context.values(
         state, candidates, stage, q, visits,
-        q_init=settings.policy_q_init,
-        prior_weight=max(settings.policy_prior_visits, 1e-3),
-        threshold=settings.policy_context_cos,
+        q_init=settings.policy.q_init,
+        prior_weight=max(settings.policy.prior_visits, 1e-3),
+        threshold=settings.policy.context_cos,
     )  # fmt: skip
     # A value earned only on unrelated tasks says nothing about this one (a bit-counting
     # example is no better on a spelling task for having helped with bit counting).
     # (A case with no history at all keeps its stored value: new, or its history was lost.)
-    q[foreign(state, candidates, stage, settings, context)] = settings.policy_q_init
+    q[foreign(state, candidates, stage, settings, context)] = settings.policy.q_init
     return q, visits
 
 
@@ -92,7 +92,7 @@ def foreign(
     """Cases that belong to another kind of task: unrelated to this one and every outcome in
     their history earned on unrelated tasks. A case with no history is merely unknown."""
     sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
-    relevant = context.relevance(state, candidates, stage, settings.policy_context_cos)
+    relevant = context.relevance(state, candidates, stage, settings.policy.context_cos)
     known = np.asarray([context.knows(stage, c.case_id) for c in candidates], dtype=bool)
     out: npt.NDArray[np.bool_] = unrelated(sims, relevant, settings) & known
     return out
@@ -111,14 +111,14 @@ def value_scores(
     if not candidates:
         return np.zeros(0, dtype=np.float64)
     sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
-    q_init = settings.policy_q_init
+    q_init = settings.policy.q_init
     q, visits = values if values is not None else stage_values(candidates, stage, q_init)
-    q = neighbour_prior(candidates, q, visits, q_init, settings.policy_neighbour_cos)
-    w = settings.policy_value_weight
+    q = neighbour_prior(candidates, q, visits, q_init, settings.policy.neighbour_cos)
+    w = settings.policy.value_weight
     scores = (1.0 - w) * zscore(sims) + w * zscore(q)
     # Phase A of MemRL: only the cases most similar to the task compete (a case's values are
     # conditioned on the task by its context, but a near-irrelevant case stays out).
-    recall = settings.policy_recall
+    recall = settings.policy.recall
     if len(candidates) > recall:
         outside = np.argsort(-sims, kind="stable")[recall:]
         if values is not None:
@@ -138,7 +138,7 @@ def unrelated(
     without outcomes on tasks like this one. A bit-counting example that earned its value on
     bit-counting tasks never outranks a spelling case on a spelling task; a dissimilar case
     that did help on tasks like this one still can."""
-    outside = sims < settings.policy_min_similarity
+    outside = sims < settings.policy.min_similarity
     if relevant is not None:
         outside &= relevant <= 0.0
     return outside
@@ -163,16 +163,16 @@ def select_shown(
     a small one) copies what it is shown. With `scale_ucb` the UCB bonus is scaled by the
     spread of the scores (for scores on no fixed scale, such as a network's).
     """
-    _, visits = stage_values(candidates, stage, settings.policy_q_init)
+    _, visits = stage_values(candidates, stage, settings.policy.q_init)
     keep = np.flatnonzero(~foreign(state, candidates, stage, settings, context))
     if 0 < keep.size < len(candidates):
         candidates = [candidates[int(i)] for i in keep]
         scores, visits = scores[keep], visits[keep]
-    ucb_c = settings.policy_ucb_c
+    ucb_c = settings.policy.ucb_c
     if scale_ucb:
         ucb_c *= max(float(scores.std()), 1e-3)
     order, explored = choose(
-        scores, visits, k, mode=mode, epsilon=settings.policy_epsilon, ucb_c=ucb_c, rng=rng
+        scores, visits, k, mode=mode, epsilon=settings.policy.epsilon, ucb_c=ucb_c, rng=rng
     )
     return Selection(
         stage=stage,

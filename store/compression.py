@@ -83,7 +83,7 @@ class Compression:
             self._reservoir = np.zeros((len(slots), dim), RESERVOIR_DTYPE)
             for position, (_slot, blob) in enumerate(sorted(slots)):
                 self._reservoir[position] = np.frombuffer(blob, RESERVOIR_DTYPE)
-            self._reservoir_next = len(slots) % max(self.settings.reservoir_size, 1)
+            self._reservoir_next = len(slots) % max(self.settings.store.reservoir_size, 1)
 
     def book(self, version: int) -> Codebook | None:
         """The codebook of this version (retired ones load on demand, for old codes)."""
@@ -141,7 +141,7 @@ class Compression:
             return [{"embedding": np.ascontiguousarray(v, np.float32).tobytes()} for v in vectors]
         self.remember(vectors)
         codes = self.active.encode(vectors)
-        self.active.observe(codes, self.settings.usage_ema_decay)
+        self.active.observe(codes, self.settings.store.usage_ema_decay)
         self._usage_dirty = True
         out: list[dict[str, Any]] = [
             {"embedding": None, "code": codes[i].tobytes(), "codebook_version": self.active.version}
@@ -150,7 +150,7 @@ class Compression:
         if self.pending is not None:
             # New cases get the pending version's code too, so reindex never has to revisit them.
             next_codes = self.pending.encode(vectors)
-            self.pending.observe(next_codes, self.settings.usage_ema_decay)
+            self.pending.observe(next_codes, self.settings.store.usage_ema_decay)
             for i in range(n):
                 out[i]["next_code"] = next_codes[i].tobytes()
                 out[i]["next_codebook_version"] = self.pending.version
@@ -158,7 +158,7 @@ class Compression:
 
     def remember(self, vectors: Vectors) -> None:
         """Put the newest vectors in the reservoir ring (written out by `flush`)."""
-        size = self.settings.reservoir_size
+        size = self.settings.store.reservoir_size
         if size == 0 or len(vectors) == 0:
             return
         if self._reservoir.shape[1] != vectors.shape[1]:
@@ -213,14 +213,14 @@ class Compression:
         One transaction: either every live case has a code and no raw vector, or nothing
         changed. The newest raw vectors seed the reservoir.
         """
-        sample = _sample(vectors, self.settings.codebook_train_sample)
+        sample = _sample(vectors, self.settings.store.codebook_train_sample)
         book = Codebook.train(
             sample,
             version=self.next_version,
-            m=self.settings.code_bytes,
+            m=self.settings.store.code_bytes,
             opq=True,
             cases=len(vectors),
-            reduce_to=self.settings.codebook_dim,
+            reduce_to=self.settings.store.codebook_dim,
         )
         codes = book.encode(vectors)
         with self._storing(book, "active", "first") as session:
@@ -236,8 +236,8 @@ class Compression:
         self.active = book
         self._books[book.version] = book
         self.remember(
-            vectors[-self.settings.reservoir_size :]
-            if self.settings.reservoir_size
+            vectors[-self.settings.store.reservoir_size :]
+            if self.settings.store.reservoir_size
             else vectors[:0]
         )
         self.flush()
@@ -270,19 +270,19 @@ class Compression:
             return None
         # A codebook shaped for a small store probes too few, too wide lists once the store
         # has grown many times over: retrain with coarse lists sized for the new count.
-        grown = live_cases >= self.settings.codebook_growth_factor * max(book.trained_on, 1)
-        sample = min(live_cases, self.settings.codebook_train_sample)
+        grown = live_cases >= self.settings.store.codebook_growth_factor * max(book.trained_on, 1)
+        sample = min(live_cases, self.settings.store.codebook_train_sample)
         if grown and nlist_for(live_cases, sample) > book.nlist:
             return "growth"
-        if len(self._reservoir) < min(self.settings.reservoir_size, 256):
+        if len(self._reservoir) < min(self.settings.store.reservoir_size, 256):
             return None
         distortion = self.distortion()
-        if distortion is not None and distortion > self.settings.distortion_bound * max(
+        if distortion is not None and distortion > self.settings.store.distortion_bound * max(
             book.distortion, 1e-9
         ):
             return "distortion"
-        dead = book.dead_codewords(self.settings.dead_code_threshold)
-        if dead >= self.settings.dead_code_reset_fraction * book.usage.size:
+        dead = book.dead_codewords(self.settings.store.dead_code_threshold)
+        if dead >= self.settings.store.dead_code_reset_fraction * book.usage.size:
             return "dead_codes"
         return None
 
@@ -299,17 +299,17 @@ class Compression:
         recent = self.reservoir  # one float32 copy of the float16 ring for all uses below
         if reason == "dead_codes":
             book = self.active.with_dead_codes_reset(
-                recent, self.settings.dead_code_threshold, version=version, seed=version
+                recent, self.settings.store.dead_code_threshold, version=version, seed=version
             )
         else:
             train = np.vstack([recent, decoded_sample]) if len(recent) else decoded_sample
             book = Codebook.train(
-                normalise(_sample(train, self.settings.codebook_train_sample)),
+                normalise(_sample(train, self.settings.store.codebook_train_sample)),
                 version=version,
-                m=self.settings.code_bytes,
+                m=self.settings.store.code_bytes,
                 opq=True,
                 cases=cases,
-                reduce_to=self.settings.codebook_dim,
+                reduce_to=self.settings.store.codebook_dim,
             )
             if len(recent):
                 # The drift check compares the distortion on the reservoir (raw, recent) with
@@ -358,7 +358,7 @@ class Compression:
                 )  # fmt: skip
                 .where(*_todo(target.version))
                 .order_by(CaseRow.id)
-                .limit(self.settings.reindex_batch_size)
+                .limit(self.settings.store.reindex_batch_size)
             ).all()
         if not rows:
             return 0

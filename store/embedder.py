@@ -193,13 +193,13 @@ class OpenAIEmbedder:
 
 def embedder_from_settings(settings: Settings) -> Embedder:
     """The embedder the settings describe (not loaded until first used)."""
-    if settings.embedder == "openai":
+    if settings.store.embedder == "openai":
         return OpenAIEmbedder(
-            settings.embedder_model or "text-embedding-3-small",
-            base_url=settings.embedder_base_url,
-            api_key=settings.embedder_api_key,
-            dimensions=settings.embedder_dimensions,
+            settings.store.embedder_model or "text-embedding-3-small",
+            base_url=settings.store.embedder_base_url,
+            api_key=settings.store.embedder_api_key,
+            dimensions=settings.store.embedder_dimensions,
         )
     return SentenceTransformerEmbedder(
-        settings.embedder_model, batch_size=settings.embed_batch_size
+        settings.store.embedder_model, batch_size=settings.store.embed_batch_size
     )

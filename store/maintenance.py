@@ -139,7 +139,7 @@ class Maintenance(Room):
             return (
                 row.max_cases
                 if row.max_cases is not None
-                else self.settings.max_cases_per_namespace
+                else self.settings.store.max_cases_per_namespace
             )
 
     def eviction_order(self, namespace: str) -> Select[int]:

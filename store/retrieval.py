@@ -74,7 +74,7 @@ class Retrieval(Room):
             require_namespace(session, ns)
         if isinstance(query, str):
             text = check_text(
-                query, "query", self.settings.max_task_chars, required=True,
+                query, "query", self.settings.store.max_task_chars, required=True,
                 setting="MEMORY_AGENT_MAX_TASK_CHARS",
             )  # fmt: skip
             assert text is not None
@@ -104,7 +104,7 @@ class Retrieval(Room):
         ones that will be dropped. Reads only what a policy needs (reward, per-stage stats,
         the vector) in few small queries: this runs once per decision, so it must stay cheap.
         """
-        n = size or self.settings.shortlist_size
+        n = size or self.settings.store.shortlist_size
         scores, ids = self.nearest(state, n, namespace=namespace, filters=filters)
         found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         if not found:

@@ -38,7 +38,7 @@ class CodebookUpkeep(Room):
         """After new vectors: the automatic switch to codes, codebook upkeep, persistence."""
         keeper = self.keeper
         if keeper.active is None:
-            if self.settings.index_kind == "auto":
+            if self.settings.store.index_kind == "auto":
                 self.maybe_switch()
         elif keeper.pending is None:
             reason = keeper.upkeep_reason(self.live_cases())
@@ -47,7 +47,7 @@ class CodebookUpkeep(Room):
         keeper.flush()
         if (
             keeper.pending is not None
-            and self.settings.reindex_in_background
+            and self.settings.store.reindex_in_background
             and (self.worker is None or not self.worker.running)
         ):
             self.worker = ReindexWorker(lambda stop: self.reindex(stop=stop, wait=False))
@@ -65,7 +65,7 @@ class CodebookUpkeep(Room):
                 )
                 or 0
             )
-        if live < self.settings.codebook_min_cases:
+        if live < self.settings.store.codebook_min_cases:
             return
         with self.lock:
             with self.sessions() as session:
@@ -101,7 +101,7 @@ class CodebookUpkeep(Room):
         if keeper.active is None:
             raise InvalidInputError(
                 "This store has no codebook yet: it keeps exact vectors until "
-                f"{self.settings.codebook_min_cases} cases exist (MEMORY_AGENT_CODEBOOK_MIN_CASES)."
+                f"{self.settings.store.codebook_min_cases} cases exist (MEMORY_AGENT_CODEBOOK_MIN_CASES)."
             )
         if keeper.pending is not None:
             return keeper.pending.version
@@ -111,7 +111,7 @@ class CodebookUpkeep(Room):
                     select(CaseRow.id)
                     .where(CaseRow.deleted_at.is_(None))
                     .order_by(func.random())
-                    .limit(self.settings.codebook_train_sample)
+                    .limit(self.settings.store.codebook_train_sample)
                 )
             )
         decoded = self.space.vectors(sample_ids if reason != "dead_codes" else [])

@@ -80,7 +80,9 @@ class Usage(Room):
             "coarse_lists": book.nlist if book is not None else None,
             "codebook_version": book.version if book is not None else None,
             "dead_codewords": (
-                book.dead_codewords(self.settings.dead_code_threshold) if book is not None else None
+                book.dead_codewords(self.settings.store.dead_code_threshold)
+                if book is not None
+                else None
             ),
             "distortion": distortion,
             "pending_codebook_version": pending.version if pending is not None else None,

@@ -72,7 +72,7 @@ def check_new_case(case: NewCase, settings: Settings) -> NewCase:
     task = check_text(
         case.task,
         "task",
-        settings.max_task_chars,
+        settings.store.max_task_chars,
         required=True,
         setting="MEMORY_AGENT_MAX_TASK_CHARS",
     )
@@ -80,14 +80,14 @@ def check_new_case(case: NewCase, settings: Settings) -> NewCase:
     plan = check_text(
         case.plan,
         "plan",
-        settings.max_text_chars,
+        settings.store.max_text_chars,
         required=False,
         setting="MEMORY_AGENT_MAX_TEXT_CHARS",
     )
     answer = check_text(
         case.answer,
         "answer",
-        settings.max_text_chars,
+        settings.store.max_text_chars,
         required=False,
         setting="MEMORY_AGENT_MAX_TEXT_CHARS",
     )
@@ -106,10 +106,10 @@ def check_new_case(case: NewCase, settings: Settings) -> NewCase:
         raise InvalidInputError(
             f"trajectory and meta must be JSON-serialisable (no NaN, no objects): {exc}"
         ) from exc
-    if trajectory_bytes > settings.max_trajectory_bytes:
+    if trajectory_bytes > settings.store.max_trajectory_bytes:
         raise InvalidInputError(
             f"trajectory is {trajectory_bytes:,} bytes as JSON; the limit is "
-            f"{settings.max_trajectory_bytes:,}. Trim tool outputs or raise "
+            f"{settings.store.max_trajectory_bytes:,}. Trim tool outputs or raise "
             "MEMORY_AGENT_MAX_TRAJECTORY_BYTES."
         )
     return NewCase(

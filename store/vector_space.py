@@ -198,7 +198,7 @@ class VectorSpace:
         indexes as soon as they commit.
         """
         now = time.monotonic()
-        if not force and now - self.synced_at < self.settings.index_sync_interval:
+        if not force and now - self.synced_at < self.settings.store.index_sync_interval:
             return
         with self.lock:
             self.synced_at = now
@@ -245,8 +245,8 @@ class VectorSpace:
     def new_index(self, dim: int) -> VectorIndex:
         book = self.keeper.active
         if book is None:
-            return make_index(self.settings.index_kind, dim)
-        return CodeIndex(book, self.settings.ivf_nprobe)
+            return make_index(self.settings.store.index_kind, dim)
+        return CodeIndex(book, self.settings.store.ivf_nprobe)
 
     def index_for(self, namespace: str) -> VectorIndex:
         index = self.indexes.get(namespace)

@@ -74,7 +74,7 @@ class CaseWriter(Room):
         vectors_all = None
         if embeddings is not None:
             vectors_all = self.space.prepare(embeddings, len(checked))
-        size = batch_size or max(self.settings.embed_batch_size, 1)
+        size = batch_size or max(self.settings.store.embed_batch_size, 1)
         new_ids: list[int] = []
         touched: set[str] = set()
         for start in range(0, len(checked), size):
@@ -183,7 +183,7 @@ class CaseWriter(Room):
                     self.space.writer,
                 )  # fmt: skip
             if ids[-1] % 64 == 0:
-                prune(session, self.settings.change_log_keep)
+                prune(session, self.settings.store.change_log_keep)
             self.keeper.check_in_force(session, in_force)
         # Committed: now the derived index may know about the rows.
         by_ns: dict[str, list[int]] = defaultdict(list)

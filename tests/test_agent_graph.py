@@ -154,7 +154,9 @@ class ExplodingTool:
 def test_tool_errors_and_tool_timeouts_do_not_crash_the_run(
     memory: CaseMemory, isolated_home: Path, llm: ScriptedChatModel
 ) -> None:
-    settings = Settings(home=isolated_home, tool_timeout_s=1, policy="similarity")
+    settings = Settings(
+        home=isolated_home, runtime={"tool_timeout_s": 1}, policy={"name": "similarity"}
+    )
     tools = default_tools(settings)
     tools.register(ExplodingTool())
     llm.queue(
@@ -314,7 +316,7 @@ def test_a_judge_model_rates_answers_without_ground_truth(
 ) -> None:
     judge = ScriptedChatModel(["YES", "No, it is 56.", "maybe"])
     llm.queue("FINAL ANSWER: 42", "FINAL ANSWER: 54", "FINAL ANSWER: 12")
-    settings = Settings(home=isolated_home, policy="similarity")
+    settings = Settings(home=isolated_home, policy={"name": "similarity"})
     with MemoryAgent(settings, llm=llm, memory=memory, judge=judge) as agent:
         right = agent.run("What is six times seven?")
         wrong = agent.run("What is seven times eight?")

@@ -52,7 +52,7 @@ def store(isolated_home: Path, minilm: object) -> Iterator[CaseMemory]:
 def test_a_stored_case_makes_the_small_model_succeed(
     store: CaseMemory, isolated_home: Path, local_model: object
 ) -> None:
-    settings = Settings(home=isolated_home, max_attempts=1)
+    settings = Settings(home=isolated_home, runtime={"max_attempts": 1})
     with MemoryAgent(settings, llm=local_model, memory=store) as agent:  # type: ignore[arg-type]
         assert agent.llm.prompt_style == "code"
         for task, truth, case_task, case_plan in FAMILIES:

@@ -81,7 +81,12 @@ def embeddings_server() -> Iterator[str]:
 
 def test_openai_compatible_embedder_backs_a_store(embeddings_server: str, tmp_path: Path) -> None:
     settings = Settings(
-        home=tmp_path, embedder="openai", embedder_model="tiny", embedder_base_url=embeddings_server
+        home=tmp_path,
+        store={
+            "embedder": "openai",
+            "embedder_model": "tiny",
+            "embedder_base_url": embeddings_server,
+        },
     )
     embedder = embedder_from_settings(settings)
     assert isinstance(embedder, OpenAIEmbedder)

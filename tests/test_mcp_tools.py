@@ -21,7 +21,7 @@ SERVER = f"{sys.executable} {Path(__file__).parent / 'data' / 'mcp' / 'arith_ser
 
 @pytest.fixture
 def settings(isolated_home: Path) -> Iterator[Settings]:
-    yield Settings(home=isolated_home, mcp_servers=[SERVER], tool_timeout_s=20)
+    yield Settings(home=isolated_home, runtime={"mcp_servers": [SERVER], "tool_timeout_s": 20})
 
 
 def test_server_tools_are_registered_and_called(settings: Settings, tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_agent_calls_an_mcp_tool(settings: Settings, memory: CaseMemory) -> None
 
 def test_a_broken_server_command_is_a_clear_error(isolated_home: Path) -> None:
     settings = Settings(
-        home=isolated_home, mcp_servers=[f"{sys.executable} -c 'raise SystemExit(3)'"]
+        home=isolated_home, runtime={"mcp_servers": [f"{sys.executable} -c 'raise SystemExit(3)'"]}
     )
     with pytest.raises(InvalidInputError, match="MEMORY_AGENT_MCP_SERVERS"):
         default_tools(settings)

@@ -228,10 +228,7 @@ def test_neural_policy_saves_reloads_and_generalises(
         [NewCase(task=f"bad {i}") for i in range(12)], embeddings=family(bad_dir, 12)
     )
     settings = Settings(
-        home=isolated_home,
-        policy_save_every=10,
-        policy_learning_rate=0.01,
-        policy_objective=objective,  # type: ignore[arg-type]
+        home=isolated_home, policy={"save_every": 10, "learning_rate": 0.01, "objective": objective}
     )
     from memory_agent.policies.neural import NeuralPolicy
 
@@ -425,7 +422,7 @@ def test_similarity_gate_admits_cases_proven_on_tasks_like_this(memory: CaseMemo
     earned its value on tasks like this one competes however its text compares."""
     ids = seed_cases(memory)
     state = memory.vectors([ids[0]])[0]
-    settings = memory.settings.model_copy(update={"policy_recall": 3})
+    settings = memory.settings.replace(policy={"recall": 3})
     policy = ValuePolicy(memory, settings, exploration="none", seed=0)
     ranked = sorted(memory.candidates(state, size=12), key=lambda c: -c.similarity)
     proven, unknown = ranked[8].case_id, ranked[9].case_id

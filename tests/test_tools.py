@@ -99,7 +99,7 @@ def test_document_search_ranks_the_matching_passage_first(tmp_path: Path) -> Non
     tool = SearchDocsTool(docs)
     result = tool.run({"query": "salmon spawn"}, ToolContext(workspace=tmp_path))
     assert result.ok and result.output.startswith("[fish.txt]")
-    assert default_tools(Settings(home=tmp_path, docs_dir=docs)).names() == [
+    assert default_tools(Settings(home=tmp_path, runtime={"docs_dir": docs})).names() == [
         "calculator", "python", "read_file", "search_docs",
     ]  # fmt: skip
     assert "search_docs" not in default_tools(Settings(home=tmp_path)).names()

@@ -43,7 +43,9 @@ def llm(
 
     from memory_agent.llm import make_chat_model
 
-    settings = state(ctx).settings(model=model, base_url=base_url, local_threads=threads)
+    settings = state(ctx).settings(
+        {"runtime.model": model, "runtime.base_url": base_url, "runtime.local_threads": threads}
+    )
     started = time.perf_counter()
     chat_model = make_chat_model(settings)
     load = getattr(chat_model, "load", None)
@@ -82,7 +84,7 @@ def llm(
         "backend": type(chat_model).__name__,
         "date": datetime.now(UTC).date().isoformat(),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} cores",
-        "local_threads": settings.local_threads,
+        "local_threads": settings.runtime.local_threads,
         "load_average_1m": round(os.getloadavg()[0], 2),
         "runs": runs,
         "max_tokens": max_tokens,

@@ -70,7 +70,7 @@ def store(
         raise InvalidInputError(f"--text {text}: no such file (one task per line).")
     # One query at a time is what an agent does; FAISS's threads only add contention.
     faiss.omp_set_num_threads(1)
-    settings = state(ctx).settings(reindex_in_background=False)
+    settings = state(ctx).settings({"store.reindex_in_background": False})
     folder = bench_folder(settings, out, "store")
     # Progress goes to stderr, so --json output on stdout stays clean.
     say = _say(True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,14 +45,16 @@ class CliState:
 
     overrides: dict[str, Any] = field(default_factory=dict)
 
-    def settings(self, **more: Any) -> Settings:
+    def settings(self, more: Mapping[str, Any] | None = None) -> Settings:
+        """The settings in force: environment, then the global flags, then `more` (keys as in
+        `Settings.from_overrides`: `home` or `group.knob`); None values are not overrides."""
         from pydantic import ValidationError
 
         from memory_agent.settings import Settings
 
-        values = {k: v for k, v in {**self.overrides, **more}.items() if v is not None}
+        values = {k: v for k, v in {**self.overrides, **(more or {})}.items() if v is not None}
         try:
-            return Settings(**values)
+            return Settings.from_overrides(values)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"

@@ -29,7 +29,7 @@ BaseUrlOption = Annotated[
 
 
 def _settings(ctx: typer.Context, model: str | None, base_url: str | None) -> Settings:
-    return state(ctx).settings(model=model, base_url=base_url)
+    return state(ctx).settings({"runtime.model": model, "runtime.base_url": base_url})
 
 
 def _model_name(settings: Settings) -> str:
@@ -213,7 +213,7 @@ def stream(
 
     def factory(policy: str, home: Path) -> AgentSolver:
         # a fresh database per policy and seed, so no policy sees another's cases
-        fresh = settings.model_copy(update={"home": home, "database_url": None})
+        fresh = settings.replace(home=home, database_url=None)
         return AgentSolver(fresh, policy=policy)
 
     started = time.perf_counter()

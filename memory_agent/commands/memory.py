@@ -276,7 +276,7 @@ def reindex(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    settings = state(ctx).settings(reindex_in_background=False)
+    settings = state(ctx).settings({"store.reindex_in_background": False})
     from memory_agent.store import CaseMemory
 
     with CaseMemory(settings) as memory:
@@ -313,7 +313,7 @@ def reindex(
     if result["codebook_version"] is None:
         typer.echo(
             "Nothing to re-encode: this store keeps exact vectors until it has "
-            f"{settings.codebook_min_cases} cases (MEMORY_AGENT_CODEBOOK_MIN_CASES)."
+            f"{settings.store.codebook_min_cases} cases (MEMORY_AGENT_CODEBOOK_MIN_CASES)."
         )
     elif total == 0:
         typer.echo(f"Nothing to re-encode; codebook version {result['codebook_version']}.")

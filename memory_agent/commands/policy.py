@@ -35,7 +35,7 @@ def stats(
         ns = namespace if namespace is not None else memory.settings.namespace
         stages = memory.case_stats.summary(ns, top=top)
         saved = memory.policy_states.summaries()
-        policy = memory.settings.policy_name
+        policy = memory.settings.policy.name
     result: dict[str, Any] = {
         "namespace": ns,
         "policy": policy,

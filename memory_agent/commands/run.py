@@ -60,9 +60,10 @@ class AgentOptions:
     def agent(self, ctx: typer.Context) -> MemoryAgent:
         from memory_agent.agent import MemoryAgent
 
-        overrides = {"model": self.model, "base_url": self.base_url, "policy": self.policy,
-                     "prompt_style": self.prompt_style, "k_cases": self.k}  # fmt: skip
-        return MemoryAgent(state(ctx).settings(**overrides))
+        overrides = {"runtime.model": self.model, "runtime.base_url": self.base_url,
+                     "policy.name": self.policy, "runtime.prompt_style": self.prompt_style,
+                     "policy.k": self.k}  # fmt: skip
+        return MemoryAgent(state(ctx).settings(overrides))
 
 
 def with_agent_options(command: Callable[..., None]) -> Callable[..., None]:

@@ -17,21 +17,23 @@ __all__ = ["LOCAL_MODELS", "ChatModel", "ChatReply", "Message", "PromptStyle", "
 def make_chat_model(settings: Settings) -> ChatModel:
     """The backend the settings ask for: the embedded SmolLM2 unless a base URL or another
     model name points at an OpenAI-compatible endpoint."""
-    style_override = None if settings.prompt_style == "auto" else settings.prompt_style
-    if settings.base_url is None and settings.model in LOCAL_MODELS:
+    style_override = (
+        None if settings.runtime.prompt_style == "auto" else settings.runtime.prompt_style
+    )
+    if settings.runtime.base_url is None and settings.runtime.model in LOCAL_MODELS:
         from memory_agent.llm.local import LocalChatModel
 
-        local = LocalChatModel(name=settings.model, threads=settings.local_threads)
+        local = LocalChatModel(name=settings.runtime.model, threads=settings.runtime.local_threads)
         if style_override:
             local.prompt_style = style_override
         return local
     from memory_agent.llm.openai_compat import OpenAIChatModel
 
     return OpenAIChatModel(
-        settings.model,
-        base_url=settings.base_url,
-        api_key=settings.api_key,
-        timeout_s=settings.llm_timeout_s,
-        max_retries=settings.llm_max_retries,
+        settings.runtime.model,
+        base_url=settings.runtime.base_url,
+        api_key=settings.runtime.api_key,
+        timeout_s=settings.runtime.llm_timeout_s,
+        max_retries=settings.runtime.llm_max_retries,
         prompt_style=style_override or "react",
     )

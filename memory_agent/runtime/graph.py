@@ -106,7 +106,7 @@ class Episode:
 
     def config(self, run_id: str) -> dict[str, Any]:
         # Each LLM step is one pass through `act`; leave room for every step and attempt.
-        limit = 4 * (self.settings.max_steps + self.settings.max_tool_calls) + 20
+        limit = 4 * (self.settings.runtime.max_steps + self.settings.runtime.max_tool_calls) + 20
         return {"configurable": {"thread_id": run_id}, "recursion_limit": limit}
 
     def invoke(self, initial: EpisodeState | None, run_id: str) -> EpisodeState:
@@ -135,12 +135,12 @@ class Episode:
 
     def after_credit(self, s: EpisodeState) -> str:
         settings = self.settings
-        if s["error_kind"] == "llm" or s["attempt"] >= settings.max_attempts:
+        if s["error_kind"] == "llm" or s["attempt"] >= settings.runtime.max_attempts:
             return "write"
-        if time.time() >= s["deadline"] or s["steps"] >= settings.max_steps:
+        if time.time() >= s["deadline"] or s["steps"] >= settings.runtime.max_steps:
             return "write"
         reward = s["reward"]
-        wrong = reward is not None and reward < 1.0 and settings.refine_on_wrong_answer
+        wrong = reward is not None and reward < 1.0 and settings.runtime.refine_on_wrong_answer
         return "refine" if s["answer"] is None or wrong else "write"
 
     # ------------------------------------------------------------------ nodes
@@ -172,7 +172,7 @@ class Episode:
         result = self.tool_calls.call(s, pending, trajectory)
         tool_calls = s["tool_calls"] + 1
         observed = self.style.observe(
-            s, pending, result, spent=tool_calls >= self.settings.max_tool_calls
+            s, pending, result, spent=tool_calls >= self.settings.runtime.max_tool_calls
         )
         update: EpisodeUpdate = {"tool_calls": tool_calls, "trajectory": trajectory}
         update.update(observed.update)
@@ -184,12 +184,12 @@ class Episode:
         """Call the model once on `s["messages"]` and parse its reply into the state."""
         settings, run_id = self.settings, s["run_id"]
         out: EpisodeUpdate = {"messages": s["messages"], "trajectory": list(s["trajectory"])}
-        if s["steps"] >= settings.max_steps:
+        if s["steps"] >= settings.runtime.max_steps:
             return self._fail(
-                s, out, "limit", f"step limit reached (max_steps={settings.max_steps})"
+                s, out, "limit", f"step limit reached (max_steps={settings.runtime.max_steps})"
             )
         if time.time() >= s["deadline"]:
-            timeout = f"{settings.task_timeout_s:g} s (task_timeout_s)"
+            timeout = f"{settings.runtime.task_timeout_s:g} s (task_timeout_s)"
             return self._fail(s, out, "limit", f"task timed out after {timeout}")
         out["steps"] = s["steps"] + 1
         try:
@@ -197,7 +197,7 @@ class Episode:
                 s["messages"],
                 max_tokens=self.style.max_tokens(settings),
                 stop=list(self.style.stop),
-                temperature=settings.temperature,
+                temperature=settings.runtime.temperature,
             )
         except Exception as exc:  # any backend failure ends the attempt, never the process
             return self._fail(s, out, "llm", f"LLM call failed: {type(exc).__name__}: {exc}")

@@ -42,7 +42,7 @@ class CaseRecall:
         self._candidates: dict[str, list[Candidate]] = {}
 
     def retrieve(self, s: EpisodeState) -> EpisodeUpdate:
-        if self.policy is None or self.settings.agent_k() == 0:
+        if self.policy is None or self.settings.policy.k == 0:
             self.log.event(s["run_id"], "retrieval", "off", candidates=[])
             return {"state_vector": None, "candidates": []}
         started = time.perf_counter()
@@ -82,7 +82,7 @@ class CaseRecall:
         started = time.perf_counter()
         vector = np.asarray(s["state_vector"], dtype=np.float32)
         selection = self.policy.select(
-            vector, pool, self.settings.agent_k(), stage, explore=s["learn"]
+            vector, pool, self.settings.policy.k, stage, explore=s["learn"]
         )
         cases = {c.id: c for c in self.memory.get_many(selection.case_ids)}
         shown = [i for i in selection.case_ids if i in cases]

@@ -42,7 +42,7 @@ class PromptStyle(ABC):
     stop: ClassVar[tuple[str, ...]] = ()
 
     def max_tokens(self, settings: Settings) -> int:
-        return settings.max_new_tokens
+        return settings.runtime.max_new_tokens
 
     @abstractmethod
     def prompt(
@@ -72,7 +72,7 @@ class CodeStyle(PromptStyle):
     case_filter = {"outcome": "success"}
 
     def max_tokens(self, settings: Settings) -> int:
-        return min(settings.max_new_tokens, 96)
+        return min(settings.runtime.max_new_tokens, 96)
 
     def prompt(
         self, s: EpisodeState, cases: Sequence[ShownCase], tools: ToolRegistry

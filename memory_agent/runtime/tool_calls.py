@@ -63,7 +63,7 @@ class ToolCalls:
     def _checked_run(
         self, s: EpisodeState, pending: Pending, name: str, args: dict[str, Any]
     ) -> ToolResult:
-        limit = self.settings.max_tool_calls
+        limit = self.settings.runtime.max_tool_calls
         remaining = s["deadline"] - time.time()
         if pending["problem"]:
             return ToolResult(
@@ -83,12 +83,12 @@ class ToolCalls:
             )
         if remaining <= 0:
             return ToolResult(False, "Error: the task's time budget is used up.")
-        timeout = max(0.5, min(self.settings.tool_timeout_s, remaining))
+        timeout = max(0.5, min(self.settings.runtime.tool_timeout_s, remaining))
         context = ToolContext(
             workspace=self.workspace(s["run_id"]),
             files=tuple(Path(f) for f in s["files"]),
             timeout_s=timeout,
-            memory_mb=self.settings.sandbox_memory_mb,
+            memory_mb=self.settings.runtime.sandbox_memory_mb,
         )
         return self._run(name, args, context, timeout)
 

@@ -28,15 +28,15 @@ def default_tools(settings: Settings) -> ToolRegistry:
     from memory_agent.tools.python_sandbox import PythonTool
 
     registry = ToolRegistry([PythonTool(), CalculatorTool(), ReadFileTool()])
-    if settings.docs_dir is not None:
+    if settings.runtime.docs_dir is not None:
         from memory_agent.tools.docsearch import SearchDocsTool
 
-        registry.register(SearchDocsTool(settings.docs_dir.expanduser()))
-    if settings.mcp_servers:
+        registry.register(SearchDocsTool(settings.runtime.docs_dir.expanduser()))
+    if settings.runtime.mcp_servers:
         from memory_agent.tools.mcp import mcp_tools
 
-        for server in settings.mcp_servers:
-            for tool in mcp_tools(server, timeout_s=settings.tool_timeout_s + 10):
+        for server in settings.runtime.mcp_servers:
+            for tool in mcp_tools(server, timeout_s=settings.runtime.tool_timeout_s + 10):
                 registry.register(tool)
     registry.load_plugins()
     return registry
