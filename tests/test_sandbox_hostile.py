@@ -331,9 +331,13 @@ def test_a_fork_bomb_is_capped_and_dies_at_the_timeout(workspace: Path) -> None:
         workspace,
         timeout_s=1.5,
     )
-    assert run.timed_out
-    assert "forked" in run.stdout, run.stderr
-    assert int(run.stdout.split()[1]) < 400  # the process limit stopped it
+    # Either RLIMIT_NPROC stopped the forks (an ordinary user) or, for root, which the kernel
+    # exempts from it, the watchdog killed the sandbox at the process limit.
+    if getattr(run, "too_many_processes", False):
+        assert not run.timed_out and time.perf_counter() - started < 1.5
+    else:
+        assert "forked" in run.stdout, run.stderr
+        assert int(run.stdout.split()[1]) < 400
     time.sleep(max(0.0, 4 - (time.perf_counter() - started)))
     assert list(workspace.glob("alive-*")) == []
 

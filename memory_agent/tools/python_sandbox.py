@@ -43,6 +43,11 @@ BWRAP = "/usr/bin/bwrap"
 WORKSPACE = "/workspace"  # where the task's workspace appears inside the sandbox
 _CHILD_INSIDE = "/sandbox/sandbox_child.py"
 _TMP_BYTES = 64 * 1024 * 1024
+# Processes allowed in one sandbox (its init included). The child's RLIMIT_NPROC enforces it
+# where the sandbox maps to an ordinary user; for root (exempt from RLIMIT_NPROC) a watchdog
+# counting the sandbox's PID namespace every _WATCH_S seconds kills a fork bomb.
+MAX_PROCESSES = 64
+_WATCH_S = 0.05
 # Files of /etc that programs may read; never passwd/shadow and the like.
 _ETC_FILES = ("ld.so.cache", "ld.so.conf", "localtime", "mime.types")
 _ETC_DIRS = ("ld.so.conf.d", "ssl", "ca-certificates", "alternatives")
@@ -81,6 +86,7 @@ class SandboxRun:
     elapsed_s: float
     network_isolated: bool
     isolated: bool = False  # ran inside bubblewrap
+    too_many_processes: bool = False  # killed by the process-count watchdog
 
 
 def _python_roots() -> list[str]:
@@ -172,6 +178,28 @@ def network_namespace_available() -> bool:
     return done.returncode == 0
 
 
+def _count_sandbox_processes(bwrap_pid: int) -> int:
+    """How many processes live in the PID namespace of bwrap's init (0 if not started)."""
+    try:
+        children = Path(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children").read_text().split()
+        if not children:
+            return 0
+        namespace = os.readlink(f"/proc/{children[0]}/ns/pid")
+        if namespace == os.readlink("/proc/self/ns/pid"):
+            return 0  # bwrap has not entered its namespace yet
+    except OSError:
+        return 0
+    count = 0
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if entry.name.isdigit():
+                try:
+                    count += os.readlink(f"/proc/{entry.name}/ns/pid") == namespace
+                except OSError:
+                    pass
+    return count
+
+
 def _clip(text: str) -> str:
     return text if len(text) <= _MAX_OUTPUT else text[:_MAX_OUTPUT] + "\n…[output truncated]"
 
@@ -220,18 +248,28 @@ def run_python(
         env=env,
         start_new_session=True,  # its own process group, so a timeout kills everything
     )
-    timed_out = False
-    try:
-        out, err = process.communicate(code.encode("utf-8"), timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        # Killing bwrap kills its init in the sandbox (--die-with-parent), and the kernel
-        # then kills every process of that PID namespace, whatever its session or group.
+    timed_out = too_many = False
+    deadline = started + timeout_s
+    stdin: bytes | None = code.encode("utf-8")
+    while True:
+        # Short waits: between them the watchdog counts the sandbox's processes.
+        wait = min(_WATCH_S, deadline - time.perf_counter()) if isolated else timeout_s
         try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        out, err = process.communicate()
+            out, err = process.communicate(stdin, timeout=max(0.0, wait))
+            break
+        except subprocess.TimeoutExpired:
+            stdin = None
+        too_many = isolated and _count_sandbox_processes(process.pid) > MAX_PROCESSES
+        timed_out = time.perf_counter() >= deadline
+        if too_many or timed_out:
+            # Killing bwrap kills its init in the sandbox (--die-with-parent), and the kernel
+            # then kills every process of that PID namespace, whatever its session or group.
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            out, err = process.communicate()
+            break
     returncode = process.returncode
     if isolated and returncode is not None and 128 < returncode < 128 + 65:
         returncode = 128 - returncode  # bwrap reports a child killed by signal N as 128 + N
@@ -239,15 +277,21 @@ def run_python(
         stdout=_clip(out.decode("utf-8", "replace")),
         stderr=_clip(err.decode("utf-8", "replace")),
         returncode=returncode,
-        timed_out=timed_out,
+        timed_out=timed_out and not too_many,
         elapsed_s=time.perf_counter() - started,
         network_isolated=network_isolated,
         isolated=isolated,
+        too_many_processes=too_many,
     )
 
 
 def describe_failure(run: SandboxRun, timeout_s: float) -> str | None:
     """None when the run succeeded, else a one-paragraph reason for the model."""
+    if run.too_many_processes:
+        return (
+            f"too many processes (more than {MAX_PROCESSES}); the sandbox was killed. "
+            "Run the work in one process."
+        )
     if run.timed_out:
         return f"timed out after {timeout_s:g} s (killed)"
     if run.returncode == 0:
