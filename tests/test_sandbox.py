@@ -136,6 +136,12 @@ def test_runaway_loop_is_killed_at_the_timeout(workspace: Path) -> None:
     assert sleeper.timed_out and sleeper.elapsed_s < 5
 
 
+def test_task_functions_can_be_pickled(workspace: Path) -> None:
+    # The task's namespace is a real `__main__` module, as in a script or a REPL.
+    code = "import pickle\ndef f():\n    return 5\npickle.loads(pickle.dumps(f))()"
+    assert run(code, workspace) == (True, "5")
+
+
 def test_syntax_errors_are_reported(workspace: Path) -> None:
     ok, output = run("def (:", workspace)
     assert not ok and "SyntaxError" in output

@@ -205,15 +205,20 @@ def test_plain_network_cannot_reach_a_listener_on_the_host_loopback(workspace: P
 
 def test_etc_shadow_is_not_readable(workspace: Path) -> None:
     run = hostile(
-        "for path in ('/etc/shadow', '/etc/gshadow', '/etc/passwd'):\n"
+        "import os\nfor path in ('/etc/shadow', '/etc/gshadow', '/etc/passwd'):\n"
         "    try:\n"
         "        print(open(path).read())\n"
         "    except OSError as exc:\n"
-        "        print('no', path, type(exc).__name__)",
+        "        print('no', path, type(exc).__name__)\n"
+        "try:\n"
+        "    print('private keys', os.listdir('/etc/ssl/private'))\n"
+        "except OSError as exc:\n"
+        "    print('no /etc/ssl/private', type(exc).__name__)",
         workspace,
     )
     assert "root:" not in run.stdout, run.stdout
     assert "no /etc/shadow" in run.stdout
+    assert "no /etc/ssl/private" in run.stdout
 
 
 def test_files_outside_the_workspace_are_not_readable(workspace: Path, tmp_path: Path) -> None:

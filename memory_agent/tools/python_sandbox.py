@@ -48,9 +48,11 @@ _TMP_BYTES = 64 * 1024 * 1024
 # counting the sandbox's PID namespace every _WATCH_S seconds kills a fork bomb.
 MAX_PROCESSES = 64
 _WATCH_S = 0.05
-# Files of /etc that programs may read; never passwd/shadow and the like.
-_ETC_FILES = ("ld.so.cache", "ld.so.conf", "localtime", "mime.types")
-_ETC_DIRS = ("ld.so.conf.d", "ssl", "ca-certificates", "alternatives")
+# Files of /etc that programs may read; never passwd/shadow, /etc/ssl/private and the like.
+# Bind nothing root-only: when the agent runs as root, the sandbox's uid maps to root outside,
+# so inside it owns root's files (read-only binds keep them unwritable, not unreadable).
+_ETC_FILES = ("ld.so.cache", "ld.so.conf", "localtime", "mime.types", "ssl/openssl.cnf")
+_ETC_DIRS = ("ld.so.conf.d", "ssl/certs", "alternatives")
 _ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "HOME": WORKSPACE,

@@ -14,6 +14,7 @@ import ast
 import os
 import resource
 import sys
+import types
 
 _MAX_PROCESSES = 64  # per sandbox (threads count too): stops fork bombs
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
@@ -106,12 +107,15 @@ def main() -> None:
             print(value)
 
     code = compile(tree, "<task>", "exec")
-    namespace = {"__name__": "__main__", "__show__": show}
-    # The hook keeps its tables in its closure: the module is out of the task's reach.
-    sys.modules.pop("__main__", None)
+    # The task gets a fresh `__main__` (so pickling its functions works); this module, whose
+    # globals the hook once read its tables from, is out of its reach. The hook keeps its
+    # tables in its closure.
+    task_main = types.ModuleType("__main__")
+    task_main.__dict__["__show__"] = show
+    sys.modules["__main__"] = task_main
     if with_hook:
         sys.addaudithook(hook)
-    exec(code, namespace)
+    exec(code, task_main.__dict__)
 
 
 main()
