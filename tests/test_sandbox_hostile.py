@@ -396,3 +396,54 @@ def test_the_root_filesystem_is_read_only(workspace: Path, tmp_path: Path) -> No
     assert "planted /" not in run.stdout
     for path in ("/etc/planted", "/usr/planted", "/planted"):
         assert not Path(path).exists()
+
+
+def test_unix_sockets_on_the_host_are_unreachable(workspace: Path, tmp_path: Path) -> None:
+    token = secrets.token_hex(4)
+    path = tmp_path / "agent.sock"
+    servers = []
+    for address in (str(path), f"\0memory-agent-test-{token}"):  # a file and an abstract name
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(address)
+        server.listen(1)
+        server.setblocking(False)
+        servers.append(server)
+    try:
+        run = hostile(
+            "import socket\n"
+            f"for address in ({str(path)!r}, '\\0memory-agent-test-{token}'):\n"
+            "    s = socket.socket(socket.AF_UNIX)\n"
+            "    try:\n"
+            "        s.connect(address)\n"
+            "        print('connected', repr(address))\n"
+            "    except OSError as exc:\n"
+            "        print('refused', exc)",
+            workspace,
+        )
+        accepted = 0
+        for server in servers:
+            try:
+                server.accept()[0].close()
+                accepted += 1
+            except BlockingIOError:
+                pass
+    finally:
+        for server in servers:
+            server.close()
+    assert "connected" not in run.stdout, run.stdout
+    assert accepted == 0
+
+
+def test_tmp_is_a_small_private_tmpfs(workspace: Path) -> None:
+    token = secrets.token_hex(8)
+    run = hostile(
+        "import os\nblock = b'x' * (1024 ** 2)\nwritten = 0\n"
+        f"try:\n    with open('/tmp/fill-{token}', 'wb') as f:\n"
+        "        for _ in range(128):\n            f.write(block)\n            written += 1\n"
+        "            f.flush()\n"
+        "except OSError as exc:\n    print('stopped', exc.strerror)\nprint('written', written)",
+        workspace,
+    )
+    assert "stopped" in run.stdout, run.stdout + run.stderr
+    assert int(run.stdout.split("written")[1]) <= 64
+    assert not Path(f"/tmp/fill-{token}").exists()  # the host's /tmp never saw it
