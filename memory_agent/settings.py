@@ -272,6 +272,12 @@ class RuntimeSettings(BaseSettings):
     task_timeout_s: float = Field(default=300.0, gt=0, description="Wall-clock budget per task.")
     tool_timeout_s: float = Field(default=20.0, gt=0, description="Per tool call.")
     sandbox_memory_mb: int = Field(default=1024, ge=64, description="Python tool address space.")
+    sandbox_allow_unisolated: bool = Field(
+        default=False,
+        description="UNSAFE: let the python tool run model-written code without the bubblewrap "
+        "sandbox where bwrap cannot run (only rlimits and an audit hook that code can get "
+        "round: it could read the host's files and keys and rewrite the memory).",
+    )
     mcp_servers: list[str] = Field(
         default_factory=list,
         description="MCP servers whose tools the agent may call, each a command line "

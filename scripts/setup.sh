@@ -5,6 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+# The python tool runs model-written code inside bubblewrap and refuses to run without it.
+if [ ! -x /usr/bin/bwrap ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+    else
+        echo "warning: bubblewrap is missing, so the python tool will refuse to run code." >&2
+        echo "  Install it (as root: apt-get install bubblewrap) and allow unprivileged user" >&2
+        echo "  namespaces (e.g. sysctl -w kernel.unprivileged_userns_clone=1)." >&2
+    fi
+fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet "torch==2.13.0"

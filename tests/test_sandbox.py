@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from memory_agent.tools import ToolContext
+from memory_agent.tools import ToolContext, python_sandbox
 from memory_agent.tools.python_sandbox import PythonTool, run_python
 
 
@@ -136,6 +136,67 @@ def test_runaway_loop_is_killed_at_the_timeout(workspace: Path) -> None:
     assert sleeper.timed_out and sleeper.elapsed_s < 5
 
 
+def test_task_functions_can_be_pickled(workspace: Path) -> None:
+    # The task's namespace is a real `__main__` module, as in a script or a REPL.
+    code = "import pickle\ndef f():\n    return 5\npickle.loads(pickle.dumps(f))()"
+    assert run(code, workspace) == (True, "5")
+
+
 def test_syntax_errors_are_reported(workspace: Path) -> None:
     ok, output = run("def (:", workspace)
     assert not ok and "SyntaxError" in output
+
+
+def test_code_runs_inside_bubblewrap(workspace: Path) -> None:
+    if not python_sandbox.bwrap_available():
+        pytest.skip(f"bubblewrap cannot run here: {python_sandbox.bwrap_problem()}")
+    result = PythonTool().run(
+        {"code": "import os\nprint(os.getuid(), os.getcwd(), sorted(os.listdir('/proc'))[:2])"},
+        ToolContext(workspace=workspace),
+    )
+    assert result.ok and result.data["isolated"] is True
+    assert result.output == "65534 /workspace ['1', '2']"  # nobody, in its own PID namespace
+
+
+def test_without_bubblewrap_the_tool_refuses_and_says_how_to_enable_it(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(python_sandbox, "bwrap_problem", lambda: "/usr/bin/bwrap is missing")
+    result = PythonTool().run({"code": "open('ran', 'w')"}, ToolContext(workspace=workspace))
+    assert not result.ok and result.data["refused"] is True
+    assert result.output.startswith("Error: the python tool runs code only inside a bubblewrap")
+    assert "/usr/bin/bwrap is missing" in result.output
+    assert "apt-get install bubblewrap" in result.output
+    assert "user namespaces" in result.output
+    assert "MEMORY_AGENT_SANDBOX_ALLOW_UNISOLATED=1" in result.output
+    assert not (workspace / "ran").exists()
+    # The loudly named setting allows the weaker mode (rlimits and the audit hook only).
+    weak = PythonTool().run(
+        {"code": "6 * 7"}, ToolContext(workspace=workspace, allow_unisolated=True)
+    )
+    assert weak.ok and weak.output == "42" and weak.data["isolated"] is False
+
+
+def test_the_unisolated_mode_is_a_setting_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memory_agent.settings import Settings
+
+    assert Settings.model_fields["sandbox_allow_unisolated"].default is False
+    assert "UNSAFE" in (Settings.model_fields["sandbox_allow_unisolated"].description or "")
+    monkeypatch.setenv("MEMORY_AGENT_SANDBOX_ALLOW_UNISOLATED", "1")
+    assert Settings().sandbox_allow_unisolated is True
+
+
+def test_a_fork_bomb_is_stopped_with_a_clear_message(workspace: Path) -> None:
+    run = python_sandbox.run_python(
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+        workspace,
+        timeout_s=2,
+        memory_mb=256,
+        audit_hook=False,
+    )
+    failure = python_sandbox.describe_failure(run, 2) or ""
+    if run.too_many_processes:  # the watchdog (root is exempt from RLIMIT_NPROC)
+        assert failure.startswith("too many processes (more than 64); the sandbox was killed")
+        assert run.elapsed_s < 1.9
+    else:  # RLIMIT_NPROC held the forks back; the loop spun until the time-out
+        assert "timed out" in failure

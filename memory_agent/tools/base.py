@@ -24,6 +24,8 @@ class ToolContext:
     files: tuple[Path, ...] = ()
     timeout_s: float = 20.0
     memory_mb: int = 1024
+    # Settings.sandbox_allow_unisolated: run the python tool without bubblewrap (unsafe).
+    allow_unisolated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

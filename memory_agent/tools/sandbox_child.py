@@ -1,9 +1,11 @@
-"""Runs inside the sandbox subprocess (started as `python -I -B sandbox_child.py WS CPU MEM`).
+"""Runs inside the sandbox, as `python -I -B sandbox_child.py WS CPU MEM [--no-audit-hook]`.
 
-It limits itself (rlimits, hard and soft, so the task cannot raise them), then installs an
-audit hook that refuses process creation, sockets, native-library loading and any write
-outside the workspace, and only then runs the task's code from stdin. A final bare
-expression is printed, as in a REPL, so `bin(7).count('1')` answers `3`.
+It limits itself (rlimits, hard and soft, so the task cannot raise them: CPU, address space,
+file size, processes), then installs an audit hook that refuses process creation, sockets,
+native-library loading and any write outside the workspace, and only then runs the task's
+code from stdin. The hook is a second layer with clear messages; the boundary is the
+bubblewrap sandbox around this process (python_sandbox.py), which must hold without it.
+A final bare expression is printed, as in a REPL, so `bin(7).count('1')` answers `3`.
 
 This file must stay importable on its own: it runs with -I (no site customisation).
 """
@@ -12,9 +14,11 @@ import ast
 import os
 import resource
 import sys
+import types
 
+_MAX_PROCESSES = 64  # per sandbox (threads count too): stops fork bombs
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
-_BLOCKED = {
+_BLOCKED = frozenset({
     "os.fork", "os.forkpty", "os.system", "os.posix_spawn", "os.posix_spawnp",
     "os.kill", "os.killpg", "os.chroot", "os.setuid", "os.setgid",
     "subprocess.Popen", "pty.spawn",
@@ -22,7 +26,7 @@ _BLOCKED = {
     "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
     "ctypes.dlopen", "ctypes.dlsym", "ctypes.call_function", "ctypes.cdata",
     "resource.setrlimit", "resource.prlimit",
-}  # fmt: skip
+})  # fmt: skip
 # Events whose listed argument positions are paths that would be written.
 _PATH_WRITES = {
     "os.mkdir": (0,), "os.remove": (0,), "os.rmdir": (0,), "os.rename": (0, 1),
@@ -43,6 +47,8 @@ def main() -> None:
     _limit(resource.RLIMIT_AS, memory_bytes)
     _limit(resource.RLIMIT_FSIZE, 64 * 1024 * 1024)
     _limit(resource.RLIMIT_CORE, 0)
+    _limit(resource.RLIMIT_NPROC, _MAX_PROCESSES)
+    with_hook = "--no-audit-hook" not in sys.argv[4:]
     os.chdir(workspace)
     source = sys.stdin.read()
 
@@ -59,7 +65,9 @@ def main() -> None:
     def _no_fork_exec(*_args: object) -> int:
         raise PermissionError("sandbox: starting processes is not allowed")
 
-    _posixsubprocess.fork_exec = _no_fork_exec
+    if with_hook:
+        _posixsubprocess.fork_exec = _no_fork_exec
+    blocked, path_writes = _BLOCKED, dict(_PATH_WRITES)
 
     def inside(path: object) -> bool:
         if isinstance(path, int):  # an already open descriptor
@@ -68,7 +76,7 @@ def main() -> None:
         return real == workspace or real.startswith(workspace + os.sep) or real == os.devnull
 
     def hook(event: str, args: tuple[object, ...]) -> None:
-        if event in _BLOCKED or event.startswith(("os.exec", "os.spawn")):
+        if event in blocked or event.startswith(("os.exec", "os.spawn")):
             raise PermissionError(f"sandbox: {event} is not allowed")
         if event == "open":
             path, mode, flags = (tuple(args) + (None, None, None))[:3]
@@ -77,8 +85,8 @@ def main() -> None:
             )
             if writes and path is not None and not inside(path):
                 raise PermissionError(f"sandbox: writing {path} (outside the workspace)")
-        elif event in _PATH_WRITES:
-            for position in _PATH_WRITES[event]:
+        elif event in path_writes:
+            for position in path_writes[event]:
                 if position < len(args) and not inside(args[position]):
                     raise PermissionError(f"sandbox: {event} on {args[position]} (outside the "
                                           "workspace)")  # fmt: skip
@@ -99,9 +107,15 @@ def main() -> None:
             print(value)
 
     code = compile(tree, "<task>", "exec")
-    namespace = {"__name__": "__main__", "__show__": show}
-    sys.addaudithook(hook)
-    exec(code, namespace)
+    # The task gets a fresh `__main__` (so pickling its functions works); this module, whose
+    # globals the hook once read its tables from, is out of its reach. The hook keeps its
+    # tables in its closure.
+    task_main = types.ModuleType("__main__")
+    task_main.__dict__["__show__"] = show
+    sys.modules["__main__"] = task_main
+    if with_hook:
+        sys.addaudithook(hook)
+    exec(code, task_main.__dict__)
 
 
 main()

@@ -1,0 +1,449 @@
+"""Hostile code against the Python tool's sandbox: each known escape, tried for real.
+
+The sandbox has two layers: OS isolation (bubblewrap namespaces, a read-only minimal root,
+rlimits) and, on top, an audit hook in the child. The hook is a convenience, not a boundary,
+so most tests here first knock it out (as task code could) and, where the sandbox supports it,
+run without it at all: what must hold is the OS layer. Every test asserts the concrete
+outcome (the file is unchanged, the secret is absent, the listener accepted nothing), not
+merely that the run failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import secrets
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from memory_agent.tools import ToolContext, python_sandbox
+from memory_agent.tools.python_sandbox import PythonTool, SandboxRun, run_python
+
+# What task code can do to the audit hook of the old child: its block lists are globals of
+# the `__main__` module. Harmless (and a no-op) against a child that keeps them elsewhere.
+UNHOOK = """\
+import sys as _sys
+_main = _sys.modules.get('__main__')
+for _name in ('_BLOCKED', '_PATH_WRITES'):
+    try:
+        getattr(_main, _name).clear()
+    except Exception:
+        pass
+"""
+
+_available = getattr(python_sandbox, "bwrap_available", None)
+if _available is not None and not _available() and not os.environ.get("CI"):
+    pytest.skip("bubblewrap cannot run here", allow_module_level=True)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    path = tmp_path / "ws"
+    path.mkdir()
+    return path
+
+
+def hostile(
+    code: str, workspace: Path, *, timeout_s: float = 5, memory_mb: int = 512
+) -> SandboxRun:
+    """Run `code` after knocking out the audit hook (or, if the sandbox allows, without it)."""
+    kwargs = {}
+    if "audit_hook" in inspect.signature(run_python).parameters:
+        kwargs["audit_hook"] = False
+    return run_python(UNHOOK + code, workspace, timeout_s=timeout_s, memory_mb=memory_mb, **kwargs)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Listener:
+    """A TCP listener on the host's loopback that records every connection it accepts."""
+
+    def __init__(self) -> None:
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(8)
+        self.server.settimeout(0.2)
+        self.port = self.server.getsockname()[1]
+        self.accepted: list[object] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, address = self.server.accept()
+            except OSError:
+                continue
+            self.accepted.append(address)
+            connection.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.server.close()
+
+
+def test_memory_database_outside_the_workspace_cannot_be_modified(
+    workspace: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    db = home / "memory.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE cases (id INTEGER PRIMARY KEY, answer TEXT)")
+        conn.execute("INSERT INTO cases (answer) VALUES ('the true answer')")
+    conn.close()
+    before = digest(db)
+    # No audit-hook trickery needed: sqlite3.connect raised no event the old hook refused.
+    run = run_python(
+        f"import sqlite3\nc = sqlite3.connect({str(db)!r})\n"
+        "c.execute(\"UPDATE cases SET answer = 'poisoned'\")\n"
+        "c.execute(\"INSERT INTO cases (answer) VALUES ('planted')\")\nc.commit()\nprint('done')",
+        workspace,
+        timeout_s=5,
+        memory_mb=512,
+    )
+    assert "done" not in run.stdout
+    assert digest(db) == before
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT answer FROM cases").fetchall() == [("the true answer",)]
+    conn.close()
+
+
+def test_clearing_the_audit_hook_then_os_system_changes_nothing_outside(
+    workspace: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned-by-system"
+    # Through the tool as the agent calls it (audit hook in place), then without the hook.
+    context = ToolContext(workspace=workspace, timeout_s=5, memory_mb=512)
+    code = f"import os\nos.system('echo pwned > {marker}')"
+    result = PythonTool().run({"code": UNHOOK + code}, context)
+    assert not marker.exists(), result.output
+    hostile(code, workspace)
+    assert not marker.exists()
+
+
+def test_clearing_the_audit_hook_then_spawning_a_process_changes_nothing_outside(
+    workspace: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned-by-spawn"
+    hostile(
+        f"import os\nos.posix_spawn('/bin/sh', ['sh', '-c', 'echo pwned > {marker}'], {{}})\n"
+        "import time\ntime.sleep(0.5)",
+        workspace,
+    )
+    hostile(f"import subprocess\nsubprocess.run(['sh', '-c', 'echo pwned > {marker}'])", workspace)
+    assert not marker.exists()
+
+
+def test_clearing_the_audit_hook_then_fork_changes_nothing_outside(
+    workspace: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned-by-fork"
+    hostile(
+        "import os, sqlite3\nif os.fork() == 0:\n"
+        f"    sqlite3.connect({str(marker)!r}).execute('CREATE TABLE pwned (x)')\n"
+        "    os._exit(0)\nos.wait()",
+        workspace,
+    )
+    assert not marker.exists()
+
+
+def test_ctypes_setns_cannot_reach_a_listener_on_the_host_loopback(workspace: Path) -> None:
+    listener = Listener()
+    try:
+        run = hostile(
+            "import ctypes, os, socket\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            f"for pid in (1, {os.getpid()}, os.getppid()):\n"
+            "    try:\n"
+            "        fd = os.open(f'/proc/{pid}/ns/net', os.O_RDONLY)\n"
+            "    except OSError:\n"
+            "        continue\n"
+            "    print(pid, libc.setns(fd, 0x40000000), ctypes.get_errno())\n"
+            "    try:\n"
+            f"        socket.create_connection(('127.0.0.1', {listener.port}), timeout=1)\n"
+            "        print('connected')\n"
+            "    except OSError as exc:\n"
+            "        print('refused', exc)\n",
+            workspace,
+        )
+        time.sleep(0.3)
+    finally:
+        listener.close()
+    assert "connected" not in run.stdout, run.stdout
+    assert listener.accepted == []
+
+
+def test_plain_network_cannot_reach_a_listener_on_the_host_loopback(workspace: Path) -> None:
+    listener = Listener()
+    try:
+        run = hostile(
+            "import socket\n"
+            f"socket.create_connection(('127.0.0.1', {listener.port}), timeout=1)\n"
+            "print('connected')",
+            workspace,
+        )
+        time.sleep(0.3)
+    finally:
+        listener.close()
+    assert "connected" not in run.stdout
+    assert listener.accepted == []
+
+
+def test_etc_shadow_is_not_readable(workspace: Path) -> None:
+    run = hostile(
+        "import os\nfor path in ('/etc/shadow', '/etc/gshadow', '/etc/passwd'):\n"
+        "    try:\n"
+        "        print(open(path).read())\n"
+        "    except OSError as exc:\n"
+        "        print('no', path, type(exc).__name__)\n"
+        "try:\n"
+        "    print('private keys', os.listdir('/etc/ssl/private'))\n"
+        "except OSError as exc:\n"
+        "    print('no /etc/ssl/private', type(exc).__name__)",
+        workspace,
+    )
+    assert "root:" not in run.stdout, run.stdout
+    assert "no /etc/shadow" in run.stdout
+    assert "no /etc/ssl/private" in run.stdout
+
+
+def test_files_outside_the_workspace_are_not_readable(workspace: Path, tmp_path: Path) -> None:
+    token = secrets.token_hex(16)
+    outside = tmp_path / "private.txt"
+    outside.write_text(f"secret {token}")
+    run = hostile(
+        f"print(open({str(outside)!r}).read())\nimport os\nprint(os.listdir({str(tmp_path)!r}))",
+        workspace,
+    )
+    assert token not in run.stdout
+    assert "private.txt" not in run.stdout
+
+
+def test_a_symlink_out_of_the_workspace_leads_nowhere(workspace: Path, tmp_path: Path) -> None:
+    token = secrets.token_hex(16)
+    outside = tmp_path / "outside.txt"
+    outside.write_text(f"secret {token}")
+    before = digest(outside)
+    run = hostile(
+        f"import os\nos.symlink({str(outside)!r}, 'link')\nos.symlink({str(tmp_path)!r}, 'dir')\n"
+        "try:\n    print(open('link').read())\nexcept OSError as exc:\n    print('read', exc)\n"
+        "try:\n    open('link', 'w').write('clobbered')\nexcept OSError as exc:\n"
+        "    print('write', exc)\n"
+        "fd = os.open('dir', os.O_RDONLY)\n"
+        "os.write(os.open('planted.txt', os.O_CREAT | os.O_WRONLY, dir_fd=fd), b'x')",
+        workspace,
+    )
+    assert token not in run.stdout
+    assert digest(outside) == before
+    assert not (tmp_path / "planted.txt").exists()
+
+
+def test_dir_fd_writes_cannot_leave_the_workspace(workspace: Path, tmp_path: Path) -> None:
+    # No audit-hook trickery: the old hook resolved the name against the workspace.
+    run = run_python(
+        f"import os\nfd = os.open({str(tmp_path)!r}, os.O_RDONLY)\n"
+        "out = os.open('escaped.txt', os.O_CREAT | os.O_WRONLY, dir_fd=fd)\n"
+        "os.write(out, b'outside')\nprint('written')",
+        workspace,
+        timeout_s=5,
+        memory_mb=512,
+    )
+    assert not (tmp_path / "escaped.txt").exists(), run.stdout
+
+
+def test_the_parents_environment_is_not_readable(workspace: Path) -> None:
+    token = "MA_SECRET_" + secrets.token_hex(16)
+    # The sandbox is started by a process holding the secret in its environment (as the agent
+    # holds API keys); the code reads every environ it can find.
+    script = (
+        f"import sys; sys.path[:0] = {sys.path!r}\n"
+        "from pathlib import Path\n"
+        "from memory_agent.tools.python_sandbox import run_python\n"
+        "code = '''\nimport os\nprint([k for k in os.environ if 'API_KEY' in k])\n"
+        "for entry in os.listdir('/proc'):\n"
+        "    try:\n"
+        "        found = open(f'/proc/{entry}/environ', 'rb').read().split(bytes(1))\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    print(entry, [v for v in found if b'API_KEY' in v])\n"
+        "'''\n"
+        f"run = run_python(code, Path({str(workspace)!r}), timeout_s=5, memory_mb=512)\n"
+        "print(run.stdout)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "OPENAI_API_KEY": token},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "environ" not in done.stderr
+    assert token not in done.stdout
+    # /proc/1 is the sandbox's own init, not the host's.
+    assert "OPENAI_API_KEY" not in done.stdout
+
+
+def test_a_double_forked_setsid_grandchild_dies_at_the_timeout(workspace: Path) -> None:
+    started = time.perf_counter()
+    run = hostile(
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(2.5)\n"
+        "        open('grandchild-alive', 'w').write(str(os.getpid()))\n"
+        "    os._exit(0)\n"
+        "time.sleep(60)",
+        workspace,
+        timeout_s=1,
+    )
+    assert run.timed_out
+    assert time.perf_counter() - started < 5
+    time.sleep(max(0.0, 3.5 - (time.perf_counter() - started)))
+    assert not (workspace / "grandchild-alive").exists()
+
+
+def test_a_fork_bomb_is_capped_and_dies_at_the_timeout(workspace: Path) -> None:
+    started = time.perf_counter()
+    run = hostile(
+        "import os, sys, time\nforked = 0\n"
+        "for i in range(400):\n"
+        "    try:\n"
+        "        pid = os.fork()\n"
+        "    except OSError:\n"
+        "        break\n"
+        "    if pid == 0:\n"
+        "        time.sleep(2.5)\n"
+        "        open(f'alive-{i}', 'w').close()\n"
+        "        os._exit(0)\n"
+        "    forked += 1\n"
+        "print('forked', forked, flush=True)\ntime.sleep(60)",
+        workspace,
+        timeout_s=1.5,
+    )
+    # Either RLIMIT_NPROC stopped the forks (an ordinary user) or, for root, which the kernel
+    # exempts from it, the watchdog killed the sandbox at the process limit.
+    if getattr(run, "too_many_processes", False):
+        assert not run.timed_out and time.perf_counter() - started < 1.5
+    else:
+        assert "forked" in run.stdout, run.stderr
+        assert int(run.stdout.split()[1]) < 400
+    time.sleep(max(0.0, 4 - (time.perf_counter() - started)))
+    assert list(workspace.glob("alive-*")) == []
+
+
+def test_memory_exhaustion_is_refused(workspace: Path) -> None:
+    run = hostile(
+        "chunks = []\nfor _ in range(64):\n    chunks.append(bytearray(256 * 1024 ** 2))\n"
+        "print('allocated', len(chunks))",
+        workspace,
+        memory_mb=512,
+    )
+    assert "allocated" not in run.stdout
+    assert "MemoryError" in run.stderr
+
+
+def test_filling_the_disk_stops_at_the_file_size_limit(workspace: Path) -> None:
+    run = hostile(
+        "block = b'x' * (1024 ** 2)\nwith open('big.bin', 'wb') as f:\n"
+        "    for _ in range(200):\n        f.write(block)\nprint('wrote 200 MB')",
+        workspace,
+    )
+    assert "wrote 200 MB" not in run.stdout
+    assert (workspace / "big.bin").stat().st_size <= 64 * 1024**2
+
+
+def test_host_processes_cannot_be_signalled(workspace: Path) -> None:
+    victim = subprocess.Popen(["sleep", "30"])
+    try:
+        hostile(
+            f"import os, signal\ntry:\n    os.kill({victim.pid}, signal.SIGKILL)\n"
+            "except OSError as exc:\n    print(exc)",
+            workspace,
+        )
+        time.sleep(0.2)
+        assert victim.poll() is None  # still running
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+
+
+def test_the_root_filesystem_is_read_only(workspace: Path, tmp_path: Path) -> None:
+    run = hostile(
+        "import os\nfor path in ('/etc/planted', '/usr/planted', '/planted'):\n"
+        "    try:\n"
+        "        os.close(os.open(path, os.O_CREAT | os.O_WRONLY))\n"
+        "        print('planted', path)\n"
+        "    except OSError as exc:\n"
+        "        print('refused', path, exc.strerror)",
+        workspace,
+    )
+    assert "planted /" not in run.stdout
+    for path in ("/etc/planted", "/usr/planted", "/planted"):
+        assert not Path(path).exists()
+
+
+def test_unix_sockets_on_the_host_are_unreachable(workspace: Path, tmp_path: Path) -> None:
+    token = secrets.token_hex(4)
+    path = tmp_path / "agent.sock"
+    servers = []
+    for address in (str(path), f"\0memory-agent-test-{token}"):  # a file and an abstract name
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(address)
+        server.listen(1)
+        server.setblocking(False)
+        servers.append(server)
+    try:
+        run = hostile(
+            "import socket\n"
+            f"for address in ({str(path)!r}, '\\0memory-agent-test-{token}'):\n"
+            "    s = socket.socket(socket.AF_UNIX)\n"
+            "    try:\n"
+            "        s.connect(address)\n"
+            "        print('connected', repr(address))\n"
+            "    except OSError as exc:\n"
+            "        print('refused', exc)",
+            workspace,
+        )
+        accepted = 0
+        for server in servers:
+            try:
+                server.accept()[0].close()
+                accepted += 1
+            except BlockingIOError:
+                pass
+    finally:
+        for server in servers:
+            server.close()
+    assert "connected" not in run.stdout, run.stdout
+    assert accepted == 0
+
+
+def test_tmp_is_a_small_private_tmpfs(workspace: Path) -> None:
+    token = secrets.token_hex(8)
+    run = hostile(
+        "import os\nblock = b'x' * (1024 ** 2)\nwritten = 0\n"
+        f"try:\n    with open('/tmp/fill-{token}', 'wb') as f:\n"
+        "        for _ in range(128):\n            f.write(block)\n            written += 1\n"
+        "            f.flush()\n"
+        "except OSError as exc:\n    print('stopped', exc.strerror)\nprint('written', written)",
+        workspace,
+    )
+    assert "stopped" in run.stdout, run.stdout + run.stderr
+    assert int(run.stdout.split("written")[1]) <= 64
+    assert not Path(f"/tmp/fill-{token}").exists()  # the host's /tmp never saw it
