@@ -9,6 +9,7 @@ environment variable is the group's prefix plus the knob, e.g. `MEMORY_AGENT_IND
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -288,6 +289,24 @@ class RuntimeSettings(BaseSettings):
     )
 
 
+# Knobs that had two names before the settings were grouped; their old variables would be
+# read as a whole group (or ignored), so they are refused with the new name instead.
+RETIRED_VARIABLES = {
+    "MEMORY_AGENT_POLICY": "MEMORY_AGENT_POLICY_NAME",
+    "MEMORY_AGENT_K_CASES": "MEMORY_AGENT_POLICY_K",
+}
+
+
+def _refuse_retired_variables() -> None:
+    from memory_agent.errors import InvalidInputError
+
+    for old, new in RETIRED_VARIABLES.items():
+        if old in os.environ:
+            raise InvalidInputError(
+                f"{old} is no longer read: set {new} instead (and unset {old})."
+            )
+
+
 GROUPS: dict[str, type[BaseSettings]] = {
     "store": StoreSettings,
     "policy": PolicySettings,
@@ -318,6 +337,10 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+
+    def __init__(self, **values: Any) -> None:
+        _refuse_retired_variables()
+        super().__init__(**values)
 
     @field_validator("store", "policy", "runtime", mode="before")
     @classmethod

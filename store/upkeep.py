@@ -101,7 +101,8 @@ class CodebookUpkeep(Room):
         if keeper.active is None:
             raise InvalidInputError(
                 "This store has no codebook yet: it keeps exact vectors until "
-                f"{self.settings.store.codebook_min_cases} cases exist (MEMORY_AGENT_CODEBOOK_MIN_CASES)."
+                f"{self.settings.store.codebook_min_cases} cases exist "
+                "(MEMORY_AGENT_CODEBOOK_MIN_CASES)."
             )
         if keeper.pending is not None:
             return keeper.pending.version

@@ -11,15 +11,15 @@ from memory_agent.store import CaseMemory, NewCase
 
 
 def compressed_settings(home: Path, **more: object) -> Settings:
-    """Settings whose store switches to codes at 1,000 cases and reindexes in the foreground."""
-    values: dict[str, object] = {
-        "home": home,
+    """Settings whose store switches to codes at 1,000 cases and reindexes in the foreground
+    (`more`: further store knobs)."""
+    store: dict[str, object] = {
         "codebook_min_cases": 1000,
         "reindex_in_background": False,
         "reservoir_size": 256,
         **more,
     }
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(home=home, store=store)
 
 
 def add_synthetic(

@@ -22,15 +22,23 @@ CALC = 'PLAN: 1. multiply\nUSED CASES: none\nACTION: calculator {"expression": "
 
 
 def make_agent(
-    memory: CaseMemory, home: Path, llm: ScriptedChatModel, **settings: Any
+    memory: CaseMemory,
+    home: Path,
+    llm: ScriptedChatModel,
+    *,
+    policy: str = "similarity",
+    k: int | None = None,
+    **runtime: Any,
 ) -> MemoryAgent:
     # similarity learns nothing itself, so the runtime's own credit bookkeeping is what the
     # statistics show; learned policies are tested in their own suite.
-    merged: dict[str, Any] = {
-        "home": home, "task_timeout_s": 60, "tool_timeout_s": 5, "policy": "similarity",
-    }  # fmt: skip
-    merged.update(settings)
-    return MemoryAgent(Settings(**merged), llm=llm, memory=memory)
+    policy_knobs: dict[str, Any] = {"name": policy} if k is None else {"name": policy, "k": k}
+    settings = Settings(
+        home=home,
+        policy=policy_knobs,
+        runtime={"task_timeout_s": 60, "tool_timeout_s": 5, **runtime},
+    )
+    return MemoryAgent(settings, llm=llm, memory=memory)
 
 
 @pytest.fixture
@@ -235,7 +243,7 @@ def test_code_style_refines_a_failed_line_with_other_cases_and_infers_citation(
     second = memory.add("Spell the word 'rocket' backward.", plan="'rocket'[::-1]",
                         answer="tekcor", outcome="success", reward=1.0)  # fmt: skip
     llm = ScriptedChatModel(["'memory'.reverse()", "'memory'[::-1]"], prompt_style="code")
-    with make_agent(memory, isolated_home, llm, k_cases=1, max_attempts=2) as agent:
+    with make_agent(memory, isolated_home, llm, k=1, max_attempts=2) as agent:
         result = agent.run("Spell the word 'memory' backward.", ground_truth="yromem")
     assert (result.answer, result.reward, result.attempts, result.stage) == (
         "yromem", 1.0, 2, "refine",
@@ -367,7 +375,7 @@ def test_a_refine_attempt_starts_clean_when_wrong_answers_may_be_retried(
         f"PLAN: guess\nUSED CASES: {first.id}\nFINAL ANSWER: 54",
         "Thinking again, seven eights.\nFINAL ANSWER: 56",
     )
-    with make_agent(memory, isolated_home, llm, k_cases=1, refine_on_wrong_answer=True) as agent:
+    with make_agent(memory, isolated_home, llm, k=1, refine_on_wrong_answer=True) as agent:
         result = agent.run("What is seven times eight?", ground_truth="56")
     assert (result.answer, result.reward, result.attempts, result.stage) == (
         "56", 1.0, 2, "refine",
@@ -387,7 +395,7 @@ def test_code_style_policy_chooses_among_successes_only(
     success = memory.add("Spell the word 'rocket' backward.", plan="'rocket'[::-1]",
                          answer="tekcor", outcome="success", reward=1.0)  # fmt: skip
     llm = ScriptedChatModel(["'memory'[::-1]"], prompt_style="code")
-    with make_agent(memory, isolated_home, llm, k_cases=1, policy="value") as agent:
+    with make_agent(memory, isolated_home, llm, k=1, policy="value") as agent:
         result = agent.run("Spell the word 'memory' backward.", ground_truth="yromem")
     assert result.cases_shown == [success.id] and failed.id not in result.cases_shown
     assert llm.calls[0][-2] == {"role": "assistant", "content": "'rocket'[::-1]"}

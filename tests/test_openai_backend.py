@@ -89,7 +89,9 @@ def test_chat_reports_usage_and_honours_stop(llama_server: str) -> None:
 def test_agent_learns_through_the_openai_compatible_path(
     llama_server: str, isolated_home: Path, minilm: object
 ) -> None:
-    settings = Settings(home=isolated_home, runtime={"model": "smollm2", "base_url": llama_server, "prompt_style": "code", "max_attempts": 1})  # fmt: skip
+    runtime = {"model": "smollm2", "base_url": llama_server, "prompt_style": "code",
+               "max_attempts": 1}  # fmt: skip
+    settings = Settings(home=isolated_home, runtime=runtime)
     llm = make_chat_model(settings)
     assert isinstance(llm, OpenAIChatModel) and llm.prompt_style == "code"
     with CaseMemory(settings, embedder=minilm) as memory:  # type: ignore[arg-type]

@@ -303,7 +303,7 @@ memory = CaseMemory(Settings(home=home), database_url=url)
 rng = np.random.default_rng(0)
 vectors = rng.normal(size=(30, 384)).astype(np.float32)
 ids = memory.add_many([NewCase(task=f"case {i}") for i in range(30)], embeddings=vectors)
-policy = NeuralPolicy(memory, Settings(home=home, policy_save_every=1), seed=0)
+policy = NeuralPolicy(memory, Settings(home=home, policy={'save_every': 1}), seed=0)
 step = 0
 while True:
     shown = [int(i) for i in rng.choice(ids, 3, replace=False)]

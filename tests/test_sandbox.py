@@ -178,12 +178,13 @@ def test_without_bubblewrap_the_tool_refuses_and_says_how_to_enable_it(
 
 
 def test_the_unisolated_mode_is_a_setting_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    from memory_agent.settings import Settings
+    from memory_agent.settings import RuntimeSettings, Settings
 
-    assert Settings.model_fields["sandbox_allow_unisolated"].default is False
-    assert "UNSAFE" in (Settings.model_fields["sandbox_allow_unisolated"].description or "")
+    field = RuntimeSettings.model_fields["sandbox_allow_unisolated"]
+    assert field.default is False
+    assert "UNSAFE" in (field.description or "")
     monkeypatch.setenv("MEMORY_AGENT_SANDBOX_ALLOW_UNISOLATED", "1")
-    assert Settings().sandbox_allow_unisolated is True
+    assert Settings().runtime.sandbox_allow_unisolated is True
 
 
 def test_a_fork_bomb_is_stopped_with_a_clear_message(workspace: Path) -> None:

@@ -33,7 +33,7 @@ def _settings(ctx: typer.Context, model: str | None, base_url: str | None) -> Se
 
 
 def _model_name(settings: Settings) -> str:
-    return str(getattr(settings, "model", None) or "default")
+    return settings.runtime.model
 
 
 def check_policy(name: str) -> str:
@@ -101,8 +101,8 @@ def gaia(
     if resume and not (run_name or out):
         raise InvalidInputError("--resume needs the --run-name or --out of the run to continue.")
     settings = _settings(ctx, model, base_url)
-    default_policy = str(getattr(settings, "policy", None) or "similarity")
-    chosen = "none" if no_memory else check_policy(policy or default_policy)
+    # Without --policy the run uses the agent's configured policy (MEMORY_AGENT_POLICY_NAME).
+    chosen = "none" if no_memory else check_policy(policy or settings.policy.name)
     mode: Mode = "none" if chosen == "none" else "frozen" if frozen_memory else "continual"
     if mode == "continual" and concurrency > 1:
         typer.echo(

@@ -89,6 +89,7 @@ class ToolCalls:
             files=tuple(Path(f) for f in s["files"]),
             timeout_s=timeout,
             memory_mb=self.settings.runtime.sandbox_memory_mb,
+            allow_unisolated=self.settings.runtime.sandbox_allow_unisolated,
         )
         return self._run(name, args, context, timeout)
 
