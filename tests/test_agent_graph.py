@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scripted_model import ScriptedChatModel
 
 from memory_agent import MemoryAgent, Settings
 from memory_agent.errors import InvalidInputError
-from memory_agent.llm.scripted import ScriptedChatModel
 from memory_agent.store import CaseMemory
 from memory_agent.store.run_log import RunNotFoundError
 from memory_agent.tools import ToolContext, ToolResult, default_tools

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from scripted_model import ScriptedChatModel
 
 from memory_agent import MemoryAgent, Settings
 from memory_agent.errors import InvalidInputError
-from memory_agent.llm.scripted import ScriptedChatModel
 from memory_agent.store import CaseMemory
 from memory_agent.tools import ToolContext, default_tools
 

@@ -6,18 +6,13 @@ from typing import Annotated, Any
 
 import typer
 
-from memory_agent.commands.common import new_typer, open_memory, print_json
+from memory_agent.commands.common import clip_line, new_typer, open_memory, print_json
 
 app = new_typer("Inspect and reset the learned case-selection values.")
 
 NamespaceOpt = Annotated[
     str | None, typer.Option("--namespace", "-n", help="Namespace (default: from settings).")
 ]
-
-
-def _short(text: str, width: int = 60) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 @app.command("stats")
@@ -68,7 +63,9 @@ def stats(
             for column in ("id", "Q", "visits", "task"):
                 table.add_column(column, justify="right" if column != "task" else "left")
             for c in s[label]:
-                table.add_row(str(c.case_id), f"{c.q_value:.3f}", str(c.visits), _short(c.task))
+                table.add_row(
+                    str(c.case_id), f"{c.q_value:.3f}", str(c.visits), clip_line(c.task, 60)
+                )
             console.print(table)
     for row in saved:
         console.print(
