@@ -243,15 +243,16 @@ class CaseWriter(Room):
                 index.add(id_array[positions], vectors[positions])
         return ids
 
-    def update(self, case_id: int, **changes: Any) -> Case:
-        """Change fields of a case; a new task is re-embedded and re-indexed."""
+    def update(self, case_id: int, namespace: str | None = None, **changes: Any) -> Case:
+        """Change fields of a case of `namespace` (default: the configured one); a new task
+        is re-embedded and re-indexed."""
         unknown = set(changes) - _UPDATABLE
         if unknown:
             raise InvalidInputError(
                 f"Cannot update {', '.join(sorted(unknown))}; updatable fields are "
                 f"{', '.join(sorted(_UPDATABLE))}."
             )
-        current = self.memory.get(case_id)
+        current = self.memory.get(case_id, namespace=namespace)
         merged = NewCase(
             task=changes.get("task", current.task),
             plan=changes.get("plan", current.plan),
@@ -284,7 +285,11 @@ class CaseWriter(Room):
             if vector is not None:
                 values.update(self.keeper.columns_for(vector)[0])
             with self.sessions.begin() as session:
-                session.execute(update(CaseRow).where(CaseRow.id == case_id).values(**values))
+                session.execute(
+                    update(CaseRow)
+                    .where(CaseRow.id == case_id, CaseRow.namespace == current.namespace)
+                    .values(**values)
+                )
                 if vector is not None:
                     log_change(session, current.namespace, "add", [case_id], self.space.writer)
                     self.keeper.check_in_force(session, in_force)
@@ -296,27 +301,39 @@ class CaseWriter(Room):
                 ids = np.asarray([case_id], dtype=np.int64)
                 index.remove(ids)
                 index.add(ids, vector)
-        return self.memory.get(case_id)
+        return self.memory.get(case_id, namespace=current.namespace)
 
-    def tombstone(self, ids: Sequence[int], reason: str, merged_into: int | None = None) -> None:
+    def tombstone(
+        self,
+        ids: Sequence[int],
+        reason: str,
+        merged_into: int | None = None,
+        *,
+        namespace: str | None,
+    ) -> None:
+        """Tombstone live cases of `namespace`; a case of another namespace is "not found"
+        like a missing id. `namespace=None` only for the store's own eviction, whose ids come
+        from one namespace's query."""
         if not ids:
             return
         with self.lock:
             with self.sessions.begin() as session:
-                rows = session.execute(
-                    select(CaseRow.id, CaseRow.namespace).where(
-                        CaseRow.id.in_(ids), CaseRow.deleted_at.is_(None)
-                    )
-                ).all()
+                query = select(CaseRow.id, CaseRow.namespace).where(
+                    CaseRow.id.in_(ids), CaseRow.deleted_at.is_(None)
+                )
+                if namespace is not None:
+                    query = query.where(CaseRow.namespace == namespace)
+                rows = session.execute(query).all()
                 found = {case_id for case_id, _ in rows}
                 missing = [i for i in ids if i not in found]
                 if missing:
+                    where = f" in namespace {namespace!r}" if namespace is not None else ""
                     raise CaseNotFoundError(
-                        f"No live case with id {missing[0]}; see `memory-agent memory list`."
+                        f"No live case with id {missing[0]}{where}; see `memory-agent memory list`."
                     )
                 session.execute(
                     update(CaseRow)
-                    .where(CaseRow.id.in_(ids))
+                    .where(CaseRow.id.in_(list(found)))
                     .values(
                         deleted_at=utcnow(),
                         deleted_reason=reason,
