@@ -27,13 +27,14 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
 from memory_agent.errors import CaseNotFoundError
 from memory_agent.settings import Settings
 from memory_agent.store.case_stats import CaseStats
 from memory_agent.store.compression import Compression, ReindexWorker
-from memory_agent.store.database import create_store_engine
+from memory_agent.store.database import corrupt_store_error, create_store_engine
 from memory_agent.store.embedder import Embedder, Vectors, embedder_from_settings
 from memory_agent.store.index import Ids, VectorIndex
 from memory_agent.store.maintenance import Maintenance
@@ -83,6 +84,17 @@ class CaseMemory:
         self.settings = settings or Settings()
         self.url = database_url or self.settings.resolved_database_url()
         self.engine = create_store_engine(self.url)
+        try:
+            self._open(embedder)
+        except DBAPIError as exc:
+            self.engine.dispose()
+            if (corrupt := corrupt_store_error(self.url, exc)) is not None:
+                raise corrupt from exc
+            raise
+
+    def _open(self, embedder: Embedder | None) -> None:
+        """Everything `__init__` sets up on the open engine; reads the whole vector index,
+        so a damaged file shows here (as a clear error) rather than at the first search."""
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._embedder = embedder
         self._lock = threading.RLock()
