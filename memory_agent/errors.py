@@ -47,6 +47,10 @@ class StoreConnectionError(MemoryAgentError):
     exit_code = 4
 
 
+class StoreCorruptError(StoreConnectionError):
+    """The database file is damaged ("database disk image is malformed", "not a database")."""
+
+
 class StoreBusyError(MemoryAgentError):
     """Other processes kept changing the store's codebooks while a write was encoded."""
 
@@ -63,3 +67,9 @@ class DependencyMissingError(MemoryAgentError):
     """An optional package is needed for this feature; the message names the install command."""
 
     exit_code = 6
+
+
+class RunFailedError(MemoryAgentError):
+    """An agent run, or every attempt of an evaluation, ended with an error."""
+
+    exit_code = 7

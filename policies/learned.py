@@ -4,13 +4,22 @@ What they share: their settings, credit and exploration modes, the per-task outc
 (policies/context.py), the selection step, and the handling of feedback: check it, credit
 the shown cases, move their values in the store's case statistics, then let the policy
 learn from the credited targets (`learn_targets`).
+
+Namespaces are tenants: everything a policy learns beyond the per-case values (the task
+context here, the network in `neural`) is kept and saved per namespace, so one tenant's
+feedback never moves another's scores. The namespace in force is the one of the candidates
+being scored (`Candidate.namespace`) or of the feedback being learned from; each namespace's
+state is loaded from the store the first time the policy serves it, under the keys
+`<key>@<namespace>` (`tenant_key`).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,11 +34,39 @@ if TYPE_CHECKING:
     from memory_agent.store import CaseMemory, StageStats
 
 
+_KEY_CHARS = 64  # policy_state.key is a VARCHAR(64)
+
+
+def tenant_key(key: str, namespace: str) -> str:
+    """The saved-state key of `key` for one namespace: `key@namespace`, or, when that would be
+    too long for the column, `key#` and a hash of the namespace."""
+    full = f"{key}@{namespace}"
+    if len(full) <= _KEY_CHARS:
+        return full
+    return f"{key}#{hashlib.blake2b(namespace.encode('utf-8'), digest_size=16).hexdigest()}"
+
+
+def _in_candidates_namespace(score: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a policy's `score` so it runs with the state of its candidates' namespace."""
+
+    @functools.wraps(score)
+    def wrapper(
+        self: LearnedPolicy, state: Vector, candidates: Sequence[Candidate], stage: Stage
+    ) -> Any:
+        self.use_namespace_of(candidates)
+        return score(self, state, candidates, stage)
+
+    wrapper.__wrapped_for_tenants__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 class LearnedPolicy(ABC):
     """A policy that keeps per-case values (in the store) and a per-task outcome history."""
 
     name: str
     context_key: str
+    tenant_fields: tuple[str, ...] = ("context",)
+    """The attributes that hold one namespace's learned state; `use_namespace` swaps them."""
     owns_case_stats = True
     """`update` writes the per-case statistics itself: the runtime must not credit again."""
     scale_ucb = False
@@ -48,12 +85,53 @@ class LearnedPolicy(ABC):
         self.settings = settings or memory.settings
         self.credit: CreditMode = credit or self.settings.policy.credit
         self.exploration: Exploration = exploration or self.settings.policy.exploration
-        self.context = TaskContext(memory, self.context_key, self.settings.policy.context_size)
         self.rng = np.random.default_rng(seed)
+        self.namespace = self.settings.namespace
+        """The namespace whose learned state is in force (see `use_namespace`)."""
+        self._tenants: dict[str, dict[str, Any]] = {}
+        self.context = self.new_context(self.namespace)
         self.start()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        score = cls.__dict__.get("score")
+        if score is not None and not getattr(score, "__wrapped_for_tenants__", False):
+            cls.score = _in_candidates_namespace(score)  # type: ignore[method-assign]
+
     def start(self) -> None:  # noqa: B027 (a hook: overriding it is optional)
-        """What a policy sets up beyond the shared state (called at the end of `__init__`)."""
+        """What a policy sets up beyond the shared state, for the namespace in force (called
+        at the end of `__init__` and when the policy first serves another namespace)."""
+
+    def new_context(self, namespace: str) -> TaskContext:
+        size = self.settings.policy.context_size
+        context = TaskContext(self.memory, tenant_key(self.context_key, namespace), size)
+        if namespace == "default" and not context.history and not context.episodes:
+            # Saved before contexts were kept per namespace (one for all): the default
+            # namespace, where single-tenant stores keep their cases, carries it on.
+            legacy = TaskContext(self.memory, self.context_key, size)
+            if legacy.history or legacy.episodes:
+                legacy.key = context.key
+                return legacy
+        return context
+
+    def use_namespace(self, namespace: str) -> None:
+        """Put `namespace`'s learned state in force (loaded from the store on first use)."""
+        if namespace == self.namespace:
+            return
+        self._tenants[self.namespace] = {f: getattr(self, f) for f in self.tenant_fields}
+        self.namespace = namespace
+        stashed = self._tenants.pop(namespace, None)
+        if stashed is not None:
+            for name, value in stashed.items():
+                setattr(self, name, value)
+            return
+        self.context = self.new_context(namespace)
+        self.start()
+
+    def use_namespace_of(self, candidates: Sequence[Candidate]) -> None:
+        namespace = next((c.namespace for c in candidates if c.namespace is not None), None)
+        if namespace is not None:
+            self.use_namespace(namespace)
 
     @abstractmethod
     def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:
@@ -87,6 +165,7 @@ class LearnedPolicy(ABC):
         feedback's namespace) before anything is written.
         """
         check_feedback(feedback, self.memory.dim)
+        self.use_namespace(feedback.namespace)
         targets = credit_targets(feedback, self.credit, self.settings.policy.unused_target)
         stats = self.memory.case_stats.apply(
             feedback.namespace,
@@ -105,8 +184,16 @@ class LearnedPolicy(ABC):
         the history every `policy_save_every` feedbacks."""
         self.context.add(feedback.stage, feedback.state, targets)
         if self.context.dirty >= self.settings.policy.save_every:
-            self.save()
+            self.save_namespace()
 
     def save(self) -> None:
-        """Values are written on every update; the task context is saved here."""
+        """Save the learned state of every namespace this policy has served."""
+        current = self.namespace
+        for namespace in [current, *sorted(self._tenants)]:
+            self.use_namespace(namespace)
+            self.save_namespace()
+        self.use_namespace(current)
+
+    def save_namespace(self) -> None:
+        """Values are written on every update; the namespace's task context is saved here."""
         self.context.save()

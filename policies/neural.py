@@ -44,7 +44,7 @@ from memory_agent.policies.base import (
 )
 from memory_agent.policies.context import TaskContext
 from memory_agent.policies.exploration import demote, zscore
-from memory_agent.policies.learned import LearnedPolicy
+from memory_agent.policies.learned import LearnedPolicy, tenant_key
 from memory_agent.policies.scoring import task_values, unrelated, value_scores
 
 if TYPE_CHECKING:
@@ -151,9 +151,16 @@ class NeuralPolicy(LearnedPolicy):
     name = "neural"
     context_key = CONTEXT_KEY
     scale_ucb = True
+    # One network, optimiser and replay buffer per namespace: one tenant's feedback never
+    # moves another's scores.
+    tenant_fields = (
+        "context", "_torch_gen", "_features", "updates", "version", "dim", "net", "optimizer",
+        "_buf_emb", "_buf_sc", "_buf_y", "_buf_ep", "_filled", "_next",
+    )  # fmt: skip
 
     def start(self) -> None:
-        """The network, optimiser and replay buffer, loaded from the store if saved."""
+        """The network, optimiser and replay buffer of the namespace in force, loaded from the
+        store if saved."""
         import torch
 
         self._torch_gen = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
@@ -202,7 +209,11 @@ class NeuralPolicy(LearnedPolicy):
     def _load(self) -> None:
         import torch
 
-        saved = self.memory.policy_states.load(STATE_KEY)
+        saved = self.memory.policy_states.load(tenant_key(STATE_KEY, self.namespace))
+        if saved is None and self.namespace == "default":
+            # Saved before networks were kept per namespace (one network for all): the
+            # default namespace, where single-tenant stores keep their cases, carries it on.
+            saved = self.memory.policy_states.load(STATE_KEY)
         if saved is None or saved.format != STATE_FORMAT:
             return
         meta = saved.meta
@@ -227,11 +238,12 @@ class NeuralPolicy(LearnedPolicy):
         self.updates = int(meta.get("updates", 0))
         self.version = saved.version
 
-    def save(self) -> None:
-        """Write weights, optimiser state and replay buffer as a new version, atomically."""
+    def save_namespace(self) -> None:
+        """Write the namespace's weights, optimiser state and replay buffer as a new version,
+        atomically."""
         import torch
 
-        super().save()  # the task context
+        super().save_namespace()  # the task context
         if self.net is None or self.optimizer is None:
             return
         order = np.arange(self._filled)
@@ -254,8 +266,9 @@ class NeuralPolicy(LearnedPolicy):
             "buffer": int(self._filled),
         }
         self.version = self.memory.policy_states.save(
-            STATE_KEY, out.getvalue(), format=STATE_FORMAT, meta=meta
-        )
+            tenant_key(STATE_KEY, self.namespace), out.getvalue(), format=STATE_FORMAT,
+            meta={**meta, "namespace": self.namespace},
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ scoring
 
@@ -304,7 +317,14 @@ class NeuralPolicy(LearnedPolicy):
         vectors = self.memory.vectors(list(ids))
         unit = state / max(float(np.linalg.norm(state)), 1e-12)
         candidates = [
-            Candidate(i, float(vectors[p] @ unit), vectors[p], cases[i].reward, cases[i].stats)
+            Candidate(
+                i,
+                float(vectors[p] @ unit),
+                vectors[p],
+                cases[i].reward,
+                cases[i].stats,
+                feedback.namespace,
+            )
             for p, i in enumerate(ids)
             if i in cases
         ]
@@ -329,7 +349,7 @@ class NeuralPolicy(LearnedPolicy):
             self._train(newest)
         self.updates += 1
         if self.updates % self.settings.policy.save_every == 0:
-            self.save()
+            self.save_namespace()
 
     def _push(self, emb: Array, scalars: Array, target: float, episode: int) -> int:
         slot = self._next

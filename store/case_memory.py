@@ -7,6 +7,13 @@ dedupe, budgets, eviction), `Transfer` (export, import), `CodebookUpkeep` (switc
 new codebooks, re-encode), `Usage` (counts and sizes), and the repositories `CaseStats`
 (per-case statistics) and `PolicyStates` (policies' saved state), `Retrieval` (nearest,
 search, policy candidates). Reading cases by id and listing stay here.
+
+Operations by case id (`get`, `update`, `delete`, `merge`) act within one namespace: the one
+passed as `namespace=`, by default the memory's configured namespace (`settings.namespace`),
+never "any namespace". A case of another namespace is "not found", with the same error as an
+id that does not exist, so one tenant can neither read, change nor delete another's cases nor
+learn that their ids exist. (`get_many` and `vectors` take ids the store itself handed out
+for one namespace, from a search or a policy's shortlist, and are not scoped.)
 """
 
 from __future__ import annotations
@@ -20,13 +27,14 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
 from memory_agent.errors import CaseNotFoundError
 from memory_agent.settings import Settings
 from memory_agent.store.case_stats import CaseStats
 from memory_agent.store.compression import Compression, ReindexWorker
-from memory_agent.store.database import create_store_engine
+from memory_agent.store.database import corrupt_store_error, create_store_engine
 from memory_agent.store.embedder import Embedder, Vectors, embedder_from_settings
 from memory_agent.store.index import Ids, VectorIndex
 from memory_agent.store.maintenance import Maintenance
@@ -76,6 +84,17 @@ class CaseMemory:
         self.settings = settings or Settings()
         self.url = database_url or self.settings.resolved_database_url()
         self.engine = create_store_engine(self.url)
+        try:
+            self._open(embedder)
+        except DBAPIError as exc:
+            self.engine.dispose()
+            if (corrupt := corrupt_store_error(self.url, exc)) is not None:
+                raise corrupt from exc
+            raise
+
+    def _open(self, embedder: Embedder | None) -> None:
+        """Everything `__init__` sets up on the open engine; reads the whole vector index,
+        so a damaged file shows here (as a clear error) rather than at the first search."""
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._embedder = embedder
         self._lock = threading.RLock()
@@ -151,13 +170,19 @@ class CaseMemory:
 
     # ------------------------------------------------------------------ reading
 
-    def get(self, case_id: int, *, include_deleted: bool = False) -> Case:
-        """The case with this id; CaseNotFoundError if there is none (or it was deleted)."""
+    def get(
+        self, case_id: int, *, namespace: str | None = None, include_deleted: bool = False
+    ) -> Case:
+        """The case with this id in `namespace` (default: the configured one);
+        CaseNotFoundError if there is none there (or it was deleted)."""
+        ns = self._namespace(namespace)
         with self._sessions() as session:
             row = session.get(CaseRow, case_id)
+            if row is not None and row.namespace != ns:
+                row = None  # another tenant's case: exactly as if it did not exist
             if row is None or (row.deleted_at is not None and not include_deleted):
                 raise CaseNotFoundError(
-                    f"No case with id {case_id}"
+                    f"No case with id {case_id} in namespace {ns!r}"
                     + (" (it was deleted)" if row is not None else "")
                     + "; see `memory-agent memory list`."
                 )
@@ -278,7 +303,7 @@ class CaseMemory:
         )
         vectors = None if embedding is None else np.asarray(embedding, dtype=np.float32)[None, :]
         ids = self.add_many([new], namespace=namespace, embeddings=vectors)
-        return self.get(ids[0])
+        return self.get(ids[0], namespace=namespace)
 
     def add_many(
         self,
@@ -302,23 +327,30 @@ class CaseMemory:
             namespaces=namespaces,
         )
 
-    def update(self, case_id: int, **changes: Any) -> Case:
-        """Change fields of a case; a new task is re-embedded and re-indexed."""
-        return self._writes.update(case_id, **changes)
+    def update(self, case_id: int, *, namespace: str | None = None, **changes: Any) -> Case:
+        """Change fields of a case of `namespace` (default: the configured one); a new task is
+        re-embedded and re-indexed."""
+        return self._writes.update(case_id, namespace, **changes)
 
     def purge(self, namespace: str | None = None) -> int:
         """Remove tombstoned cases for good; returns how many rows were removed."""
         return self._writes.purge(namespace)
 
-    def delete(self, case_id: int, *, reason: str = "deleted") -> None:
-        """Tombstone a case: it leaves search and listings but stays in the database."""
-        self._writes.tombstone([case_id], reason)
+    def delete(
+        self, case_id: int, *, namespace: str | None = None, reason: str = "deleted"
+    ) -> None:
+        """Tombstone a case of `namespace` (default: the configured one): it leaves search and
+        listings but stays in the database."""
+        self._writes.tombstone([case_id], reason, namespace=self._namespace(namespace))
 
     # ------------------------------------------------------------------ maintenance, transfer
 
-    def merge(self, keep_id: int, drop_ids: Sequence[int]) -> Merge:
-        """Fold near-duplicate cases into `keep_id`, summing their statistics."""
-        return self._maintenance.merge(keep_id, drop_ids)
+    def merge(
+        self, keep_id: int, drop_ids: Sequence[int], *, namespace: str | None = None
+    ) -> Merge:
+        """Fold near-duplicate cases of `namespace` (default: the configured one) into
+        `keep_id`, summing their statistics."""
+        return self._maintenance.merge(keep_id, drop_ids, namespace)
 
     def find_duplicates(
         self, namespace: str | None = None, *, threshold: float = 0.95
@@ -398,14 +430,16 @@ class CaseMemory:
     ) -> list[SearchHit]:
         return await asyncio.to_thread(lambda: self.search(query, k, **kwargs))
 
-    async def aget(self, case_id: int) -> Case:
-        return await asyncio.to_thread(self.get, case_id)
+    async def aget(self, case_id: int, *, namespace: str | None = None) -> Case:
+        return await asyncio.to_thread(lambda: self.get(case_id, namespace=namespace))
 
-    async def aupdate(self, case_id: int, **changes: Any) -> Case:
-        return await asyncio.to_thread(lambda: self.update(case_id, **changes))
+    async def aupdate(self, case_id: int, *, namespace: str | None = None, **changes: Any) -> Case:
+        return await asyncio.to_thread(lambda: self.update(case_id, namespace=namespace, **changes))
 
-    async def adelete(self, case_id: int) -> None:
-        await asyncio.to_thread(self.delete, case_id)
+    async def adelete(self, case_id: int, *, namespace: str | None = None) -> None:
+        await asyncio.to_thread(lambda: self.delete(case_id, namespace=namespace))
 
-    async def amerge(self, keep_id: int, drop_ids: Sequence[int]) -> Merge:
-        return await asyncio.to_thread(self.merge, keep_id, drop_ids)
+    async def amerge(
+        self, keep_id: int, drop_ids: Sequence[int], *, namespace: str | None = None
+    ) -> Merge:
+        return await asyncio.to_thread(lambda: self.merge(keep_id, drop_ids, namespace=namespace))

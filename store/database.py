@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-from memory_agent.errors import StoreConnectionError
+from memory_agent.errors import StoreConnectionError, StoreCorruptError
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Stable key for PostgreSQL's advisory lock, so only one process migrates at a time.
@@ -28,6 +28,38 @@ def redact(url: str | URL) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable URL>"
+
+
+# SQLite's result codes for a damaged file: SQLITE_CORRUPT and SQLITE_NOTADB (and the
+# extended codes built on them, in the low byte).
+_SQLITE_DAMAGED = {11, 26}
+_DAMAGED_WORDS = ("malformed", "not a database", "corrupt")
+
+
+def corrupt_store_error(url: str | URL, exc: BaseException) -> StoreCorruptError | None:
+    """A clear error if `exc` says the SQLite file at `url` is damaged; None otherwise."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "sqlite_errorcode", None)
+    reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    damaged = (isinstance(code, int) and code & 0xFF in _SQLITE_DAMAGED) or any(
+        word in reason.lower() for word in _DAMAGED_WORDS
+    )
+    if not damaged:
+        return None
+    path = parsed.database or "?"
+    return StoreCorruptError(
+        f"The database file {path} is corrupt ({reason}); memory-agent cannot use it. "
+        f"Restore it from a backup, or move it aside and rescue what SQLite can still read: "
+        f"`sqlite3 {path} .recover | sqlite3 recovered.db`, then open recovered.db with "
+        "--database-url sqlite:///recovered.db and `memory-agent memory export` its cases "
+        "into a new store (`memory-agent memory import`)."
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -54,6 +86,15 @@ def create_store_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
+        if not database:
+            # sqlite:// and sqlite:/// name no file: SQLAlchemy then opens a private in-memory
+            # database, and everything stored would vanish when the process ends.
+            raise StoreConnectionError(
+                f"Database URL {url!r} names no file, which would mean a throwaway in-memory "
+                "database: whatever is stored would be gone when the command ends. Give a file, "
+                "e.g. sqlite:///memory.db (relative) or sqlite:////abs/path/memory.db, or write "
+                "sqlite:///:memory: if an in-memory store is what you want."
+            )
         if database and database != ":memory:" and not database.startswith("file:"):
             path = Path(database).expanduser()
             try:
@@ -82,6 +123,8 @@ def create_store_engine(url: str) -> Engine:
             conn.execute(text("SELECT 1"))
     except DBAPIError as exc:
         engine.dispose()
+        if (corrupt := corrupt_store_error(parsed, exc)) is not None:
+            raise corrupt from exc
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise StoreConnectionError(
             f"Could not connect to {redact(parsed)}: {reason}. Check that the server is running "
@@ -89,8 +132,13 @@ def create_store_engine(url: str) -> Engine:
         ) from exc
     try:
         migrate(engine)
-    except BaseException:
+    except DBAPIError as exc:
         engine.dispose()  # a store that cannot be migrated must not leave its pool open
+        if (corrupt := corrupt_store_error(parsed, exc)) is not None:
+            raise corrupt from exc
+        raise
+    except BaseException:
+        engine.dispose()
         raise
     return engine
 

@@ -66,6 +66,20 @@ def lock_vector_writes(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHANGE_LOCK_KEY})
 
 
+def lock_vector_writes_first(session: Session) -> None:
+    """`lock_vector_writes` for a transaction that must read under the lock before it writes
+    (check-and-insert: an import skipping the cases already stored). Take it as the
+    transaction's first statement. PostgreSQL: the same advisory lock (the transaction then
+    only inserts new rows, so it never waits on another's rows while holding it). SQLite: a
+    write that changes nothing, which makes the transaction the database's one writer before
+    it reads (a transaction that read first could not become the writer once another one
+    committed)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHANGE_LOCK_KEY})
+    else:
+        session.execute(text("UPDATE namespaces SET name = name WHERE 1 = 0"))
+
+
 @contextmanager
 def reindex_job(engine: Engine, *, wait: bool) -> Iterator[bool]:
     """Hold the right to run the re-encode job; yields whether this process got it.

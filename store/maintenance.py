@@ -20,26 +20,27 @@ from memory_agent.store.rows import require_namespace
 class Maintenance(Room):
     """Merge, dedupe (union-find over index neighbours), budgets and eviction."""
 
-    def merge(self, keep_id: int, drop_ids: Sequence[int]) -> Merge:
+    def merge(self, keep_id: int, drop_ids: Sequence[int], namespace: str | None = None) -> Merge:
         """Fold near-duplicate cases into `keep_id`, summing their statistics.
+
+        Every case must be in `namespace` (default: the configured one); a case of another
+        namespace is "not found", like a missing id.
 
         Per stage, visits and reward sums add up and Q becomes the visit-weighted mean; the
         kept case's reward becomes the mean of the known rewards. Dropped cases are
         tombstoned with `merged_into` pointing at the kept one.
         """
+        ns = self.namespace(namespace)
+        keep = self.memory.get(keep_id, namespace=ns)
         drop = [int(i) for i in dict.fromkeys(drop_ids) if int(i) != keep_id]
         if not drop:
             return Merge(keep_id, ())
-        keep = self.memory.get(keep_id)
-        others = self.memory.get_many(drop)
+        others = [c for c in self.memory.get_many(drop) if c.namespace == ns]
         if len(others) != len(drop):
             missing = sorted(set(drop) - {c.id for c in others})
-            raise CaseNotFoundError(f"No live case with id {missing[0]} to merge.")
-        foreign = [c.id for c in others if c.namespace != keep.namespace]
-        if foreign:
-            raise InvalidInputError(
-                f"Case {foreign[0]} is in another namespace than case {keep_id}; only cases of "
-                "one namespace can be merged."
+            raise CaseNotFoundError(
+                f"No live case with id {missing[0]} in namespace {ns!r} to merge; see "
+                "`memory-agent memory list`."
             )
         group = [keep, *others]
         stats: dict[str, StageStats] = {}
@@ -58,7 +59,7 @@ class Maintenance(Room):
                     .values(reward=reward, meta=meta, updated_at=now)
                 )
                 self.case_stats.replace(session, keep_id, stats)
-            self.memory._writes.tombstone(drop, "merged", merged_into=keep_id)
+            self.memory._writes.tombstone(drop, "merged", merged_into=keep_id, namespace=ns)
         return Merge(keep_id, tuple(drop))
 
     def find_duplicates(
@@ -112,7 +113,8 @@ class Maintenance(Room):
     def dedupe(self, namespace: str | None = None, *, threshold: float = 0.95) -> list[Merge]:
         """Merge each group of near-duplicates into its best case (reward, visits, age)."""
         merges = []
-        for group in self.find_duplicates(namespace, threshold=threshold):
+        ns = self.namespace(namespace)
+        for group in self.find_duplicates(ns, threshold=threshold):
             cases = self.memory.get_many(group)
 
             def rank(case: Case) -> tuple[float, int, int]:
@@ -120,7 +122,7 @@ class Maintenance(Room):
                 return (case.reward if case.reward is not None else -2.0, visits, -case.id)
 
             best = max(cases, key=rank)
-            merges.append(self.merge(best.id, [c.id for c in cases if c.id != best.id]))
+            merges.append(self.merge(best.id, [c.id for c in cases if c.id != best.id], ns))
         return merges
 
     def set_budget(self, namespace: str | None, max_cases: int | None) -> list[int]:
@@ -175,5 +177,5 @@ class Maintenance(Room):
             ranked = list(session.scalars(self.eviction_order(ns)))
         victims = [i for i in ranked if i not in protected][:excess]
         victims += [i for i in ranked if i in protected][: excess - len(victims)]
-        self.memory._writes.tombstone(victims, "evicted")
+        self.memory._writes.tombstone(victims, "evicted", namespace=ns)
         return victims

@@ -119,6 +119,9 @@ class Candidate:
     embedding: npt.NDArray[np.float32]
     reward: float | None
     stats: dict[str, StageStats] = field(default_factory=dict)
+    namespace: str | None = None
+    """The namespace the shortlist came from: learned policies keep their state per namespace
+    (None: the policy's current one)."""
 
 
 @dataclass(frozen=True, slots=True)

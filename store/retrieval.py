@@ -105,7 +105,8 @@ class Retrieval(Room):
         the vector) in few small queries: this runs once per decision, so it must stay cheap.
         """
         n = size or self.settings.store.shortlist_size
-        scores, ids = self.nearest(state, n, namespace=namespace, filters=filters)
+        ns = self.namespace(namespace)
+        scores, ids = self.nearest(state, n, namespace=ns, filters=filters)
         found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         if not found:
             return []
@@ -120,7 +121,7 @@ class Retrieval(Room):
         vectors = self.space.vectors(wanted)
         return [
             Candidate(case_id=i, similarity=s, embedding=vectors[position], reward=rewards[i],
-                      stats=dict(stats.get(i, {})))
+                      stats=dict(stats.get(i, {})), namespace=ns)
             for position, (i, s) in enumerate(found)
             if i in rewards
         ]  # fmt: skip

@@ -19,6 +19,23 @@ from memory_agent.store.run_log_models import RunEventRow, RunRow
 EventListener = Callable[[str, dict[str, Any]], None]
 
 
+def loggable(value: Any) -> Any:
+    """`value` with every string made encodable: lone surrogates (from undecodable bytes in a
+    command line, a file name or a tool's output) become U+FFFD, so a run with such text is
+    logged instead of failing in the database driver. Walks dicts, lists and tuples."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+        return value
+    if isinstance(value, dict):
+        return {loggable(k): loggable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [loggable(v) for v in value]
+    return value
+
+
 class RunNotFoundError(InvalidInputError):
     """A run id the log does not hold."""
 
@@ -87,6 +104,7 @@ class RunLog:
         self.listener = listener
 
     def start(self, run_id: str, **fields: Any) -> None:
+        fields = loggable(fields)
         with self._sessions.begin() as session:
             if session.get(RunRow, run_id) is None:
                 session.add(
@@ -103,6 +121,7 @@ class RunLog:
                 )
 
     def update(self, run_id: str, **fields: Any) -> None:
+        fields = loggable(fields)
         with self._sessions.begin() as session:
             session.execute(update(RunRow).where(RunRow.id == run_id).values(**fields))
 
@@ -121,6 +140,7 @@ class RunLog:
         completion_tokens: int | None = None,
         **data: Any,
     ) -> None:
+        name, data = loggable(name), loggable(data)
         with self._lock, self._sessions.begin() as session:
             seq = session.scalar(
                 select(func.coalesce(func.max(RunEventRow.seq), 0)).where(

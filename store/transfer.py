@@ -15,7 +15,7 @@ from memory_agent.store.models import CaseRow
 from memory_agent.store.records import ImportReport, NewCase, StageStats
 from memory_agent.store.room import Room
 from memory_agent.store.rows import Progress, require_namespace, to_case
-from memory_agent.store.validation import check_namespace, check_new_case
+from memory_agent.store.validation import check_namespace, check_new_case, check_stage_stats
 
 ImportFormat = Literal["jsonl", "memento"]
 
@@ -59,17 +59,17 @@ def _row_to_case(row: dict[str, Any], fmt: ImportFormat) -> tuple[NewCase, str |
         )
     if "task" not in row:
         raise InvalidInputError('missing field "task"')
-    stats: dict[str, StageStats] = {}
-    for stage, raw in (row.get("stats") or {}).items():
-        try:
-            stats[str(stage)] = StageStats(
-                visits=int(raw["visits"]),
-                q_value=float(raw["q_value"]),
-                reward_sum=float(raw.get("reward_sum", 0.0)),
-                last_reward=None if raw.get("last_reward") is None else float(raw["last_reward"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidInputError(f"stats for stage {stage!r} are malformed: {exc}") from exc
+    raw_stats = row.get("stats")
+    if raw_stats is None:
+        raw_stats = {}
+    if not isinstance(raw_stats, dict):
+        raise InvalidInputError(
+            'stats must be an object of stage name to statistics, e.g. {"plan": {"visits": 3, '
+            f'"q_value": 0.5}}}}; got {type(raw_stats).__name__}'
+        )
+    stats: dict[str, StageStats] = {
+        stage: check_stage_stats(stage, raw) for stage, raw in raw_stats.items()
+    }
     namespace = row.get("namespace")
     return (
         NewCase(

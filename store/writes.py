@@ -13,12 +13,13 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
 
 from memory_agent.errors import CaseNotFoundError, InvalidInputError, StoreBusyError
 from memory_agent.store.codebook import CodeIndex
 from memory_agent.store.compression import CodebookMoved
 from memory_agent.store.embedder import Vectors
-from memory_agent.store.index_sync import log_change, prune
+from memory_agent.store.index_sync import lock_vector_writes_first, log_change, prune
 from memory_agent.store.models import CaseRow, utcnow
 from memory_agent.store.records import Case, NewCase
 from memory_agent.store.room import Room
@@ -91,7 +92,7 @@ class CaseWriter(Room):
                     vectors = self.space.embed([batch[i].task for i in keep])
                 ids = self.write_batch(
                     [batch[i] for i in keep], [batch_ns[i] for i in keep],
-                    [hashes[i] for i in keep], vectors,
+                    [hashes[i] for i in keep], vectors, only_new=skip_duplicates,
                 )  # fmt: skip
                 new_ids.extend(ids)
                 touched.update(batch_ns[i] for i in keep)
@@ -103,12 +104,18 @@ class CaseWriter(Room):
             self.memory.enforce_budget(ns, protect=new_ids)
         return new_ids
 
-    def without_duplicates(self, namespaces: list[str], hashes: list[str]) -> list[int]:
-        with self.sessions() as session:
-            query = select(CaseRow.namespace, CaseRow.content_hash).where(
-                CaseRow.content_hash.in_(set(hashes)), CaseRow.deleted_at.is_(None)
-            )
-            existing = {(row[0], row[1]) for row in session.execute(query)}
+    def without_duplicates(
+        self, namespaces: list[str], hashes: list[str], session: Session | None = None
+    ) -> list[int]:
+        """Positions of the cases not stored live in their namespace yet (nor earlier in the
+        list). Read in `session` if given (under the write lock), else in a new one."""
+        if session is None:
+            with self.sessions() as own:
+                return self.without_duplicates(namespaces, hashes, own)
+        query = select(CaseRow.namespace, CaseRow.content_hash).where(
+            CaseRow.content_hash.in_(set(hashes)), CaseRow.deleted_at.is_(None)
+        )
+        existing = {(row[0], row[1]) for row in session.execute(query)}
         keep: list[int] = []
         for i, key in enumerate(zip(namespaces, hashes, strict=True)):
             if key not in existing:
@@ -117,13 +124,30 @@ class CaseWriter(Room):
         return keep
 
     def write_batch(
-        self, batch: list[NewCase], namespaces: list[str], hashes: list[str], vectors: Vectors
+        self,
+        batch: list[NewCase],
+        namespaces: list[str],
+        hashes: list[str],
+        vectors: Vectors,
+        *,
+        only_new: bool = False,
     ) -> list[int]:
+        """Store one batch; with `only_new`, leave out (under the write lock, so two
+        processes importing the same file at once never both store a case) the cases whose
+        content is already stored live in their namespace."""
+        if only_new:
+            # The namespaces first, committed on their own: the checked transaction then
+            # never waits on another one's uncommitted namespace row while holding the lock.
+            with self.sessions.begin() as session:
+                for ns in sorted(set(namespaces)):
+                    ensure_namespace(session, ns)
         # Under the lock from encoding to indexing: a reindex finishing meanwhile must not
         # make these codes belong to a retired version.
         with self.lock:
             return self.in_force_retrying(
-                lambda: self.write_batch_locked(batch, namespaces, hashes, vectors)
+                lambda: self.write_batch_locked(
+                    batch, namespaces, hashes, vectors, only_new=only_new
+                )
             )
 
     def in_force_retrying(self, write: Callable[[], T]) -> T:
@@ -138,33 +162,49 @@ class CaseWriter(Room):
         raise StoreBusyError(_CODEBOOKS_KEEP_MOVING)
 
     def write_batch_locked(
-        self, batch: list[NewCase], namespaces: list[str], hashes: list[str], vectors: Vectors
+        self,
+        batch: list[NewCase],
+        namespaces: list[str],
+        hashes: list[str],
+        vectors: Vectors,
+        *,
+        only_new: bool = False,
     ) -> list[int]:
         """One batch's rows, statistics and change-log entries in one transaction, then into
         the index. The caller holds the write lock (`write_batch`)."""
         now = utcnow()
         in_force = self.keeper.in_force()
-        rows = [
-            {
-                "namespace": ns,
-                "task": case.task,
-                "plan": case.plan,
-                "trajectory": case.trajectory,
-                "answer": case.answer,
-                "reward": case.reward,
-                "outcome": case.outcome,
-                "source": case.source,
-                "meta": case.meta,
-                "content_hash": digest,
-                "created_at": now,
-                "updated_at": now,
-                **columns,
-            }
-            for case, ns, digest, columns in zip(
-                batch, namespaces, hashes, self.keeper.columns_for(vectors), strict=True
-            )
-        ]
         with self.sessions.begin() as session:
+            if only_new:
+                lock_vector_writes_first(session)
+                keep = self.without_duplicates(namespaces, hashes, session)
+                if not keep:
+                    return []
+                if len(keep) < len(batch):
+                    batch = [batch[i] for i in keep]
+                    namespaces = [namespaces[i] for i in keep]
+                    hashes = [hashes[i] for i in keep]
+                    vectors = vectors[keep]
+            rows = [
+                {
+                    "namespace": ns,
+                    "task": case.task,
+                    "plan": case.plan,
+                    "trajectory": case.trajectory,
+                    "answer": case.answer,
+                    "reward": case.reward,
+                    "outcome": case.outcome,
+                    "source": case.source,
+                    "meta": case.meta,
+                    "content_hash": digest,
+                    "created_at": now,
+                    "updated_at": now,
+                    **columns,
+                }
+                for case, ns, digest, columns in zip(
+                    batch, namespaces, hashes, self.keeper.columns_for(vectors), strict=True
+                )
+            ]
             for ns in sorted(set(namespaces)):
                 ensure_namespace(session, ns)
             ids = list(
@@ -203,15 +243,16 @@ class CaseWriter(Room):
                 index.add(id_array[positions], vectors[positions])
         return ids
 
-    def update(self, case_id: int, **changes: Any) -> Case:
-        """Change fields of a case; a new task is re-embedded and re-indexed."""
+    def update(self, case_id: int, namespace: str | None = None, **changes: Any) -> Case:
+        """Change fields of a case of `namespace` (default: the configured one); a new task
+        is re-embedded and re-indexed."""
         unknown = set(changes) - _UPDATABLE
         if unknown:
             raise InvalidInputError(
                 f"Cannot update {', '.join(sorted(unknown))}; updatable fields are "
                 f"{', '.join(sorted(_UPDATABLE))}."
             )
-        current = self.memory.get(case_id)
+        current = self.memory.get(case_id, namespace=namespace)
         merged = NewCase(
             task=changes.get("task", current.task),
             plan=changes.get("plan", current.plan),
@@ -244,7 +285,11 @@ class CaseWriter(Room):
             if vector is not None:
                 values.update(self.keeper.columns_for(vector)[0])
             with self.sessions.begin() as session:
-                session.execute(update(CaseRow).where(CaseRow.id == case_id).values(**values))
+                session.execute(
+                    update(CaseRow)
+                    .where(CaseRow.id == case_id, CaseRow.namespace == current.namespace)
+                    .values(**values)
+                )
                 if vector is not None:
                     log_change(session, current.namespace, "add", [case_id], self.space.writer)
                     self.keeper.check_in_force(session, in_force)
@@ -256,27 +301,39 @@ class CaseWriter(Room):
                 ids = np.asarray([case_id], dtype=np.int64)
                 index.remove(ids)
                 index.add(ids, vector)
-        return self.memory.get(case_id)
+        return self.memory.get(case_id, namespace=current.namespace)
 
-    def tombstone(self, ids: Sequence[int], reason: str, merged_into: int | None = None) -> None:
+    def tombstone(
+        self,
+        ids: Sequence[int],
+        reason: str,
+        merged_into: int | None = None,
+        *,
+        namespace: str | None,
+    ) -> None:
+        """Tombstone live cases of `namespace`; a case of another namespace is "not found"
+        like a missing id. `namespace=None` only for the store's own eviction, whose ids come
+        from one namespace's query."""
         if not ids:
             return
         with self.lock:
             with self.sessions.begin() as session:
-                rows = session.execute(
-                    select(CaseRow.id, CaseRow.namespace).where(
-                        CaseRow.id.in_(ids), CaseRow.deleted_at.is_(None)
-                    )
-                ).all()
+                query = select(CaseRow.id, CaseRow.namespace).where(
+                    CaseRow.id.in_(ids), CaseRow.deleted_at.is_(None)
+                )
+                if namespace is not None:
+                    query = query.where(CaseRow.namespace == namespace)
+                rows = session.execute(query).all()
                 found = {case_id for case_id, _ in rows}
                 missing = [i for i in ids if i not in found]
                 if missing:
+                    where = f" in namespace {namespace!r}" if namespace is not None else ""
                     raise CaseNotFoundError(
-                        f"No live case with id {missing[0]}; see `memory-agent memory list`."
+                        f"No live case with id {missing[0]}{where}; see `memory-agent memory list`."
                     )
                 session.execute(
                     update(CaseRow)
-                    .where(CaseRow.id.in_(ids))
+                    .where(CaseRow.id.in_(list(found)))
                     .values(
                         deleted_at=utcnow(),
                         deleted_reason=reason,

@@ -119,6 +119,19 @@ def test_feedback_rejects_bad_input_and_changes_nothing(
     assert memory.get(result.case_id or -1).outcome == "success"
 
 
+def test_later_feedback_rates_the_case_in_the_runs_own_namespace(
+    agent: MemoryAgent, llm: ScriptedChatModel, memory: CaseMemory
+) -> None:
+    # The run's namespace is not the configured one: by-id updates are namespace-scoped, so
+    # the re-rating must name the run's namespace or it would silently miss the case.
+    llm.queue("FINAL ANSWER: 3")
+    result = agent.run("What is one plus two?", namespace="team-b")
+    assert result.case_id is not None
+    agent.feedback(result.run_id, 1.0)
+    case = memory.get(result.case_id, namespace="team-b")
+    assert (case.reward, case.outcome) == (1.0, "success")
+
+
 def test_malformed_replies_get_a_nudge_and_the_step_limit_ends_the_run(
     memory: CaseMemory, isolated_home: Path, llm: ScriptedChatModel
 ) -> None:

@@ -79,7 +79,7 @@ class _Embedder:
 class _Memory:
     embedder = _Embedder()
 
-    def update(self, case_id: int, **fields: Any) -> None:
+    def update(self, case_id: int, *, namespace: str | None = None, **fields: Any) -> None:
         raise CaseNotFoundError(f"case {case_id} is gone")
 
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from memory_agent.commands.common import new_typer, print_json, state
-from memory_agent.errors import InvalidInputError
+from memory_agent.commands.common import clip_line, new_typer, print_json, state
+from memory_agent.errors import InvalidInputError, RunFailedError
 
 if TYPE_CHECKING:
     from memory_agent.settings import Settings
@@ -135,9 +135,23 @@ def gaia(
                 "scores": {k: asdict(v) for k, v in outcome.scores.items()},
             }
         )
-        return
-    sys.stdout.write(outcome.report)
-    typer.echo(f"Results: {run_dir / 'results.jsonl'}\nSubmission: {outcome.submission}")
+    else:
+        sys.stdout.write(outcome.report)
+        typer.echo(f"Results: {run_dir / 'results.jsonl'}\nSubmission: {outcome.submission}")
+    _fail_if_all_errored(outcome.records, run_dir)
+
+
+def _fail_if_all_errored(records: list[dict[str, Any]], run_dir: Path) -> None:
+    """Exit non-zero when there were attempts and every one of them ended with an error: the
+    report would otherwise read like a run that merely scored 0."""
+    attempts = [r for r in records if not r.get("malformed")]
+    if attempts and all(r.get("error") for r in attempts):
+        first = clip_line(str(attempts[0].get("error")), 300)
+        raise RunFailedError(
+            f"All {len(attempts)} attempt(s) ended with an error; the first: {first}. "
+            f"Nothing was scored. Check the model (--model, --base-url) and "
+            f"{run_dir / 'results.jsonl'}."
+        )
 
 
 @app.command("stream")

@@ -169,11 +169,12 @@ def list_cases(
 def show(
     ctx: typer.Context,
     case_id: Annotated[int, typer.Argument(help="Case id.")],
+    namespace: NamespaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show one case in full."""
+    """Show one case of the namespace in full."""
     with open_memory(ctx) as memory:
-        case = memory.get(case_id)
+        case = memory.get(case_id, namespace=namespace)
     record = case.to_json()
     if json_out:
         print_json(record)
@@ -186,10 +187,11 @@ def show(
 def delete(
     ctx: typer.Context,
     case_id: Annotated[int, typer.Argument(help="Case id.")],
+    namespace: NamespaceOpt = None,
 ) -> None:
-    """Delete a case (tombstoned: it leaves search but stays in the database)."""
+    """Delete a case of the namespace (tombstoned: it leaves search but stays in the database)."""
     with open_memory(ctx) as memory:
-        memory.delete(case_id)
+        memory.delete(case_id, namespace=namespace)
     typer.echo(f"Deleted case {case_id}.")
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from memory_agent.commands.common import clip_line, print_json, state
+from memory_agent.errors import InvalidInputError, RunFailedError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -150,9 +151,13 @@ def run(
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Run the agent on TASK with its case memory, and print the answer."""
+    """Run the agent on TASK with its case memory, and print the answer.
+
+    Exits non-zero (7) when the run ended with an error (the model endpoint unreachable, a
+    tool or the runtime failing), after printing what it has."""
     from rich.console import Console
 
+    _check_task(task)
     console = Console(stderr=True, quiet=json_out)
     with options.agent(ctx) as agent:
         console.print(f"[dim]model {agent.llm.name} · policy {agent.policy_name}[/dim]")
@@ -166,14 +171,31 @@ def run(
         )
     if json_out:
         print_json(_summary(result))
-        return
-    if result.error:
-        console.print(f"[red]The run ended early:[/red] {result.error}")
-    typer.echo(f"FINAL ANSWER: {result.answer if result.answer is not None else ''}")
-    if result.reward is not None:
-        console.print(f"reward {result.reward:g} · run {result.run_id}")
     else:
-        console.print(f"run {result.run_id} (give feedback in `memory-agent chat` or the API)")
+        typer.echo(f"FINAL ANSWER: {result.answer if result.answer is not None else ''}")
+        if result.reward is not None:
+            console.print(f"reward {result.reward:g} · run {result.run_id}")
+        elif not result.error:
+            console.print(f"run {result.run_id} (give feedback in `memory-agent chat` or the API)")
+    if result.error:
+        raise RunFailedError(
+            f"The run ended early: {result.error} (run {result.run_id}; "
+            f"`memory-agent logs show {result.run_id[:8]}` has its events)."
+        )
+
+
+def _check_task(task: str) -> None:
+    """A clear error for a task that is not valid text (undecodable bytes on the command
+    line arrive as lone surrogates) instead of a failure deep inside the run."""
+    try:
+        task.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"The task is not valid UTF-8 text (undecodable byte at position {exc.start}); "
+            "check the terminal's or the script's encoding."
+        ) from exc
+    if not task.strip():
+        raise InvalidInputError("The task is empty; give the task or question as text.")
 
 
 CHAT_HELP = "Type a task. /good or /bad rates the last answer, /cases shows its cases, /quit."

@@ -79,10 +79,14 @@ def write_case(
     return ids[0] if ids else None
 
 
-def rate_case(memory: CaseMemory, case_id: int, reward: float, answer: str | None) -> None:
-    """Give a stored case a new reward and the outcome that follows from it."""
+def rate_case(
+    memory: CaseMemory, namespace: str, case_id: int, reward: float, answer: str | None
+) -> None:
+    """Give a stored case of `namespace` a new reward and the outcome that follows from it."""
     try:
-        memory.update(case_id, reward=reward, outcome=outcome_for(reward, answer))
+        memory.update(
+            case_id, namespace=namespace, reward=reward, outcome=outcome_for(reward, answer)
+        )
     except (CaseNotFoundError, InvalidInputError):
         pass  # the case was deleted or merged meanwhile; the run still records it
 
@@ -101,6 +105,6 @@ def apply_late_reward(
     if record["shown"]:
         credit_used(memory, policy, record)
     if case_id is not None:
-        rate_case(memory, case_id, record["reward"], answer)
+        rate_case(memory, namespace, case_id, record["reward"], answer)
     if policy is not None and record["shown"]:
         update_policy(policy, namespace, memory.embedder.embed([task])[0], record)
