@@ -201,3 +201,17 @@ def test_a_fork_bomb_is_stopped_with_a_clear_message(workspace: Path) -> None:
         assert run.elapsed_s < 1.9
     else:  # RLIMIT_NPROC held the forks back; the loop spun until the time-out
         assert "timed out" in failure
+
+
+def test_python_installed_under_tmp_stays_visible_inside(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CI clones and builds its venv wherever it runs, /tmp included; the sandbox's private
+    # /tmp must not hide a read-only bind of the interpreter's folders that lives under it.
+    packages = tmp_path / "site"
+    packages.mkdir()
+    (packages / "marker_module.py").write_text("VALUE = 'seen inside'\n")
+    roots = python_sandbox._python_roots()
+    monkeypatch.setattr(python_sandbox, "_python_roots", lambda: [*roots, str(packages)])
+    code = f'open({str(packages / "marker_module.py")!r}).read().split("\'")[1]'
+    assert run(code, workspace) == (True, "seen inside")

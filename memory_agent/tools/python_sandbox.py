@@ -116,6 +116,10 @@ def bwrap_command(workspace: Path, python_args: list[str]) -> list[str]:
         "--disable-userns",  # no nested user namespaces (and so no regaining capabilities)
         "--die-with-parent", "--new-session", "--cap-drop", "ALL",
         "--hostname", "sandbox",
+        # The private /tmp comes before every bind: a bind under /tmp (a venv or checkout
+        # there, as in CI's clean clones) made earlier would be hidden by the tmpfs.
+        "--proc", "/proc", "--dev", "/dev",
+        "--size", str(_TMP_BYTES), "--tmpfs", "/tmp",
         "--ro-bind", "/usr", "/usr",
     ]  # fmt: skip
     for name in ("bin", "lib", "lib32", "lib64", "sbin"):
@@ -132,8 +136,6 @@ def bwrap_command(workspace: Path, python_args: list[str]) -> list[str]:
         if not root.startswith(("/usr/", "/bin/", "/lib")):
             command += ["--ro-bind", root, root]
     command += [
-        "--proc", "/proc", "--dev", "/dev",
-        "--size", str(_TMP_BYTES), "--tmpfs", "/tmp",
         "--ro-bind", str(_CHILD), _CHILD_INSIDE,
         "--bind", str(workspace), WORKSPACE,
         "--remount-ro", "/",
