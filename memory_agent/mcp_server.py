@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from pydantic import Field
 
-from memory_agent.errors import CaseNotFoundError, DependencyMissingError, MemoryAgentError
+from memory_agent.errors import DependencyMissingError, MemoryAgentError
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -169,13 +169,12 @@ def build_server(service: MemoryService) -> MCPServer:
         mime_type="application/json",
     )
     def case_resource(namespace: str, case_id: str) -> str:
+        if not case_id.isdigit():
+            raise ResourceNotFoundError(f"Case ids are whole numbers; got {case_id!r}.")
         try:
-            number = int(case_id)
-            return json.dumps(service.get(number, namespace), ensure_ascii=False)
-        except (ValueError, CaseNotFoundError) as exc:
-            raise ResourceNotFoundError(
-                f"No case {case_id!r} in namespace {namespace!r}: {exc}"
-            ) from exc
+            return json.dumps(service.get(int(case_id), namespace), ensure_ascii=False)
+        except MemoryAgentError as exc:
+            raise ResourceNotFoundError(str(exc)) from exc
 
     @server.resource(
         "cases://{namespace}",

@@ -235,7 +235,8 @@ class MemoryService:
                 row = self._log.get(retrieval_id.strip())
             except RunNotFoundError:
                 row = None
-            if row is None or row.model != SOURCE:
+            # The log takes a unique prefix of a run id; a retrieval id must be given whole.
+            if row is None or row.id != retrieval_id.strip() or row.model != SOURCE:
                 raise InvalidInputError(
                     f"Unknown retrieval id {retrieval_id!r}; pass the retrieval_id that "
                     "retrieve_cases returned."
