@@ -159,7 +159,7 @@ def build_server(service: MemoryService) -> MCPServer:
     @server.tool(annotations=read_only)
     def memory_stats(namespace: Namespace = None) -> dict[str, Any]:
         """How many cases a namespace holds, their storage size, the policy in use and the
-        learned value and visits of every case that has had an outcome."""
+        learned value and visits of each case with an outcome (among its newest 1000)."""
         return call(lambda: service.stats(namespace))
 
     @server.resource(

@@ -328,7 +328,8 @@ class MemoryService:
             self.memory.delete(case_id, reason="deleted via mcp")
 
     def stats(self, namespace: str | None = None) -> dict[str, Any]:
-        """Counts and sizes of the namespace's memory, and its learning so far."""
+        """Counts and sizes of the namespace's memory, and the learned value and visits of
+        each of its newest `MAX_LIST` cases that has had an outcome."""
         ns = self._ns(namespace)
         with self._lock:
             if ns not in self.memory.namespaces():
