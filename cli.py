@@ -14,6 +14,7 @@ from memory_agent.commands.bench import app as bench_app
 from memory_agent.commands.common import CliState, new_typer
 from memory_agent.commands.eval import app as eval_app
 from memory_agent.commands.logs import app as logs_app
+from memory_agent.commands.mcp import mcp as mcp_command
 from memory_agent.commands.memory import app as memory_app
 from memory_agent.commands.policy import app as policy_app
 from memory_agent.commands.run import chat as chat_command
@@ -27,6 +28,7 @@ app.add_typer(bench_app, name="bench")
 app.command("run")(run_command)
 app.command("chat")(chat_command)
 app.add_typer(eval_app, name="eval")
+app.command("mcp")(mcp_command)
 
 
 @app.callback()

@@ -1,0 +1,350 @@
+"""`MemoryService`: the case memory as other agents use it, one call per operation.
+
+The MCP server (`memory-agent mcp`) calls it now; an HTTP API can call the same methods
+later. Every method takes a namespace (default: `settings.namespace`), validates its input
+and raises a `MemoryAgentError` with a message that says how to fix the call.
+
+The learning loop across calls: `retrieve` embeds the task, takes the store's shortlist and
+lets the configured policy choose among it, exactly as the agent's recall step does; it
+returns a `retrieval_id`. `report_outcome(retrieval_id, reward, used_case_ids)` then applies
+the reward as the agent does when feedback arrives after a run (`apply_late_reward`): the
+used cases are credited (unless the policy keeps the statistics itself) and the policy
+learns from the decision.
+
+Retrievals are kept in the store's run log (a run with `model="mcp"` and the shown ids),
+not in memory: MCP clients start and stop their servers freely, several server processes
+may share one store, and an outcome often arrives much later than the retrieval. The log
+is durable and shared, and `memory-agent logs list` shows each retrieval and its reward.
+The state vector is not stored: the task is, and embedding it again gives the same vector.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from memory_agent.errors import CaseNotFoundError, InvalidInputError
+
+if TYPE_CHECKING:
+    from memory_agent.policies.base import CasePolicy
+    from memory_agent.settings import Settings
+    from memory_agent.store import Case, CaseMemory
+    from memory_agent.store.run_log import RunLog
+
+SOURCE = "mcp"
+"""The `source` of cases recorded through the service, and the `model` of its retrievals
+in the run log."""
+STAGE = "plan"
+"""The decision stage of a retrieval (an outside agent retrieves before it plans)."""
+STATUS_OPEN, STATUS_DONE = "retrieved", "done"
+MAX_K = 100
+STORE_WIDE = ("database", "tombstoned")
+MAX_LIST = 1000
+
+
+def _check_reward(reward: Any, *, required: bool = True) -> float | None:
+    if reward is None and not required:
+        return None
+    if isinstance(reward, bool) or not isinstance(reward, int | float):
+        raise InvalidInputError(f"reward must be a number between 0 and 1; got {reward!r}.")
+    if not math.isfinite(reward):
+        raise InvalidInputError(f"reward must be a finite number; got {reward!r}.")
+    if not 0.0 <= reward <= 1.0:
+        raise InvalidInputError(
+            f"reward must be between 0 and 1 (0: failure, 1: success); got {reward}."
+        )
+    return float(reward)
+
+
+def _check_int(value: Any, what: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInputError(f"{what} must be a whole number from {low} to {high}; got "
+                                f"{value!r}.")  # fmt: skip
+    return value
+
+
+def _case_json(case: Case) -> dict[str, Any]:
+    """A case as the service returns it: the fields an agent reads, and its learned values."""
+    data = case.to_json()
+    return {key: data[key] for key in ("id", "namespace", "task", "plan", "answer", "reward",
+                                       "outcome", "source", "created_at", "stats")}  # fmt: skip
+
+
+class MemoryService:
+    """The operations other agents need: retrieve, record, report an outcome, manage cases.
+
+    Opens (or is given) a `CaseMemory` and builds the policy `settings.policy.name`; calls
+    are serialised by one lock, so a server may call it from worker threads.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, memory: CaseMemory | None = None):
+        from memory_agent.settings import Settings
+        from memory_agent.store import CaseMemory
+
+        self.settings = settings or (memory.settings if memory is not None else Settings())
+        self._owns_memory = memory is None
+        self.memory = memory if memory is not None else CaseMemory(self.settings)
+        self._lock = threading.RLock()
+        self._policy: CasePolicy | None = None
+        self._log: RunLog = self.memory.run_log()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def policy_name(self) -> str:
+        return self.settings.policy.name
+
+    @property
+    def policy(self) -> CasePolicy | None:
+        """The selection policy (None when `policy.name` is `none`), built on first use."""
+        if self._policy is None and self.policy_name != "none":
+            from memory_agent.policies.registry import make_policy
+
+            self._policy = make_policy(self.policy_name, self.memory)
+        return self._policy
+
+    def close(self) -> None:
+        with self._lock:
+            if self._policy is not None:
+                self._policy.save()
+            if self._owns_memory:
+                self.memory.close()
+
+    def __enter__(self) -> MemoryService:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _ns(self, namespace: str | None) -> str:
+        from memory_agent.store.validation import check_namespace
+
+        return check_namespace(self.settings.namespace if namespace is None else namespace)
+
+    # ------------------------------------------------------------------ learning loop
+
+    def retrieve(
+        self, task: str, namespace: str | None = None, k: int | None = None
+    ) -> dict[str, Any]:
+        """The policy's choice of past cases for `task`, best first, with the reasons
+        (similarity, policy score, learned value, exploration pick) and a `retrieval_id`
+        to report the outcome with."""
+        from memory_agent.store.validation import check_text
+
+        ns = self._ns(namespace)
+        text = check_text(task, "task", self.settings.store.max_task_chars, required=True,
+                          setting="store.max_task_chars")  # fmt: skip
+        assert text is not None
+        k = self.settings.policy.k if k is None else _check_int(k, "k", 1, MAX_K)
+        with self._lock:
+            started = time.perf_counter()
+            retrieval_id = str(uuid.uuid4())
+            policy = self.policy
+            cases: list[dict[str, Any]] = []
+            shortlist = 0
+            if policy is not None and k > 0 and ns in self.memory.namespaces():
+                vector = self.memory.embedder.embed([text])[0]
+                if self.memory.dim == vector.shape[0]:
+                    candidates = self.memory.candidates(vector, namespace=ns)
+                    shortlist = len(candidates)
+                    if candidates:
+                        selection = policy.select(vector, candidates, k, STAGE, explore=True)
+                        cases = self._reasons(selection, {c.case_id: c for c in candidates})
+            shown = [c["case_id"] for c in cases]
+            self._log.start(retrieval_id, namespace=ns, task=text, model=SOURCE,
+                            policy=self.policy_name, prompt_style=SOURCE, learn=True)  # fmt: skip
+            self._log.update(retrieval_id, status=STATUS_OPEN, cases_shown=shown)
+            self._log.event(
+                retrieval_id, "selection", self.policy_name,
+                duration_s=time.perf_counter() - started, stage=STAGE, shown=shown,
+                scores=[c["score"] for c in cases], explored=[c["explored"] for c in cases],
+            )  # fmt: skip
+        return {
+            "retrieval_id": retrieval_id,
+            "namespace": ns,
+            "policy": self.policy_name,
+            "shortlist_size": shortlist,
+            "cases": cases,
+        }
+
+    def _reasons(self, selection: Any, by_id: dict[int, Any]) -> list[dict[str, Any]]:
+        stored = {c.id: c for c in self.memory.get_many(selection.case_ids)}
+        out = []
+        for case_id, score, explored in zip(
+            selection.case_ids, selection.scores, selection.explored, strict=False
+        ):
+            case = stored.get(case_id)
+            if case is None:  # deleted between the shortlist and now
+                continue
+            stats = case.stats.get(STAGE)
+            out.append({
+                "case_id": case_id,
+                "task": case.task,
+                "plan": case.plan,
+                "answer": case.answer,
+                "reward": case.reward,
+                "similarity": round(float(by_id[case_id].similarity), 4),
+                "score": round(float(score), 4),
+                "explored": bool(explored),
+                "value": None if stats is None else round(stats.q_value, 4),
+                "visits": 0 if stats is None else stats.visits,
+            })  # fmt: skip
+        return out
+
+    def record(
+        self,
+        task: str,
+        plan: str | None = None,
+        answer: str | None = None,
+        reward: float | None = None,
+        namespace: str | None = None,
+    ) -> int:
+        """Store a new case (a task, how it was solved, the answer and its reward); its id."""
+        from memory_agent.runtime.outcome import outcome_for
+
+        ns = self._ns(namespace)
+        value = _check_reward(reward, required=False)
+        with self._lock:
+            case = self.memory.add(task, plan=plan, answer=answer, reward=value,
+                                   outcome=outcome_for(value, answer) if value is not None
+                                   else None, source=SOURCE, namespace=ns)  # fmt: skip
+        return case.id
+
+    def report_outcome(
+        self, retrieval_id: str, reward: float, used_case_ids: Sequence[int] | None = None
+    ) -> dict[str, Any]:
+        """Apply the reward of a retrieval's outcome: the cases used earn it, the shown but
+        unused ones get the policy's unused target, and the policy learns.
+
+        `used_case_ids` None means the caller does not know which cases helped: every shown
+        case then gets the reward (flat credit). Each retrieval takes one outcome.
+        """
+        from memory_agent.runtime.outcome import credit_record, credit_used, update_policy
+        from memory_agent.store.run_log import RunNotFoundError
+
+        value = _check_reward(reward)
+        assert value is not None
+        if not isinstance(retrieval_id, str) or not retrieval_id.strip():
+            raise InvalidInputError("retrieval_id is missing; pass the id retrieve_cases gave.")
+        with self._lock:
+            try:
+                row = self._log.get(retrieval_id.strip())
+            except RunNotFoundError:
+                row = None
+            # The log takes a unique prefix of a run id; a retrieval id must be given whole.
+            if row is None or row.id != retrieval_id.strip() or row.model != SOURCE:
+                raise InvalidInputError(
+                    f"Unknown retrieval id {retrieval_id!r}; pass the retrieval_id that "
+                    "retrieve_cases returned."
+                )
+            if row.status != STATUS_OPEN:
+                raise InvalidInputError(
+                    f"Retrieval {row.id} already has an outcome (reward {row.reward}); "
+                    "each retrieval takes one."
+                )
+            shown = [int(i) for i in row.cases_shown]
+            if used_case_ids is None:
+                used, citation = shown, "flat"
+            else:
+                used = []
+                for i in used_case_ids:
+                    if isinstance(i, bool) or not isinstance(i, int):
+                        raise InvalidInputError(f"used_case_ids must be case ids; got {i!r}.")
+                    if i not in shown:
+                        raise InvalidInputError(
+                            f"Case {i} was not shown by retrieval {row.id} (shown: {shown}); "
+                            "used_case_ids must be among them."
+                        )
+                    if i not in used:
+                        used.append(i)
+                citation = "cited"
+            policy = self.policy
+            if shown:
+                record = credit_record(STAGE, shown, used, value, citation)
+                credit_used(self.memory, policy, record)
+                if policy is not None:
+                    state = self.memory.embedder.embed([row.task])[0]
+                    update_policy(policy, row.namespace, state, record)
+                self._log.event(row.id, "credit", STAGE, used=used, shown=shown,
+                                reward=value, citation=citation)  # fmt: skip
+            self._log.finish(row.id, status=STATUS_DONE, reward=value, reward_source="feedback",
+                             citation=citation, cases_used=used)  # fmt: skip
+        return {
+            "retrieval_id": row.id,
+            "reward": value,
+            "credited": used,
+            "shown": shown,
+            "learned": [self._value_of(i) for i in shown],
+        }
+
+    def _value_of(self, case_id: int) -> dict[str, Any]:
+        try:
+            stats = self.memory.get(case_id).stats.get(STAGE)
+        except CaseNotFoundError:
+            return {"case_id": case_id, "deleted": True}
+        return {
+            "case_id": case_id,
+            "value": None if stats is None else round(stats.q_value, 4),
+            "visits": 0 if stats is None else stats.visits,
+        }
+
+    # ------------------------------------------------------------------ managing cases
+
+    def list(self, namespace: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """The namespace's newest live cases (an empty list for a namespace with none)."""
+        ns = self._ns(namespace)
+        limit = _check_int(limit, "limit", 1, MAX_LIST)
+        with self._lock:
+            if ns not in self.memory.namespaces():
+                return []
+            return [_case_json(c) for c in self.memory.list_cases(ns, limit=limit)]
+
+    def _case_in(self, case_id: Any, ns: str) -> Case:
+        if isinstance(case_id, bool) or not isinstance(case_id, int):
+            raise InvalidInputError(f"case_id must be a whole number; got {case_id!r}.")
+        try:
+            case = self.memory.get(case_id)
+        except CaseNotFoundError:
+            case = None
+        if case is None or case.namespace != ns:  # another namespace's case does not exist here
+            raise CaseNotFoundError(f"No case with id {case_id} in namespace {ns!r}.")
+        return case
+
+    def get(self, case_id: int, namespace: str | None = None) -> dict[str, Any]:
+        """One case of the namespace, with its learned values per stage."""
+        ns = self._ns(namespace)
+        with self._lock:
+            return _case_json(self._case_in(case_id, ns))
+
+    def delete(self, case_id: int, namespace: str | None = None) -> None:
+        """Remove a case of the namespace from retrieval (a tombstone, as the CLI does)."""
+        ns = self._ns(namespace)
+        with self._lock:
+            self._case_in(case_id, ns)
+            self.memory.delete(case_id, reason="deleted via mcp")
+
+    def stats(self, namespace: str | None = None) -> dict[str, Any]:
+        """Counts and sizes of the namespace's memory, and the learned value and visits of
+        each of its newest `MAX_LIST` cases that has had an outcome."""
+        ns = self._ns(namespace)
+        with self._lock:
+            if ns not in self.memory.namespaces():
+                return {"namespace": ns, "policy": self.policy_name, "cases": 0, "learned": {}}
+            store = self.memory.stats(ns)
+            for key in STORE_WIDE:  # other namespaces' counts, and a URL that may hold a password
+                store.pop(key, None)
+            visited = [c for c in self.memory.list_cases(ns, limit=MAX_LIST) if STAGE in c.stats]
+        return {
+            **store,
+            "namespace": ns,
+            "policy": self.policy_name,
+            "learned": {
+                str(c.id): {"value": round(c.stats[STAGE].q_value, 4),
+                            "visits": c.stats[STAGE].visits}
+                for c in visited
+            },
+        }  # fmt: skip
