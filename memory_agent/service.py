@@ -278,12 +278,12 @@ class MemoryService:
             "reward": value,
             "credited": used,
             "shown": shown,
-            "learned": [self._value_of(i) for i in shown],
+            "learned": [self._value_of(i, row.namespace) for i in shown],
         }
 
-    def _value_of(self, case_id: int) -> dict[str, Any]:
+    def _value_of(self, case_id: int, namespace: str) -> dict[str, Any]:
         try:
-            stats = self.memory.get(case_id).stats.get(STAGE)
+            stats = self.memory.get(case_id, namespace=namespace).stats.get(STAGE)
         except CaseNotFoundError:
             return {"case_id": case_id, "deleted": True}
         return {
@@ -307,12 +307,9 @@ class MemoryService:
         if isinstance(case_id, bool) or not isinstance(case_id, int):
             raise InvalidInputError(f"case_id must be a whole number; got {case_id!r}.")
         try:
-            case = self.memory.get(case_id)
-        except CaseNotFoundError:
-            case = None
-        if case is None or case.namespace != ns:  # another namespace's case does not exist here
-            raise CaseNotFoundError(f"No case with id {case_id} in namespace {ns!r}.")
-        return case
+            return self.memory.get(case_id, namespace=ns)
+        except CaseNotFoundError:  # another namespace's case does not exist here either
+            raise CaseNotFoundError(f"No case with id {case_id} in namespace {ns!r}.") from None
 
     def get(self, case_id: int, namespace: str | None = None) -> dict[str, Any]:
         """One case of the namespace, with its learned values per stage."""
@@ -325,7 +322,7 @@ class MemoryService:
         ns = self._ns(namespace)
         with self._lock:
             self._case_in(case_id, ns)
-            self.memory.delete(case_id, reason="deleted via mcp")
+            self.memory.delete(case_id, namespace=ns, reason="deleted via mcp")
 
     def stats(self, namespace: str | None = None) -> dict[str, Any]:
         """Counts and sizes of the namespace's memory, and the learned value and visits of

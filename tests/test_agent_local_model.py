@@ -62,17 +62,18 @@ def test_a_stored_case_makes_the_small_model_succeed(
 
             case = store.add(case_task, plan=case_plan, reward=1.0, outcome="success",
                              namespace=f"taught-{truth}")  # fmt: skip
-            assert store.get(case.id).stats == {}
+            taught_ns = f"taught-{truth}"
+            assert store.get(case.id, namespace=taught_ns).stats == {}
             taught = agent.run(task, ground_truth=truth, namespace=f"taught-{truth}")
             assert taught.reward == 1.0, (task, taught.answer, taught.plan)
             assert taught.answer == truth
             assert taught.cases_shown == [case.id]
             assert (taught.cases_used, taught.citation) == ([case.id], "inferred")
-            stats = store.get(case.id).stats["plan"]
+            stats = store.get(case.id, namespace=taught_ns).stats["plan"]
             # Its value rose from nothing (exactly 1.0 under similarity, whose statistics the
             # runtime keeps; a learned policy moves it from its prior towards 1).
             assert stats.visits == 1 and stats.q_value > 0.5 and stats.last_reward == 1.0
-            written = store.get(taught.case_id or -1)
+            written = store.get(taught.case_id or -1, namespace=taught_ns)
             assert (written.outcome, written.plan) == ("success", taught.plan)
             events = [e.kind for e in agent.log.events(taught.run_id)]
             assert events.count("llm") == 1 and "tool" in events and "credit" in events

@@ -318,7 +318,8 @@ def test_a_second_process_cannot_overwrite_the_stores_vector_space(
 
 
 _WRITER = """
-import sys
+import faulthandler, sys
+faulthandler.enable()  # a crash in native code (FAISS, the driver) leaves its stack in stderr
 sys.path.insert(0, sys.argv[4])
 from pathlib import Path
 from compressed_store import add_synthetic, compressed_settings
@@ -367,7 +368,7 @@ def test_processes_writing_at_once_while_codebooks_change_leave_a_consistent_sto
             time.sleep(0.05)
         for writer in writers:
             _, err = writer.communicate(timeout=300)
-            assert writer.returncode == 0, err
+            assert writer.returncode == 0, f"writer exit {writer.returncode}: {err}"
         memory.sync(force=True)
         assert memory.reindex() is True
         engine = create_engine(database_url)

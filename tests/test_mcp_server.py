@@ -61,7 +61,7 @@ def test_retrieve_report_outcome_changes_learned_values(service: MemoryService) 
     assert learned[ids[0]]["visits"] == 1 and learned[ids[0]]["value"] > 0.5  # toward 1
     other = next(i for i in shown if i != ids[0])
     assert learned[other]["value"] < 0.5  # shown, not used: toward the unused target 0
-    stats = service.memory.get(ids[0]).stats["plan"]
+    stats = service.memory.get(ids[0], namespace="py").stats["plan"]
     assert stats.visits == 1 and stats.q_value == pytest.approx(learned[ids[0]]["value"], abs=1e-4)
     assert service.stats("py")["learned"][str(ids[0])]["visits"] == 1
 
@@ -71,7 +71,7 @@ def test_retrieve_report_outcome_changes_learned_values(service: MemoryService) 
     again = service.retrieve("reverse a python list", namespace="py")
     with MemoryService(service.settings, memory=service.memory) as fresh:
         fresh.report_outcome(again["retrieval_id"], 0.0)  # flat: every shown case
-    assert service.memory.get(ids[0]).stats["plan"].visits == 2
+    assert service.memory.get(ids[0], namespace="py").stats["plan"].visits == 2
 
 
 def test_similarity_policy_is_credited_by_the_runtime(isolated_home: Path, minilm: Any) -> None:
@@ -288,7 +288,7 @@ def test_mcp_server_over_stdio(isolated_home: Path) -> None:
 
     # The learning is in the store: a fresh process reads it back.
     with CaseMemory(Settings(home=isolated_home)) as memory:
-        stats = memory.get(ids[0]).stats["plan"]
+        stats = memory.get(ids[0], namespace="a").stats["plan"]
         assert stats.visits == 1 and stats.q_value == pytest.approx(
             learned[ids[0]]["value"], abs=1e-4
         )
