@@ -153,7 +153,8 @@ class MemoryService:
                     shortlist = len(candidates)
                     if candidates:
                         selection = policy.select(vector, candidates, k, STAGE, explore=True)
-                        cases = self._reasons(selection, {c.case_id: c for c in candidates})
+                        by_id = {c.case_id: c for c in candidates}
+                        cases = self._reasons(selection, by_id, ns)
             shown = [c["case_id"] for c in cases]
             self._log.start(retrieval_id, namespace=ns, task=text, model=SOURCE,
                             policy=self.policy_name, prompt_style=SOURCE, learn=True)  # fmt: skip
@@ -171,8 +172,8 @@ class MemoryService:
             "cases": cases,
         }
 
-    def _reasons(self, selection: Any, by_id: dict[int, Any]) -> list[dict[str, Any]]:
-        stored = {c.id: c for c in self.memory.get_many(selection.case_ids)}
+    def _reasons(self, selection: Any, by_id: dict[int, Any], ns: str) -> list[dict[str, Any]]:
+        stored = {c.id: c for c in self.memory.get_many(selection.case_ids, namespace=ns)}
         out = []
         for case_id, score, explored in zip(
             selection.case_ids, selection.scores, selection.explored, strict=False

@@ -16,7 +16,6 @@ state is loaded from the store the first time the policy serves it, under the ke
 from __future__ import annotations
 
 import functools
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,22 +27,11 @@ from memory_agent.policies.context import TaskContext
 from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
 from memory_agent.policies.exploration import Exploration
 from memory_agent.policies.scoring import select_shown
+from memory_agent.store.policy_state import tenant_key
 
 if TYPE_CHECKING:
     from memory_agent.settings import Settings
     from memory_agent.store import CaseMemory, StageStats
-
-
-_KEY_CHARS = 64  # policy_state.key is a VARCHAR(64)
-
-
-def tenant_key(key: str, namespace: str) -> str:
-    """The saved-state key of `key` for one namespace: `key@namespace`, or, when that would be
-    too long for the column, `key#` and a hash of the namespace."""
-    full = f"{key}@{namespace}"
-    if len(full) <= _KEY_CHARS:
-        return full
-    return f"{key}#{hashlib.blake2b(namespace.encode('utf-8'), digest_size=16).hexdigest()}"
 
 
 def _in_candidates_namespace(score: Callable[..., Any]) -> Callable[..., Any]:

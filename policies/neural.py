@@ -44,8 +44,9 @@ from memory_agent.policies.base import (
 )
 from memory_agent.policies.context import TaskContext
 from memory_agent.policies.exploration import demote, zscore
-from memory_agent.policies.learned import LearnedPolicy, tenant_key
+from memory_agent.policies.learned import LearnedPolicy
 from memory_agent.policies.scoring import task_values, unrelated, value_scores
+from memory_agent.store.policy_state import tenant_key
 
 if TYPE_CHECKING:
     import torch

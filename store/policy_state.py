@@ -6,6 +6,7 @@ bumps `version`, so a crash mid-save leaves the previous version intact and read
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -14,6 +15,23 @@ from sqlalchemy.orm import Session, sessionmaker
 from memory_agent.store.models import utcnow
 from memory_agent.store.policy_models import PolicyStateRow
 from memory_agent.store.records import SavedState
+
+_KEY_CHARS = 64  # policy_state.key is a VARCHAR(64)
+
+
+def tenant_key(key: str, namespace: str) -> str:
+    """The saved-state key of `key` for one namespace: `key@namespace`, or, when that would be
+    too long for the column, `key#` and a hash of the namespace."""
+    full = f"{key}@{namespace}"
+    if len(full) <= _KEY_CHARS:
+        return full
+    return f"{key}#{hashlib.blake2b(namespace.encode('utf-8'), digest_size=16).hexdigest()}"
+
+
+def _base_key(key: str) -> str:
+    """The policy's own key (`neural`, `value_context`, ...) of a saved-state key."""
+    cuts = [i for i in (key.find("@"), key.find("#")) if i >= 0]
+    return key[: min(cuts)] if cuts else key
 
 
 class PolicyStates:
@@ -61,6 +79,20 @@ class PolicyStates:
                 {"key": k, "version": v, "meta": m, "bytes": int(n or 0), "updated_at": t}
                 for k, v, m, n, t in session.execute(query)
             ]
+
+    def delete_namespace(self, namespace: str, *, legacy: bool = False) -> int:
+        """Drop the saved states of one namespace (and, with `legacy`, the states saved before
+        they were kept per namespace, which the default namespace inherits); returns how many
+        there were."""
+        with self._sessions.begin() as session:
+            keys = list(session.scalars(select(PolicyStateRow.key)))
+            doomed = [
+                k for k in keys
+                if k == tenant_key(_base_key(k), namespace) or (legacy and _base_key(k) == k)
+            ]  # fmt: skip
+            if doomed:
+                session.execute(delete(PolicyStateRow).where(PolicyStateRow.key.in_(doomed)))
+            return len(doomed)
 
     def delete_all(self) -> int:
         """Drop every saved state; returns how many there were."""

@@ -157,3 +157,36 @@ def test_neural_feedback_in_one_namespace_leaves_anothers_scores_unchanged(
         )  # fmt: skip
     finally:
         memory.close()
+
+
+def test_get_many_for_one_namespace_leaves_out_anothers_cases(tenants: CaseMemory) -> None:
+    a_id, b_id = _ids(tenants)
+    assert [c.id for c in tenants.get_many([a_id, b_id], namespace="a")] == [a_id]
+    assert [c.id for c in tenants.get_many([a_id, b_id], namespace="b")] == [b_id]
+
+
+def test_policy_reset_of_one_namespace_drops_only_its_saved_state(
+    tenants: CaseMemory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memory_agent.cli import app
+    from memory_agent.store.policy_state import tenant_key
+
+    states = tenants.policy_states
+    long_ns = "n" * 100  # too long for key@namespace: saved under a hash of the namespace
+    for ns in ("a", "b", long_ns):
+        for key in ("neural", "value_context"):
+            states.save(tenant_key(key, ns), b"x", format=1, meta={})
+    states.save("neural", b"legacy", format=1, meta={})  # from before per-namespace state
+    monkeypatch.setenv("MEMORY_AGENT_HOME", str(tenants.settings.home))
+    monkeypatch.setenv("MEMORY_AGENT_DATABASE_URL", tenants.url)
+    result = CliRunner().invoke(app, ["policy", "reset", "--namespace", "a", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert "2 saved policy states" in result.output
+    left = {row["key"] for row in states.summaries()}
+    assert left == {
+        "neural", "neural@b", "value_context@b",
+        tenant_key("neural", long_ns), tenant_key("value_context", long_ns),
+    }  # fmt: skip
+    assert states.delete_namespace(long_ns) == 2
+    assert states.delete_namespace("default", legacy=True) == 1  # the legacy row goes too
+    assert {row["key"] for row in states.summaries()} == {"neural@b", "value_context@b"}

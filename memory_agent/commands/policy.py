@@ -91,6 +91,9 @@ def reset(
         typer.confirm(f"Forget the learned case values of {scope}?", abort=True)
     with open_memory(ctx) as memory:
         rows = memory.case_stats.reset(namespace)
-        # A network learns across namespaces, so it is only dropped when everything is reset.
-        states = memory.policy_states.delete_all() if namespace is None else 0
+        if namespace is None:
+            states = memory.policy_states.delete_all()
+        else:  # learned state is kept per namespace; the default one inherits older state
+            legacy = namespace == "default"
+            states = memory.policy_states.delete_namespace(namespace, legacy=legacy)
     typer.echo(f"Removed {rows} learned values and {states} saved policy states ({scope}).")

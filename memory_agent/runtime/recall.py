@@ -84,7 +84,9 @@ class CaseRecall:
         selection = self.policy.select(
             vector, pool, self.settings.policy.k, stage, explore=s["learn"]
         )
-        cases = {c.id: c for c in self.memory.get_many(selection.case_ids)}
+        cases = {
+            c.id: c for c in self.memory.get_many(selection.case_ids, namespace=s["namespace"])
+        }
         shown = [i for i in selection.case_ids if i in cases]
         shown_cases = [
             asdict(ShownCase(c.id, c.task, c.plan, c.answer, c.outcome,
