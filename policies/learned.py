@@ -15,9 +15,8 @@ state is loaded from the store the first time the policy serves it, under the ke
 
 from __future__ import annotations
 
-import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,20 +31,6 @@ from memory_agent.store.policy_state import tenant_key
 if TYPE_CHECKING:
     from memory_agent.settings import Settings
     from memory_agent.store import CaseMemory, StageStats
-
-
-def _in_candidates_namespace(score: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a policy's `score` so it runs with the state of its candidates' namespace."""
-
-    @functools.wraps(score)
-    def wrapper(
-        self: LearnedPolicy, state: Vector, candidates: Sequence[Candidate], stage: Stage
-    ) -> Any:
-        self.use_namespace_of(candidates)
-        return score(self, state, candidates, stage)
-
-    wrapper.__wrapped_for_tenants__ = True  # type: ignore[attr-defined]
-    return wrapper
 
 
 class LearnedPolicy(ABC):
@@ -79,12 +64,6 @@ class LearnedPolicy(ABC):
         self._tenants: dict[str, dict[str, Any]] = {}
         self.context = self.new_context(self.namespace)
         self.start()
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        score = cls.__dict__.get("score")
-        if score is not None and not getattr(score, "__wrapped_for_tenants__", False):
-            cls.score = _in_candidates_namespace(score)  # type: ignore[method-assign]
 
     def start(self) -> None:  # noqa: B027 (a hook: overriding it is optional)
         """What a policy sets up beyond the shared state, for the namespace in force (called
@@ -121,9 +100,17 @@ class LearnedPolicy(ABC):
         if namespace is not None:
             self.use_namespace(namespace)
 
-    @abstractmethod
     def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:
-        """One score per candidate; higher is better."""
+        """One score per candidate (higher is better), with the learned state of the
+        candidates' namespace in force."""
+        self.use_namespace_of(candidates)
+        return self.score_candidates(state, candidates, stage)
+
+    @abstractmethod
+    def score_candidates(
+        self, state: Vector, candidates: Sequence[Candidate], stage: Stage
+    ) -> Vector:
+        """`score` for a policy whose namespace state is already in force."""
 
     def select(
         self,

@@ -282,7 +282,9 @@ class NeuralPolicy(LearnedPolicy):
         q: npt.NDArray[np.float64] = out.numpy().astype(np.float64)
         return q
 
-    def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:
+    def score_candidates(
+        self, state: Vector, candidates: Sequence[Candidate], stage: Stage
+    ) -> Vector:
         if not candidates:
             return np.zeros(0, np.float32)
         emb, scalars = candidate_features(state, candidates, stage, self.settings, self.context)

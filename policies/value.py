@@ -31,7 +31,9 @@ class ValuePolicy(LearnedPolicy):
     name = "value"
     context_key = CONTEXT_KEY
 
-    def score(self, state: Vector, candidates: Sequence[Candidate], stage: Stage) -> Vector:
+    def score_candidates(
+        self, state: Vector, candidates: Sequence[Candidate], stage: Stage
+    ) -> Vector:
         values = task_values(state, candidates, stage, self.settings, self.context)
         scores = value_scores(candidates, stage, self.settings, values)
         # A case known to serve another kind of task ranks after every other: otherwise its
