@@ -224,7 +224,7 @@ class MemoryService:
         `used_case_ids` None means the caller does not know which cases helped: every shown
         case then gets the reward (flat credit). Each retrieval takes one outcome.
         """
-        from memory_agent.runtime.outcome import credit_record, credit_used, update_policy
+        from memory_agent.runtime.outcome import apply_late_reward, credit_record
         from memory_agent.store.run_log import RunNotFoundError
 
         value = _check_reward(reward)
@@ -263,13 +263,14 @@ class MemoryService:
                     if i not in used:
                         used.append(i)
                 citation = "cited"
-            policy = self.policy
             if shown:
+                # The agent's own path for a reward given after the run (no case to re-rate:
+                # a retrieval stores none).
                 record = credit_record(STAGE, shown, used, value, citation)
-                credit_used(self.memory, policy, record)
-                if policy is not None:
-                    state = self.memory.embedder.embed([row.task])[0]
-                    update_policy(policy, row.namespace, state, record)
+                apply_late_reward(
+                    self.memory, self.policy, namespace=row.namespace, task=row.task,
+                    case_id=None, answer=None, record=record,
+                )  # fmt: skip
                 self._log.event(row.id, "credit", STAGE, used=used, shown=shown,
                                 reward=value, citation=citation)  # fmt: skip
             self._log.finish(row.id, status=STATUS_DONE, reward=value, reward_source="feedback",
