@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hash_embedder import HashEmbedder
 
 from memory_agent.settings import Settings
 from memory_agent.store import CaseMemory
@@ -18,21 +19,12 @@ from memory_agent.store import CaseMemory
 # A worker process: a tiny deterministic embedder (no model to load), so the processes start
 # in a second and the race windows are what the store itself leaves open.
 WORKER = r"""
-import hashlib, json, sys, time
+import json, sys, time
 from pathlib import Path
-import numpy as np
+sys.path.insert(0, sys.argv[6])  # the tests folder: the shared hash embedder
+from hash_embedder import HashEmbedder
 from memory_agent.settings import Settings
 from memory_agent.store import CaseMemory
-
-class HashEmbedder:
-    name = "test-hash-32"
-    dim = 32
-    def embed(self, texts):
-        out = np.zeros((len(texts), 32), dtype=np.float32)
-        for row, text in enumerate(texts):
-            digest = hashlib.sha256(text.encode("utf-8")).digest()
-            out[row] = np.frombuffer(digest, dtype=np.uint8)[:32].astype(np.float32) - 127.5
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 mode, url, home, go = sys.argv[1:5]
 args = json.loads(sys.argv[5])
@@ -55,27 +47,19 @@ print(json.dumps(result))
 """
 
 
-class HashEmbedder:
-    """The worker's embedder, for this process."""
-
-    name = "test-hash-32"
-    dim = 32
-
-    def embed(self, texts: list[str]) -> object:
-        import hashlib
-
-        import numpy as np
-
-        out = np.zeros((len(texts), 32), dtype=np.float32)
-        for row, text in enumerate(texts):
-            digest = hashlib.sha256(text.encode("utf-8")).digest()
-            out[row] = np.frombuffer(digest, dtype=np.uint8)[:32].astype(np.float32) - 127.5
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
 def _start(mode: str, url: str, home: Path, go: Path, **args: object) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", WORKER, mode, url, str(home), str(go), json.dumps(args)],
+        [
+            sys.executable,
+            "-c",
+            WORKER,
+            mode,
+            url,
+            str(home),
+            str(go),
+            json.dumps(args),
+            str(Path(__file__).parent),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -5,7 +5,6 @@ which everything failed."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hash_embedder import HashEmbedder
 from typer.testing import CliRunner
 
 from memory_agent.cli import app
@@ -28,18 +28,6 @@ from memory_agent.store import CaseMemory, NewCase, StageStats
 
 REPO = Path(__file__).resolve().parent.parent
 GAIA_SAMPLE = REPO / "tests" / "data" / "gaia" / "validation"
-
-
-class HashEmbedder:
-    name = "test-hash-32"
-    dim = 32
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), 32), dtype=np.float32)
-        for row, text in enumerate(texts):
-            digest = hashlib.sha256(text.encode("utf-8")).digest()
-            out[row] = np.frombuffer(digest, dtype=np.uint8)[:32].astype(np.float32) - 127.5
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 @pytest.fixture

@@ -3,30 +3,16 @@ and one tenant's feedback never moves another's learned scores."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hash_embedder import HashEmbedder
 from typer.testing import CliRunner
 
 from memory_agent.errors import CaseNotFoundError
 from memory_agent.settings import Settings
 from memory_agent.store import CaseMemory
-
-
-class HashEmbedder:
-    """Deterministic 32-d vectors from a hash of the text: no model to load."""
-
-    name = "test-hash-32"
-    dim = 32
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), 32), dtype=np.float32)
-        for row, text in enumerate(texts):
-            digest = hashlib.sha256(text.encode("utf-8")).digest()
-            out[row] = np.frombuffer(digest, dtype=np.uint8)[:32].astype(np.float32) - 127.5
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 @pytest.fixture
