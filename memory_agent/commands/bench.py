@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from memory_agent.commands import bench_store
 from memory_agent.commands.bench_llm import llm as bench_llm
+from memory_agent.commands.bench_load import load as bench_load
 from memory_agent.commands.bench_policy import bench_policy
 from memory_agent.commands.common import new_typer
 
@@ -11,3 +12,4 @@ app = new_typer("Benchmarks: each prints its figures (--json for machines) besid
 app.command("policy")(bench_policy)
 app.command("llm")(bench_llm)
 app.command("store")(bench_store.store)
+app.command("load")(bench_load)
