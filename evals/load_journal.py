@@ -81,6 +81,10 @@ def read_history(folder: Path, workers: int) -> History:
                 begun = None
             elif kind == "err":
                 history.errors.append({**event, "worker": worker})
+                if event["kind"] == "StoreConnectionError" and begun is not None:
+                    # The connection broke: the operation may have committed just before (the
+                    # error says so); like a killed one, it counts as all or nothing.
+                    history.in_flight.append({**begun, "worker": worker, "failed": True})
                 begun = None
             elif kind == "done":
                 history.done.add(worker)
