@@ -134,6 +134,29 @@ def _keep_reconnecting(engine: Engine) -> None:
         )
 
 
+def _unstorable_parameter(context: Any) -> BaseException | None:
+    """A value the driver cannot even send is bad input, whichever field it came in: a
+    Python int beyond 64 bits (SQLite's driver raises a bare OverflowError) or a string with
+    a lone surrogate, which has no UTF-8 form (UnicodeEncodeError). Say so instead of
+    showing a traceback; the transaction is rolled back, so nothing of the call is stored."""
+    from memory_agent.errors import InvalidInputError
+
+    exc = context.original_exception
+    if isinstance(exc, OverflowError):
+        return InvalidInputError(
+            f"A whole number given is outside the database's range ({exc}); ids and counts "
+            "are 64-bit integers, from -9223372036854775808 to 9223372036854775807; the "
+            "operation was refused."
+        )
+    if isinstance(exc, UnicodeEncodeError):
+        return InvalidInputError(
+            f"A text given is not valid Unicode ({exc.reason} at position {exc.start}: "
+            f"{exc.object[max(exc.start - 10, 0) : exc.end + 10]!r}); decode the source as "
+            "UTF-8 before storing it. The operation was refused."
+        )
+    return None
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside a writer; NORMAL sync is durable against process crashes
@@ -188,6 +211,7 @@ def create_store_engine(url: str) -> Engine:
             f"No database driver for {redact(parsed)}: {exc}. Use sqlite:/// or "
             "postgresql+psycopg:// (psycopg is installed with memory-agent)."
         ) from exc
+    event.listen(engine, "handle_error", _unstorable_parameter)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     elif parsed.get_backend_name() == "postgresql":
