@@ -238,8 +238,10 @@ def make_stream(
         replace(t, annotator_metadata={
             **t.annotator_metadata,
             "judge": LENIENT if judge_rng.random() < config.lenient else STRICT,
+            **({} if drift_index is None else
+               {"drift": "after" if index >= drift_index else "before"}),
         })
-        for t in train
+        for index, t in enumerate(train)
     ]  # fmt: skip
     seen = {t.question for t in train}
     candidates = make_tasks(
@@ -327,6 +329,7 @@ def run_policy(
     corrections = _load_optional(folder / "corrections")
     drift_index = _drift_index(train_split.tasks)
     info = {"policy": policy, "seed": seed}
+    home.mkdir(parents=True, exist_ok=True)
     solver = solver_factory(agent_policy(policy), home)
 
     def hook(phase: str) -> Callable[[dict[str, Any]], None] | None:
@@ -337,9 +340,11 @@ def run_policy(
 
     try:
         learner = policy not in CONTROLS
-        started = (home / "train").exists() or (home / "holdout").exists()
-        if policy != "none" and not (resume and started):
+        stored = home / "examples-stored"
+        if policy != "none" and not stored.exists():
+            # duplicates are skipped, so a crash before the marker only repeats this step
             _remember(solver, [*worked, *(corrections if policy == "static" else [])])
+            stored.write_text("stored\n", encoding="utf-8")
         if learner:
             marker = home / "corrections-stored"
             cut = len(train_split.tasks) if drift_index is None else drift_index
@@ -378,12 +383,14 @@ def _load_optional(folder: Path) -> list[GaiaTask]:
 
 def _drift_index(train: Sequence[GaiaTask]) -> int | None:
     return next(
-        (i for i, t in enumerate(train) if t.annotator_metadata.get("format") == "drifted"), None
+        (i for i, t in enumerate(train) if t.annotator_metadata.get("drift") == "after"), None
     )
 
 
 def _first_records(path: Path) -> dict[str, dict[str, Any]]:
     records: dict[str, dict[str, Any]] = {}
+    if not (path / RESULTS_NAME).exists():
+        return records  # (a ResultLog would create the folder)
     for record in ResultLog(path / RESULTS_NAME).read():
         if int(record.get("attempt", 0)) == 0 and not record.get("malformed"):
             records.setdefault(str(record["task_id"]), record)

@@ -19,7 +19,7 @@ from memory_agent.scoring import is_float, normalize_number_str, question_scorer
 
 STRICT = "strict"
 LENIENT = "lenient"
-_WORD = re.compile(r"^[A-Za-z][A-Za-z'\- ]*$")
+_WORD = re.compile(r"^[A-Za-z][A-Za-z'\-]*$")  # one word
 
 
 def looks_like(answer: str, truth: str) -> bool:

@@ -196,8 +196,8 @@ def learning_curve(runs: Sequence[PolicyRun], path: Path, *, title: str) -> Path
         low, high = wilson(right, total)
         value = right / total if total else 0.0
         bar_axes.bar(index, value, color=f"C{index}")
-        bar_axes.errorbar(index, value, yerr=[[max(0.0, value - low)], [max(0.0, high - value)]], color="black",
-                          capsize=4)  # fmt: skip
+        error = [[max(0.0, value - low)], [max(0.0, high - value)]]
+        bar_axes.errorbar(index, value, yerr=error, color="black", capsize=4)
     bar_axes.set_xticks(range(len(policies)), policies, rotation=30, fontsize=8)
     bar_axes.set_ylim(0, 1.02)
     bar_axes.set_ylabel("held-out accuracy (95% Wilson CI)")
