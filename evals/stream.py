@@ -493,6 +493,28 @@ def run_stream(
     return StreamOutcome(runs, complete=True)
 
 
+def finished_runs(out: Path, policies: Sequence[str], seeds: Sequence[int]) -> StreamOutcome:
+    """The (seed, policy) runs under `out` whose every task has a result, read back without
+    running anything (to report on a run that is still going or was stopped)."""
+    runs: list[PolicyRun] = []
+    for seed in seeds:
+        folder = out / f"seed-{seed}" / "tasks"
+        if not (folder / "holdout" / "metadata.jsonl").exists():
+            continue
+        train = load_split(folder / "train").tasks
+        holdout = load_split(folder / "holdout").tasks
+        for policy in policies:
+            home = out / f"seed-{seed}" / policy
+            mine = [] if policy in CONTROLS else train
+            done_train = _first_records(home / "train") if mine else {}
+            done_held = _first_records(home / "holdout")
+            if all(t.task_id in done_train for t in mine) and all(
+                t.task_id in done_held for t in holdout
+            ):
+                runs.append(collect(policy, seed, home, mine, holdout, _drift_index(train)))
+    return StreamOutcome(runs, complete=len(runs) == len(policies) * len(seeds))
+
+
 def episodes(config: StreamConfig, policies: Sequence[str], seeds: Sequence[int]) -> int:
     """Agent runs the whole stream takes (controls: held-out only)."""
     per_seed = sum(config.holdout + (0 if p in CONTROLS else config.tasks) for p in policies)

@@ -22,6 +22,7 @@ from memory_agent.evals.stream import (
     StreamConfig,
     episodes,
     episodes_done,
+    finished_runs,
     judge,
     make_stream,
     resolve_families,
@@ -357,6 +358,9 @@ def test_a_time_budget_stops_between_tasks_and_resume_finishes(
                          solver_factory=_factory(), out=tmp_path / "cut")  # fmt: skip
     assert not outcome.complete
     assert [(r.seed, r.policy) for r in outcome.runs] == [(0, "none"), (0, "static")]
+    # what has finished can be reported without running anything
+    finished = finished_runs(tmp_path / "cut", POLICIES, [0, 1])
+    assert not finished.complete and finished.runs == outcome.runs
     assert (
         0 < episodes_done(tmp_path / "cut", POLICIES, [0, 1]) < episodes(config, POLICIES, [0, 1])
     )

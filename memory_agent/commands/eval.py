@@ -224,6 +224,13 @@ def stream(
             "continue later with --resume."
         ),
     ] = None,
+    report_only: Annotated[
+        bool,
+        typer.Option(
+            "--report-only",
+            help="Run nothing: report the (seed, policy) runs of --out that have finished.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Continual learning on seeded reasoning-gym tasks: train, then a frozen held-out set.
@@ -266,10 +273,20 @@ def stream(
             "letter_counting."
         )
     settings = _settings(ctx, model, base_url)
+    seed_list = list(range(seed, seed + seeds))
+    if report_only:
+        from memory_agent.evals.stream import check_config, finished_runs
+
+        if out is None or not (out / "stream.json").exists():
+            raise InvalidInputError("--report-only needs the --out of an existing stream run.")
+        check_config(out, config, resume=True)
+        outcome = finished_runs(out, chosen, seed_list)
+        _report_stream(outcome, config, chosen, seed_list, out, plot, settings, 0.0,
+                       as_json=as_json)  # fmt: skip
+        return
     folder = out or settings.home / "evals" / default_run_name_for_stream()
     if folder.exists() and any(folder.iterdir()) and not resume:
         raise InvalidInputError(f"{folder} is not empty; add --resume or choose another --out.")
-    seed_list = list(range(seed, seed + seeds))
     shared: dict[str, Any] = {}
 
     def factory(policy: str, home: Path) -> Any:
@@ -371,7 +388,11 @@ def _report_stream(
     if plot is not None and runs:
         learning_curve(runs, plot, title=title)
     report = markdown_table(table, seed_list) if runs else "No (seed, policy) finished yet.\n"
-    status = "" if outcome.complete else "\nStopped at the time budget; rerun with --resume.\n"
+    status = (
+        ""
+        if outcome.complete
+        else "\nNot every (seed, policy) has finished; continue with --resume.\n"
+    )
     (folder / "report.md").write_text(f"# Stream {title}\n\n{report}{status}", encoding="utf-8")
     finished = [[r.seed, r.policy] for r in runs]
     result: dict[str, Any] = {
