@@ -131,14 +131,19 @@ class SkillLibrary:
 
     # ------------------------------------------------------------------ writing
 
-    def _store(
-        self, name: str, weights: LoraWeights, base: BaseModel, *, scale: float,
-        recipe: dict[str, Any], cases: dict[str, Any], metrics: dict[str, Any],
-        namespace: str | None, router: dict[str, Any],
+    def add_adapter(
+        self, name: str, weights: LoraWeights, base: BaseModel, *, scale: float = 1.0,
+        recipe: dict[str, Any] | None = None, cases: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None, namespace: str | None = None,
+        router: dict[str, Any] | None = None,
     ) -> SkillRecord:  # fmt: skip
-        """Write the adapter file, then its row; a failed insert removes the file again."""
+        """Store `weights` as the next version of skill `name`: the adapter file first, then
+        its row; a failed insert removes the file again, so nothing half-stored remains."""
         from memory_agent.store.skills import IntegrityError, SkillRecord
 
+        check_name(name)
+        recipe, cases = recipe or {"kind": "added"}, cases or {}
+        metrics, router = metrics or {}, router or {}
         for _attempt in range(5):
             version = self.records.next_version(name)
             relative = f"skills/{name}-v{version}.safetensors"
@@ -212,7 +217,7 @@ class SkillLibrary:
             name=name, modules=result.modules, scaling=result.scaling,
             router_vectors=torch.as_tensor(vectors, dtype=torch.float32),
         )  # fmt: skip
-        return self._store(
+        return self.add_adapter(
             name, weights, base_of(llm.name, llm.gguf), scale=scale,
             recipe={"kind": "trained", "filter": chosen.describe(), "options": options.to_json()},
             cases={"train": [c.id for c in split.train],
@@ -241,7 +246,7 @@ class SkillLibrary:
         embedder, dim = routers.pop() if len(routers) == 1 else (None, None)
         if embedder is None:
             combined.router_vectors = None  # cases embedded by different models: no routing
-        return self._store(
+        return self.add_adapter(
             name, combined, base, scale=1.0, recipe={"kind": "combined", "terms": sources},
             cases={}, metrics={"parameters": combined.parameter_count()}, namespace=None,
             router={"embedder": embedder, "dim": dim} if embedder else {},
@@ -294,7 +299,7 @@ class SkillLibrary:
             )
         other = BaseModel(str(info["base_model"]), str(info["base_hash"]))
         weights.name = target
-        return self._store(
+        return self.add_adapter(
             target, weights, other, scale=float(info.get("scale", 1.0)),
             recipe={**dict(info.get("recipe") or {}), "imported_from": str(source)},
             cases=dict(info.get("cases") or {}), metrics=dict(info.get("metrics") or {}),
