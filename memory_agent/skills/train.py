@@ -7,6 +7,7 @@ import copy
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -149,7 +150,12 @@ def train_adapter(
         r=options.rank, lora_alpha=alpha, lora_dropout=options.dropout,
         target_modules=list(options.targets), bias="none", layers_to_transform=adapted,
     )  # fmt: skip
-    model = peft.get_peft_model(copy.deepcopy(base_model), config)
+    with warnings.catch_warnings():
+        # peft reads transformers' deprecated `is_gradient_checkpointing`: not ours to fix
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+        )
+        model = peft.get_peft_model(copy.deepcopy(base_model), config)
     causal_lm = model.base_model.model
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=options.learning_rate, weight_decay=0.0)
