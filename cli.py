@@ -20,12 +20,14 @@ from memory_agent.commands.policy import app as policy_app
 from memory_agent.commands.run import chat as chat_command
 from memory_agent.commands.run import run as run_command
 from memory_agent.commands.serve import serve as serve_command
+from memory_agent.commands.skills import app as skills_app
 
 app = new_typer("An agent that gets better at its work by remembering what worked.")
 app.add_typer(memory_app, name="memory")
 app.add_typer(policy_app, name="policy")
 app.add_typer(logs_app, name="logs")
 app.add_typer(bench_app, name="bench")
+app.add_typer(skills_app, name="skills")
 app.command("run")(run_command)
 app.command("chat")(chat_command)
 app.add_typer(eval_app, name="eval")

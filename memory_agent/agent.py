@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from memory_agent.policies.base import CasePolicy
     from memory_agent.runtime.graph import Episode
     from memory_agent.runtime.state import EpisodeState
+    from memory_agent.skills.inject import SkillInjector, SkillsOption
     from memory_agent.store import CaseMemory
     from memory_agent.store.run_log import RunLog
     from memory_agent.tools.base import ToolRegistry
@@ -96,6 +97,9 @@ class MemoryAgent:
 
     Any part can be passed in: a chat model, a `CaseMemory`, a policy (instance or name;
     "none" turns memory off) and a tool registry. What is not passed comes from settings.
+    `skills`: LoRA skills for the local model (memory_agent.skills): None picks them per task
+    by the router when any are stored, False turns them off, names ("gcd", "gcd:0.8") always
+    inject those.
     """
 
     def __init__(
@@ -107,6 +111,7 @@ class MemoryAgent:
         policy: CasePolicy | str | None = None,
         tools: ToolRegistry | None = None,
         judge: ChatModel | None = None,
+        skills: SkillsOption = None,
     ) -> None:
         self.settings = settings or Settings()
         self._llm = llm
@@ -134,8 +139,17 @@ class MemoryAgent:
         self.tools = tools
 
         self.log: RunLog = memory.run_log()
+        self._skills_choice = skills
+        self._skills: SkillInjector | None = None
         self._episode: Episode | None = None
         self.listener: EventListener | None = None
+        if skills not in (None, True, False):
+            try:  # named skills that cannot load fail here, not in the middle of a run
+                _ = self.skills
+            except BaseException:
+                if self._owns_memory:
+                    memory.close()
+                raise
 
     @property
     def llm(self) -> ChatModel:
@@ -144,6 +158,15 @@ class MemoryAgent:
 
             self._llm = make_chat_model(self.settings)
         return self._llm
+
+    @property
+    def skills(self) -> SkillInjector:
+        """Which LoRA skills each run injects into the local model (see memory_agent.skills)."""
+        if self._skills is None:
+            from memory_agent.skills.inject import SkillInjector
+
+            self._skills = SkillInjector(self._skills_choice, self.memory, self.llm)
+        return self._skills
 
     @property
     def judge(self) -> ChatModel | None:
@@ -256,7 +279,8 @@ class MemoryAgent:
         started = time.perf_counter()
         crashed = False
         try:
-            final = episode.invoke(state, run_id)
+            with self.skills.applied(run_id, task, self.log):
+                final = episode.invoke(state, run_id)
         except Exception as exc:  # a bug must not lose the run's record
             crashed = True
             self.log.event(run_id, "error", "crash", message=f"{type(exc).__name__}: {exc}")

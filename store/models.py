@@ -174,6 +174,7 @@ __all__ = [
 # Base) registers them on the same metadata.
 from memory_agent.store import change_models as _change_models  # noqa: E402, F401
 from memory_agent.store import run_log_models as _run_log_models  # noqa: E402, F401
+from memory_agent.store import skill_models as _skill_models  # noqa: E402, F401
 from memory_agent.store.policy_models import PolicyStateRow  # noqa: E402
 
 __all__ += ["PolicyStateRow"]

@@ -35,6 +35,17 @@ StyleOpt = Annotated[
     str | None, typer.Option("--prompt-style", help="auto, code (small models) or react.")
 ]
 KOpt = Annotated[int | None, typer.Option("-k", min=0, max=50, help="Cases shown per task.")]
+SkillOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--skill",
+        help="Inject the LoRA skill NAME[:SCALE] into the local model (repeatable). Default: "
+        "a router picks stored skills per task.",
+    ),
+]
+NoSkillsOpt = Annotated[
+    bool | None, typer.Option("--no-skills", help="Inject no skill (the router is off).")
+]
 
 
 _SHARED_FLAGS: dict[str, Any] = {
@@ -44,6 +55,8 @@ _SHARED_FLAGS: dict[str, Any] = {
     "namespace": NamespaceOpt,
     "prompt_style": StyleOpt,
     "k": KOpt,
+    "skill": SkillOpt,
+    "no_skills": NoSkillsOpt,
 }
 
 
@@ -57,6 +70,8 @@ class AgentOptions:
     namespace: str | None = None
     prompt_style: str | None = None
     k: int | None = None
+    skill: list[str] | None = None
+    no_skills: bool | None = None
 
     def agent(self, ctx: typer.Context) -> MemoryAgent:
         from memory_agent.agent import MemoryAgent
@@ -64,7 +79,10 @@ class AgentOptions:
         overrides = {"runtime.model": self.model, "runtime.base_url": self.base_url,
                      "policy.name": self.policy, "runtime.prompt_style": self.prompt_style,
                      "policy.k": self.k}  # fmt: skip
-        return MemoryAgent(state(ctx).settings(overrides))
+        if self.skill and self.no_skills:
+            raise InvalidInputError("--skill and --no-skills contradict each other; give one.")
+        skills = False if self.no_skills else (list(self.skill) if self.skill else None)
+        return MemoryAgent(state(ctx).settings(overrides), skills=skills)
 
 
 def with_agent_options(command: Callable[..., None]) -> Callable[..., None]:

@@ -10,9 +10,10 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from memory_agent.errors import DependencyMissingError
 from memory_agent.llm.base import ChatReply, Message, PromptStyle, cut_at_stop
@@ -66,6 +67,94 @@ def _load(gguf: Path) -> tuple[Any, Any]:
         return _LOADED[key]
 
 
+class Adapter(Protocol):
+    """A low-rank delta for some linear layers (memory_agent.skills.adapter.LoraWeights): layer
+    `name` computes W x + scale * scaling * B (A x) while the adapter is injected."""
+
+    name: str
+    modules: dict[str, tuple[Any, Any]]
+    scaling: float
+
+
+# Adapters are applied by forward hooks, never by touching the weights: removing the hooks
+# leaves the shared base model exactly as loaded. The hooks read the adapters of the chat
+# call running in *this* thread, so two models sharing the weights (an agent with a skill, a
+# judge without) never see each other's adapters.
+_ACTIVE: ContextVar[tuple[tuple[Adapter, float], ...]] = ContextVar("adapters", default=())
+_HOOKS: dict[int, tuple[int, list[Any]]] = {}  # id(model) -> (calls using them, handles)
+_HOOK_LOCK = threading.Lock()
+
+
+def _lora_hook(name: str) -> Any:
+    def hook(_module: Any, args: tuple[Any, ...], output: Any) -> Any:
+        extra = None
+        for adapter, scale in _ACTIVE.get():
+            pair = adapter.modules.get(name)
+            if pair is None or scale == 0:
+                continue
+            a, b = pair
+            delta = (args[0] @ a.T) @ b.T * (scale * adapter.scaling)
+            extra = delta if extra is None else extra + delta
+        return None if extra is None else output + extra
+
+    return hook
+
+
+def adapter_targets(model: Any) -> dict[str, Any]:
+    """The linear layers of the transformer blocks an adapter may change, by name."""
+    import torch
+
+    return {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}"
+    }
+
+
+def check_adapter(model: Any, adapter: Adapter) -> None:
+    """ValueError unless every layer of `adapter` exists in `model` with matching shapes."""
+    targets = adapter_targets(model)
+    for name, (a, b) in adapter.modules.items():
+        layer = targets.get(name)
+        if layer is None:
+            raise ValueError(f"the model has no layer {name!r}")
+        if tuple(a.shape[1:]) != (layer.in_features,) or b.shape[0] != layer.out_features:
+            raise ValueError(
+                f"layer {name!r} is {layer.out_features}x{layer.in_features}, the adapter's "
+                f"A is {tuple(a.shape)} and B {tuple(b.shape)}"
+            )
+
+
+@contextlib.contextmanager
+def adapters_applied(model: Any, adapters: Sequence[tuple[Adapter, float]]) -> Iterator[None]:
+    """Run the block with `adapters` (each with its scale) added to `model` in this thread."""
+    if not adapters:
+        yield
+        return
+    key = id(model)
+    with _HOOK_LOCK:
+        users, handles = _HOOKS.get(key, (0, []))
+        if users == 0:
+            handles = [
+                module.register_forward_hook(_lora_hook(name))
+                for name, module in adapter_targets(model).items()
+            ]
+        _HOOKS[key] = (users + 1, handles)
+    token = _ACTIVE.set(tuple(adapters))
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+        with _HOOK_LOCK:
+            users, handles = _HOOKS[key]
+            if users == 1:
+                for handle in handles:
+                    handle.remove()
+                del _HOOKS[key]
+            else:
+                _HOOKS[key] = (users - 1, handles)
+
+
 _GGUF_BAR = re.compile(r"Converting and de-quantizing GGUF tensors")
 
 
@@ -111,10 +200,36 @@ class LocalChatModel:
         self.gguf = gguf or smollm2_gguf_path()
         self.name = name
         self.threads = threads
+        self._adapters: dict[str, tuple[Adapter, float]] = {}
 
     def load(self) -> None:
         """Load the weights now (otherwise the first call does)."""
         _load(self.gguf)
+
+    def loaded(self) -> tuple[Any, Any]:
+        """(tokenizer, model), shared by every instance: read them, never change them."""
+        return _load(self.gguf)
+
+    # ------------------------------------------------------------------ adapters
+
+    @property
+    def adapters(self) -> Mapping[str, tuple[Adapter, float]]:
+        """The adapters this model's calls apply, by name, with their scales."""
+        return dict(self._adapters)
+
+    def inject(self, adapter: Adapter, scale: float = 1.0) -> None:
+        """Apply `adapter` at `scale` to this instance's calls from now on (replacing one of
+        the same name). The base weights are not touched and nothing is reloaded."""
+        _tokenizer, model = _load(self.gguf)
+        check_adapter(model, adapter)
+        self._adapters[adapter.name] = (adapter, float(scale))
+
+    def remove(self, name: str) -> None:
+        """Stop applying the adapter `name` (no-op if it is not applied)."""
+        self._adapters.pop(name, None)
+
+    def clear_adapters(self) -> None:
+        self._adapters.clear()
 
     def chat(
         self,
@@ -147,7 +262,7 @@ class LocalChatModel:
         if self.threads:
             torch.set_num_threads(self.threads)
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), adapters_applied(model, list(self._adapters.values())):
                 output = model.generate(**inputs, pad_token_id=tokenizer.eos_token_id, **options)
         finally:
             torch.set_num_threads(previous_threads)
