@@ -44,7 +44,7 @@ from memory_agent.policies.base import (
 )
 from memory_agent.policies.context import TaskContext
 from memory_agent.policies.exploration import demote, zscore
-from memory_agent.policies.learned import LearnedPolicy
+from memory_agent.policies.learned import LearnedPolicy, Values
 from memory_agent.policies.scoring import task_values, unrelated, value_scores
 from memory_agent.store.policy_state import tenant_key
 
@@ -64,6 +64,7 @@ SCALARS = (
     "value_score",
 )  # fmt: skip
 _Q, _VALUE = SCALARS.index("q"), SCALARS.index("value_score")
+_LOG_VISITS = SCALARS.index("log_visits")
 _CACHE = 64
 Array = npt.NDArray[np.float32]
 
@@ -310,11 +311,12 @@ class NeuralPolicy(LearnedPolicy):
         q: npt.NDArray[np.float64] = out.numpy().astype(np.float64)
         return q
 
-    def score_candidates(
+    def evaluate(
         self, state: Vector, candidates: Sequence[Candidate], stage: Stage
-    ) -> Vector:
+    ) -> tuple[Vector, Values]:
         if not candidates:
-            return np.zeros(0, np.float32)
+            empty = np.zeros(0, np.float64)
+            return np.zeros(0, np.float32), (empty, empty)
         emb, scalars = candidate_features(
             state, candidates, stage, self.settings, self.context,
             case_embedding=self.case_embedding,
@@ -334,7 +336,12 @@ class NeuralPolicy(LearnedPolicy):
             state, candidates, stage, self.settings.policy.context_cos
         )
         q = demote(self._q(emb, scalars), unrelated(sims, relevant, self.settings))
-        return q.astype(np.float32)
+        # The value features the network saw: the task-conditioned value and its evidence.
+        values = (
+            scalars[:, _Q].astype(np.float64),
+            np.expm1(scalars[:, _LOG_VISITS].astype(np.float64) * 5.0),
+        )
+        return q.astype(np.float32), values
 
     # ------------------------------------------------------------------ learning
 
