@@ -188,6 +188,16 @@ class PolicySettings(BaseSettings):
         description="Task-conditioned values: outcomes earned on tasks less similar than this "
         "to the current one do not count for it (1: only identical tasks).",
     )  # fmt: skip
+    context_model: Literal["kernel", "ridge"] = Field(
+        default="ridge",
+        description="Task-conditioned values: the kernel-weighted mean of a case's outcomes on "
+        "tasks like this one (kernel), or a ridge regression of them on the task vector "
+        "(ridge: tells a task from its look-alike twin; BENCHMARKS.md compares them).",
+    )
+    context_ridge: float = Field(
+        default=0.1, gt=0.0, le=100.0,
+        description="Task-conditioned values, ridge model: the penalty on the fit's weights.",
+    )  # fmt: skip
     context_size: int = Field(
         default=16, ge=1, le=1024,
         description="Task-conditioned values: outcomes remembered per case and stage.",
