@@ -150,7 +150,7 @@ def explain(events: list[RunEvent], tasks: dict[int, str], passed_over: int = 3)
         for position, case_id in enumerate(shown, start=1):
             c = by_id[case_id]
             pick = "exploration pick" if c.get("explored") else "best score"
-            text = clip_line(tasks.get(case_id, "(deleted since)"), 60)
+            text = clip_line(tasks.get(case_id, "(deleted since)"), 100)
             lines.append(f"  #{position} case {case_id} [{pick}] {text}")
             lines.append(f"      {_reason(c, sim_rank, len(considered))}")
         skipped = [c for c in by_similarity if int(c["case_id"]) not in shown][:passed_over]
@@ -158,7 +158,7 @@ def explain(events: list[RunEvent], tasks: dict[int, str], passed_over: int = 3)
             lines.append("  passed over (the most similar not shown):")
             for c in skipped:
                 case_id = int(c["case_id"])
-                text = clip_line(tasks.get(case_id, "(deleted since)"), 60)
+                text = clip_line(tasks.get(case_id, "(deleted since)"), 100)
                 lines.append(f"    case {case_id} {text}")
                 lines.append(f"      {_reason(c, sim_rank, len(considered))}")
     return lines
