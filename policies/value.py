@@ -20,7 +20,7 @@ import numpy as np
 from memory_agent.policies.base import Candidate, Stage, Vector
 from memory_agent.policies.exploration import demote
 from memory_agent.policies.learned import LearnedPolicy, Values
-from memory_agent.policies.scoring import foreign, task_values, value_scores
+from memory_agent.policies.scoring import foreign, task_values, unrelated, value_scores
 
 CONTEXT_KEY = "value_context"
 
@@ -40,4 +40,12 @@ class ValuePolicy(LearnedPolicy):
         # prior would beat related cases that proved weak (a bit-counting example shown for a
         # spelling task). A new unrelated case is not demoted: it is unknown and gets tried.
         outside = foreign(state, candidates, stage, self.settings, self.context)
+        # Similarity is the prior that evidence must overturn: a case unrelated to the task
+        # (below MemRL's phase-A threshold) with no outcome on tasks like this one ranks
+        # after every related case, whatever prior its unknown value gets (a spelling case
+        # is no candidate for a bit-counting task because nothing is known of it there).
+        # (The evidence: outcomes on tasks like this one, or the stored visits of a case whose
+        # history was lost.)
+        sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
+        outside |= unrelated(sims, values[1], self.settings)
         return demote(scores, outside).astype(np.float32), values

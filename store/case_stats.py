@@ -163,6 +163,21 @@ class CaseStats:
                 }
             return out
 
+    def values(self, namespace: str) -> dict[str, list[float]]:
+        """Per stage, the learned value of every live case of `namespace` visited there (for
+        the distribution `policy stats` shows)."""
+        live = (CaseRow.namespace == namespace, CaseRow.deleted_at.is_(None))
+        out: dict[str, list[float]] = defaultdict(list)
+        with self._sessions() as session:
+            rows = session.execute(
+                select(CaseStatRow.stage, CaseStatRow.q_value)
+                .join(CaseRow, CaseRow.id == CaseStatRow.case_id)
+                .where(*live, CaseStatRow.visits > 0)
+            )
+            for stage, q in rows:
+                out[str(stage)].append(float(q))
+        return dict(out)
+
     # ------------------------------------------------------------------ writing with a case
 
     @staticmethod

@@ -39,10 +39,18 @@ def test_policy_stats_and_reset(isolated_home: Path) -> None:
     assert set(stats["stages"]) == {"plan", "refine"}
     plan = stats["stages"]["plan"]
     assert plan["cases"] == 3 and plan["visits"] == 9
+    # Six live cases, three credited at the plan stage: three never left the prior.
+    assert stats["live_cases"] == 6 and plan["at_prior"] == 3
+    assert stats["stages"]["refine"]["at_prior"] == 4
+    spread = plan["distribution"]
+    assert spread["quantiles"]["max"] == pytest.approx(plan["max_q"])
+    assert spread["quantiles"]["min"] == pytest.approx(plan["min_q"])
+    assert sum(n for _, n in spread["histogram"]) == 3
     assert plan["top"][0]["id"] == ids[2] and plan["top"][0]["task"] == "task number 2"
     assert len(plan["bottom"]) == 2 and plan["bottom"][0]["q"] < plan["top"][0]["q"]
     table = runner.invoke(app, ["policy", "stats"])
     assert table.exit_code == 0 and "task number 2" in table.output
+    assert "3 of 6 live cases never moved from the prior" in table.output
 
     result = runner.invoke(app, ["policy", "reset", "--yes"])
     assert result.exit_code == 0 and "Removed 5 learned values" in result.output
@@ -57,27 +65,38 @@ def test_policy_stats_on_unknown_namespace_is_empty_not_a_crash(isolated_home: P
 
 
 @pytest.mark.slow
-def test_bench_policy_runs_and_reports_json(tmp_path: Path) -> None:
+def test_bench_policy_reports_paired_differences_and_intervals(tmp_path: Path) -> None:
+    """Two seeds: per policy the ratio to the oracle with its interval over seeds, the paired
+    difference to similarity and of cited minus flat credit, each from the per-seed figures;
+    and the ablation of neural without the case embedding."""
     plot = tmp_path / "curve.png"
     result = CliRunner().invoke(
         app,
-        ["bench", "policy", "--episodes", "60", "--seeds", "1", "--json",
-         "--policies", "similarity,value,oracle", "--plot", str(plot)],
+        ["bench", "policy", "--episodes", "60", "--seeds", "2", "--json",
+         "--policies", "similarity,value,neural-no-emb,oracle", "--plot", str(plot)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert set(report["policies"]) == {"similarity", "value", "oracle"}
-    for figures in report["policies"].values():
-        assert 0.0 <= figures["final_reward"] <= 1.0 and figures["regret"] >= -1e-9
+    assert set(report["policies"]) == {"similarity", "value", "neural-no-emb", "oracle"}
     assert report["policies"]["oracle"]["regret"] == 0.0
+    baseline = report["policies"]["similarity"]["per_seed"]
+    similarity = {r["seed"]: r["final_reward"] for r in baseline}
     value = report["policies"]["value"]
-    (only,) = value["per_seed"]
-    assert only["seed"] == 0 and only["final_reward"] == value["final_reward"]
-    oracle = report["policies"]["oracle"]["final_reward"]
-    assert only["vs_oracle"] == pytest.approx(value["final_reward"] / oracle, abs=1e-3)
-    assert report["policies"]["oracle"]["per_seed"][0]["vs_oracle"] == 1.0
-    assert value["vs_oracle_spread"] == 0.0  # one seed: no spread
-    assert "flat" in report["policies"]["value"] and "update_ms" in report["policies"]["value"]
+    ours = {r["seed"]: r["final_reward"] for r in value["per_seed"]}
+    flat = {r["seed"]: r["final_reward"] for r in value["flat"]["per_seed"]}
+    assert sorted(ours) == [0, 1]
+    diffs = [ours[s] - similarity[s] for s in (0, 1)]
+    assert value["minus_similarity"]["per_seed"] == pytest.approx(diffs, abs=1e-3)
+    assert value["minus_similarity"]["mean"] == pytest.approx(np.mean(diffs), abs=1e-3)
+    low, high = value["minus_similarity"]["ci95"]
+    assert low <= value["minus_similarity"]["mean"] <= high
+    cited_flat = [ours[s] - flat[s] for s in (0, 1)]
+    assert value["cited_minus_flat"]["per_seed"] == pytest.approx(cited_flat, abs=1e-3)
+    ratios = [r["vs_oracle"] for r in value["per_seed"]]
+    low, high = value["vs_oracle_ci95"]
+    assert low <= float(np.mean(ratios)) <= high and high - low > 0
+    ablation = report["policies"]["neural-no-emb"]
+    assert "flat" not in ablation and "minus_similarity" in ablation
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 

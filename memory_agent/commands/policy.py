@@ -29,14 +29,22 @@ def stats(
     with open_memory(ctx) as memory:
         ns = namespace if namespace is not None else memory.settings.namespace
         stages = memory.case_stats.summary(ns, top=top)
+        values = memory.case_stats.values(ns)
+        live = memory.count(ns) if ns in memory.namespaces() else 0
         saved = memory.policy_states.summaries()
         policy = memory.settings.policy.name
+        prior = memory.settings.policy.q_init
     result: dict[str, Any] = {
         "namespace": ns,
         "policy": policy,
+        "live_cases": live,
         "stages": {
             stage: {
                 **{k: v for k, v in s.items() if k not in ("top", "bottom")},
+                # Cases never credited at this stage: their value is still the prior.
+                "at_prior": live - int(s["cases"]),
+                "prior": prior,
+                "distribution": distribution(values.get(stage, [])),
                 "top": [vars_of(c) for c in s["top"]],
                 "bottom": [vars_of(c) for c in s["bottom"]],
             }
@@ -58,6 +66,17 @@ def stats(
             f"\n[bold]{stage}[/bold]: {s['cases']} cases with values, {s['visits']} visits, "
             f"Q mean {s['mean_q']:.3f} (min {s['min_q']:.3f}, max {s['max_q']:.3f})"
         )
+        spread = result["stages"][stage]
+        console.print(
+            f"{spread['at_prior']} of {live} live cases never moved from the prior "
+            f"({prior:g}): never credited at this stage."
+        )
+        q = spread["distribution"]["quantiles"]
+        console.print("Values: " + ", ".join(f"{name} {v:.3f}" for name, v in q.items()))
+        most = max((n for _, n in spread["distribution"]["histogram"]), default=0)
+        for label, n in spread["distribution"]["histogram"]:
+            bar = "#" * (round(30 * n / most) if most else 0)
+            console.print(f"  {label:>13} {bar} {n}", highlight=False)
         for label in ("top", "bottom"):
             table = Table(title=f"{label} {len(s[label])}", title_justify="left")
             for column in ("id", "Q", "visits", "task"):
@@ -73,6 +92,26 @@ def stats(
             f"{row['bytes']:,} bytes, {row['meta'].get('updates', 0)} updates, "
             f"saved {row['updated_at']:%Y-%m-%d %H:%M:%S}"
         )
+
+
+def distribution(values: list[float]) -> dict[str, Any]:
+    """Quantiles of the learned values and their histogram in steps of 0.1 (empty bins left
+    out)."""
+    if not values:
+        return {"quantiles": {}, "histogram": []}
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    names = ("min", "p10", "p25", "median", "p75", "p90", "max")
+    quantiles = np.quantile(v, (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0))
+    edges = np.round(np.arange(-1.0, 1.0001, 0.1), 1)
+    counts, _ = np.histogram(np.clip(v, -1.0, 1.0), bins=edges)
+    return {
+        "quantiles": {n: round(float(q), 4) for n, q in zip(names, quantiles, strict=True)},
+        "histogram": [
+            [f"[{edges[i]:+.1f}, {edges[i + 1]:+.1f})", int(n)] for i, n in enumerate(counts) if n
+        ],
+    }
 
 
 def vars_of(case: Any) -> dict[str, Any]:
