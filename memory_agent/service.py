@@ -275,7 +275,6 @@ class MemoryService:
     ) -> int:
         """Store a new case (a task, how it was solved, the answer and its reward); its id."""
         from memory_agent.runtime.outcome import outcome_for
-
         from memory_agent.store import NewCase
         from memory_agent.store.validation import check_new_case
 
