@@ -379,7 +379,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
         """Store a solved (or failed) task as a new case."""
         svc = service()
         case_id = svc.record(body.task, body.plan, body.answer, body.reward, body.namespace)
-        return RecordResponse(case_id=case_id, namespace=svc._ns(body.namespace))
+        return RecordResponse(case_id=case_id, namespace=svc.namespace_of(body.namespace))
 
     @app.post("/v1/outcomes", dependencies=auth, tags=["memory"])
     def report_outcome(body: OutcomeRequest) -> dict[str, Any]:

@@ -139,10 +139,13 @@ class MemoryService:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _ns(self, namespace: str | None) -> str:
+    def namespace_of(self, namespace: str | None) -> str:
+        """The namespace a call with `namespace` works in (None: the default), checked."""
         from memory_agent.store.validation import check_namespace
 
         return check_namespace(self.settings.namespace if namespace is None else namespace)
+
+    _ns = namespace_of
 
     # ------------------------------------------------------------------ learning loop
 
