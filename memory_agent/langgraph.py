@@ -20,6 +20,10 @@ the item out of vector search (it is still found by get, by filters and by listi
 reads of a batch see the store as it was before the batch's writes, and filters take plain
 values or the operators $eq, $ne, $gt, $gte, $lt, $lte. One vector per item: the texts of
 several fields are joined, not embedded one by one. No TTL support (`supports_ttl` False).
+A get (and each put, to find the item it replaces) reads the item's address from the JSON
+`meta` of the namespace's rows, which the database scans: fine for the tens of thousands of
+items an app's memory holds, not built for millions (that would need an indexed column in
+the store).
 """
 
 from __future__ import annotations

@@ -139,10 +139,13 @@ class MemoryService:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _ns(self, namespace: str | None) -> str:
+    def namespace_of(self, namespace: str | None) -> str:
+        """The namespace a call with `namespace` works in (None: the default), checked."""
         from memory_agent.store.validation import check_namespace
 
         return check_namespace(self.settings.namespace if namespace is None else namespace)
+
+    _ns = namespace_of
 
     # ------------------------------------------------------------------ learning loop
 
@@ -275,14 +278,22 @@ class MemoryService:
     ) -> int:
         """Store a new case (a task, how it was solved, the answer and its reward); its id."""
         from memory_agent.runtime.outcome import outcome_for
+        from memory_agent.store import NewCase
+        from memory_agent.store.validation import check_new_case
 
         ns = self._ns(namespace)
         value = _check_reward(reward, required=False)
+        new = check_new_case(
+            NewCase(task, plan=plan, answer=answer, reward=value, source=SOURCE,
+                    outcome=outcome_for(value, answer) if value is not None else None),
+            self.settings,
+        )  # fmt: skip
+        # Embedded outside the lock (and batched with concurrent calls' texts), as retrieve's
+        # query is; a bad case was refused above, before any embedding.
+        vector = self._embed(new.task)
         with self._lock:
-            case = self.memory.add(task, plan=plan, answer=answer, reward=value,
-                                   outcome=outcome_for(value, answer) if value is not None
-                                   else None, source=SOURCE, namespace=ns)  # fmt: skip
-        return case.id
+            ids = self.memory.add_many([new], namespace=ns, embeddings=vector[None, :])
+        return ids[0]
 
     def report_outcome(
         self, retrieval_id: str, reward: float, used_case_ids: Sequence[int] | None = None
