@@ -275,12 +275,14 @@ def test_llama_cpp_server_serves_the_base_gguf_with_the_exported_adapter(
                              verbose=False, n_threads=1)  # fmt: skip
     expected = direct(prompt, max_tokens=8, temperature=0.0)["choices"][0]["text"]
     port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(local_model.gguf),
-         "--lora_path", str(target), "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "256", "--n_threads", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    log = tmp_path / "server.log"
+    with log.open("wb") as sink:  # a file: a full pipe would block the server's logging
+        server = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(local_model.gguf),
+             "--lora_path", str(target), "--host", "127.0.0.1", "--port", str(port),
+             "--n_ctx", "256", "--n_threads", "1"],
+            stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
         deadline = time.time() + 120
         while True:
@@ -289,9 +291,7 @@ def test_llama_cpp_server_serves_the_base_gguf_with_the_exported_adapter(
                 break
             except OSError:
                 if server.poll() is not None or time.time() > deadline:
-                    raise AssertionError(
-                        server.stderr.read().decode() if server.stderr else ""
-                    ) from None
+                    raise AssertionError(log.read_text(errors="replace")) from None
                 time.sleep(0.5)
         body = json.dumps({"prompt": prompt, "max_tokens": 8, "temperature": 0.0}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=body,
@@ -299,5 +299,10 @@ def test_llama_cpp_server_serves_the_base_gguf_with_the_exported_adapter(
         reply = json.loads(urllib.request.urlopen(request, timeout=60).read())
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    assert "lora" in log.read_text(errors="replace").lower()  # it did load the adapter
     assert reply["choices"][0]["text"] == expected
