@@ -81,8 +81,8 @@ def random_skill(model: Any, name: str, seed: int, kinds: set[str], size: float)
     return LoraWeights(name, modules, scaling=1.0)
 
 
-def no_hooks(model: Any) -> bool:
-    return all(not m._forward_hooks for m in model.modules())
+def hooks(model: Any) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
 def test_train_store_inject_and_remove_leaves_the_base_bit_identical(
@@ -94,6 +94,7 @@ def test_train_store_inject_and_remove_leaves_the_base_bit_identical(
     )  # fmt: skip
     memory.add("Spell 'cat' backward.", plan="'cat'[::-1]", outcome="failure", reward=0.0)
     library = SkillLibrary.of(memory)
+    hooks_before = hooks(local_model.loaded()[1])
     options = TrainOptions(steps=3, rank=2, batch_size=2, eval_every=1, patience=5,
                            max_length=160, layers=2, held_out=0.25)  # fmt: skip
     seen: list[int] = []
@@ -114,6 +115,7 @@ def test_train_store_inject_and_remove_leaves_the_base_bit_identical(
     assert {m.split(".")[2] for m in skill.modules} == {"28", "29"}  # the last 2 blocks
 
     _tokenizer, model = local_model.loaded()
+    assert hooks(model) == hooks_before  # training caught the frozen blocks' states and left
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     before_text = local_model.chat(PROMPT, max_tokens=20).text
     before = logits(local_model, PROMPT)
@@ -127,7 +129,7 @@ def test_train_store_inject_and_remove_leaves_the_base_bit_identical(
     assert torch.equal(logits(local_model, PROMPT), before)
     assert local_model.chat(PROMPT, max_tokens=20).text == before_text
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
-    assert no_hooks(model)
+    assert hooks(model) == hooks_before
 
 
 def test_hooks_add_exactly_the_merged_delta_of_several_skills(
@@ -166,6 +168,7 @@ def test_the_router_picks_skills_per_task_and_the_run_log_says_so(
     local_model: LocalChatModel, minilm: Any, isolated_home: Path
 ) -> None:
     _tokenizer, model = local_model.loaded()
+    hooks_before = hooks(model)
     memory = CaseMemory(Settings(home=isolated_home), embedder=minilm)
     library = SkillLibrary.of(memory)
     base = base_of(local_model.name, local_model.gguf)
@@ -189,7 +192,7 @@ def test_the_router_picks_skills_per_task_and_the_run_log_says_so(
         other = agent.run("Spell the word 'planet' backward.", learn=False)
         (event,) = skill_events(agent, other.run_id)
         assert event["skills"] == [] and event["scores"]["gcd@1"] < 0.6
-        assert local_model.adapters == {} and no_hooks(model)
+        assert local_model.adapters == {} and hooks(model) == hooks_before
     with MemoryAgent(settings, llm=local_model, memory=memory, policy="none", skills=False) as off:
         assert skill_events(off, off.run(gcd_tasks[0], learn=False).run_id) == []
     with MemoryAgent(
@@ -198,7 +201,7 @@ def test_the_router_picks_skills_per_task_and_the_run_log_says_so(
         run = fixed.run("Spell the word 'planet' backward.", learn=False)
         (event,) = skill_events(fixed, run.run_id)
         assert event == {"mode": "fixed", "skills": [{"skill": "gcd@1", "scale": 0.25}]}
-    assert local_model.adapters == {} and no_hooks(model)
+    assert local_model.adapters == {} and hooks(model) == hooks_before
     memory.close()
 
 

@@ -85,19 +85,36 @@ def _batch(examples: Sequence[Example], states: Sequence[Any], pad_id: int) -> d
     return {"ids": ids, "states": hidden, "mask": mask, "learn": learn}
 
 
+class _Captured(Exception):
+    """Ends a forward pass once the wanted states are caught (the rest is not needed)."""
+
+
 def lower_states(base_model: Any, examples: Sequence[Example], first: int) -> list[Any]:
     """Each example's hidden states entering block `first`. The blocks below it are frozen
     and unadapted, so these never change during training: computed once here (one example at
-    a time, no padding), not again at every step."""
+    a time, no padding), not again at every step. A pre-hook on block `first` catches them
+    and stops the pass; it is removed before returning."""
     import torch
 
-    with torch.inference_mode():
-        return [
-            base_model.model(input_ids=torch.tensor([e.ids]), output_hidden_states=True)
-            .hidden_states[first][0]
-            .clone()
-            for e in examples
-        ]
+    caught: list[Any] = []
+
+    def catch(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        caught.append((args[0] if args else kwargs["hidden_states"])[0].detach().clone())
+        raise _Captured
+
+    handle = base_model.model.layers[first].register_forward_pre_hook(catch, with_kwargs=True)
+    try:
+        with torch.inference_mode():
+            for example in examples:
+                try:
+                    base_model.model(input_ids=torch.tensor([example.ids]), use_cache=False)
+                except _Captured:
+                    pass
+    finally:
+        handle.remove()
+    if len(caught) != len(examples):
+        raise RuntimeError("the model did not reach the first adapted block")
+    return caught
 
 
 def upper_blocks(base_model: Any, first: int) -> Any:
