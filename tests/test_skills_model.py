@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -150,15 +151,21 @@ def test_hooks_add_exactly_the_merged_delta_of_several_skills(
                                         return_dict=True)["input_ids"]  # fmt: skip
     with torch.inference_mode():
         expected = merged(ids).logits[0, -1]
+    plain = logits(local_model, PROMPT)
     local_model.inject(first, 0.5)
     local_model.inject(second, -1.0)
     try:
         assert set(local_model.adapters) == {"a", "b"}
         hooked = logits(local_model, PROMPT)
+        # another thread using the same instance (agents of an eval sharing one model) does
+        # not get this thread's skills
+        with ThreadPoolExecutor(1) as pool:
+            assert torch.equal(pool.submit(logits, local_model, PROMPT).result(), plain)
     finally:
         local_model.clear_adapters()
     assert torch.allclose(hooked, expected, atol=2e-3), (hooked - expected).abs().max()
-    assert not torch.allclose(hooked, logits(local_model, PROMPT), atol=1e-2)
+    assert not torch.allclose(hooked, plain, atol=1e-2)
+    assert torch.equal(logits(local_model, PROMPT), plain)
     with pytest.raises(ValueError, match="the model has no layer"):
         local_model.inject(LoraWeights("bad", {"model.layers.99.mlp.up_proj": (
             torch.zeros(1, 576), torch.zeros(1536, 1))}, 1.0))  # fmt: skip
