@@ -104,7 +104,8 @@ def train(
         raise InvalidInputError("Give --filter or --family, not both.")
     options = TrainOptions(
         steps=steps, rank=rank, layers=layers, learning_rate=lr, batch_size=batch_size,
-        max_length=max_length, held_out=held_out, eval_every=eval_every, patience=patience, seed=seed, threads=threads,
+        max_length=max_length, held_out=held_out, eval_every=eval_every, patience=patience,
+        seed=seed, threads=threads,
     )  # fmt: skip
     settings = state(ctx).settings()
     llm = _local_model(settings)
