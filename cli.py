@@ -19,6 +19,7 @@ from memory_agent.commands.memory import app as memory_app
 from memory_agent.commands.policy import app as policy_app
 from memory_agent.commands.run import chat as chat_command
 from memory_agent.commands.run import run as run_command
+from memory_agent.commands.serve import serve as serve_command
 from memory_agent.commands.skills import app as skills_app
 
 app = new_typer("An agent that gets better at its work by remembering what worked.")
@@ -31,6 +32,7 @@ app.command("run")(run_command)
 app.command("chat")(chat_command)
 app.add_typer(eval_app, name="eval")
 app.command("mcp")(mcp_command)
+app.command("serve")(serve_command)
 
 
 @app.callback()

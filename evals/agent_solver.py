@@ -9,22 +9,29 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from memory_agent.errors import DependencyMissingError, InvalidInputError
+from memory_agent.errors import DependencyMissingError
 from memory_agent.evals.gaia import GaiaTask
 from memory_agent.evals.runner import Attempt
 
 if TYPE_CHECKING:
     from memory_agent.settings import Settings
+    from memory_agent.store.embedder import Embedder
 
 NO_MEMORY = "none"
+Judge = Callable[[GaiaTask, str | None], float]
 
 
 class AgentSolver:
-    """Runs each attempt through `MemoryAgent.run` with the task's files and ground truth."""
+    """Runs each attempt through `MemoryAgent.run` with the task's files and ground truth.
+
+    With `judge`, the agent never sees the ground truth: it runs without one and, when it
+    learns, gets the judge's reward afterwards through `MemoryAgent.feedback` (the path a
+    user's verdict takes), so a lenient judge's mistakes become its memory.
+    """
 
     def __init__(
         self,
@@ -33,11 +40,15 @@ class AgentSolver:
         policy: str = "similarity",
         namespace: str | None = None,
         llm: Any = None,
+        judge: Judge | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
         self.namespace = namespace
         self.llm = llm  # a ChatModel to share (tests pass a scripted one); None: from settings
+        self.judge = judge
+        self.embedder = embedder  # shared across solvers so MiniLM loads once per process
         self._local = threading.local()
         self._agents: list[Any] = []
         self._lock = threading.Lock()
@@ -56,7 +67,14 @@ class AgentSolver:
                     "This build has no agent runtime (memory_agent.agent); install a "
                     "memory-agent release that includes it to run evaluations."
                 ) from exc
-            agent = memory_agent_class(self.settings, llm=self.llm, policy=self.policy)
+            memory = None
+            if self.embedder is not None:
+                from memory_agent.store import CaseMemory
+
+                memory = CaseMemory(self.settings, embedder=self.embedder)
+            agent = memory_agent_class(
+                self.settings, llm=self.llm, policy=self.policy, memory=memory
+            )
             self._local.agent = agent
             with self._lock:
                 self._agents.append(agent)
@@ -64,13 +82,19 @@ class AgentSolver:
 
     def solve(self, task: GaiaTask, attempt: int, *, learn: bool) -> Attempt:
         started = time.perf_counter()
-        result = self.agent().run(
+        agent = self.agent()
+        learn = learn and self.policy != NO_MEMORY
+        result = agent.run(
             task.question,
             files=list(task.files),
-            ground_truth=task.final_answer,
+            ground_truth=task.final_answer if self.judge is None else None,
             namespace=self.namespace,
-            learn=learn and self.policy != NO_MEMORY,
+            learn=learn,
         )
+        reward: float | None = None
+        if self.judge is not None and learn and not _backend_failed(result.error):
+            reward = float(self.judge(task, result.answer))
+            agent.feedback(result.run_id, reward)
         elapsed = float(getattr(result, "elapsed_s", 0.0) or time.perf_counter() - started)
         return Attempt(
             prediction=result.answer,
@@ -83,15 +107,16 @@ class AgentSolver:
             citation=str(result.citation),
             run_id=str(result.run_id),
             error=result.error,
+            feedback=reward,
         )
 
     def remember(self, tasks: Sequence[GaiaTask]) -> int:
         """Store solved tasks (the solution in `annotator_metadata["solution"]`) as successful
-        cases, before any agent opens the memory. Returns how many were added."""
+        cases; returns how many were added (a case already stored is not added again, so a
+        resumed run may repeat this). Once an agent runs, they go through its own memory,
+        so its index and policy see them at once (worked examples arriving mid-stream)."""
         from memory_agent.store import CaseMemory, NewCase
 
-        if self._agents:
-            raise InvalidInputError("Worked examples must be stored before the first task runs.")
         cases = [
             NewCase(
                 task=t.question,
@@ -104,9 +129,15 @@ class AgentSolver:
             )
             for t in tasks
         ]
-        memory = CaseMemory(self.settings)
+        with self._lock:
+            running = self._agents[0] if self._agents else None
+        if running is not None:
+            return len(
+                running.memory.add_many(cases, namespace=self.namespace, skip_duplicates=True)
+            )
+        memory = CaseMemory(self.settings, embedder=self.embedder)
         try:
-            ids = memory.add_many(cases, namespace=self.namespace)
+            ids = memory.add_many(cases, namespace=self.namespace, skip_duplicates=True)
         finally:
             memory.close()
         return len(ids)
@@ -116,6 +147,13 @@ class AgentSolver:
             agents, self._agents = self._agents, []
         for agent in agents:
             agent.close()
+            if self.embedder is not None:
+                agent.memory.close()  # built here, so the agent does not own it
+
+
+def _backend_failed(error: str | None) -> bool:
+    """The model backend failed: no verdict is due (the graph gives no reward either)."""
+    return error is not None and error.startswith("LLM call failed")
 
 
 def reasoning_trace(plan: str | None, trajectory: list[dict[str, Any]]) -> str:

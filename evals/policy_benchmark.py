@@ -4,8 +4,12 @@ Each run opens a fresh SQLite store, adds the stream's cases with their MiniLM v
 they arrive, and per episode takes the store's shortlist, lets the policy pick K cases,
 simulates the planner (evals/policy_stream.py) and feeds the outcome back with the policy's
 real `update` (which writes the store). The oracle picks by the hidden utilities. Reported
-per policy and credit mode: mean reward over the last 20% of episodes, cumulative regret
-against the oracle's expected reward, and the time of `select` and `update` calls.
+per policy and credit mode: mean reward over the last 20% of episodes, its ratio to the
+oracle's with a 95% interval over seeds, the paired difference to similarity and of cited
+minus flat credit (95% intervals over seeds), cumulative regret against the oracle's
+expected reward, and the time of `select` and `update` calls. `neural-no-emb` is `neural`
+without the case embedding among its inputs (the ablation: what the network gets from
+recognising cases rather than from matching them to the task).
 """
 
 from __future__ import annotations
@@ -35,9 +39,14 @@ if TYPE_CHECKING:
     from memory_agent.settings import Settings
     from memory_agent.store import Embedder
 
-PolicyKind = Literal["similarity", "value", "neural", "oracle"]
-KINDS: tuple[PolicyKind, ...] = ("similarity", "value", "neural", "oracle")
+PolicyKind = Literal["similarity", "value", "neural", "neural-no-emb", "oracle"]
+KINDS: tuple[PolicyKind, ...] = ("similarity", "value", "neural", "neural-no-emb", "oracle")
 LEARNERS: tuple[PolicyKind, ...] = ("value", "neural")
+"""Run with cited and with flat credit (the ablation runs with cited credit only)."""
+# Two-sided 95% Student t quantiles by degrees of freedom (seeds - 1); beyond 30, normal.
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
 STAGE = "plan"
 NAMESPACE = "bench"
 
@@ -86,7 +95,10 @@ def _make_policy(
         )
     from memory_agent.policies.neural import NeuralPolicy
 
-    return NeuralPolicy(memory, settings, credit="flat" if credit == "flat" else "cited", seed=seed)
+    return NeuralPolicy(
+        memory, settings, credit="flat" if credit == "flat" else "cited", seed=seed,
+        case_embedding=kind != "neural-no-emb",
+    )  # fmt: skip
 
 
 def run_policy(
@@ -164,7 +176,7 @@ def run_policy(
 
 
 def plan_runs(policies: Sequence[PolicyKind]) -> list[tuple[PolicyKind, str]]:
-    """(policy, credit) pairs: learners both ways; similarity and oracle ignore credit."""
+    """(policy, credit) pairs: learners both ways; the others with cited credit only."""
     runs: list[tuple[PolicyKind, str]] = []
     for kind in policies:
         if kind in LEARNERS:
@@ -182,6 +194,26 @@ def _mean_spread(values: Sequence[float]) -> tuple[float, float]:
 
 def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else 0.0
+
+
+def interval(values: Sequence[float]) -> list[float] | None:
+    """95% Student t interval of the mean over seeds (None for fewer than two)."""
+    if len(values) < 2:
+        return None
+    mean, spread = _mean_spread(values)
+    t = _T95[len(values) - 2] if len(values) - 2 < len(_T95) else 1.96
+    half = t * spread / len(values) ** 0.5
+    return [round(mean - half, 4), round(mean + half, 4)]
+
+
+def paired(a: Sequence[RunResult], b: Sequence[RunResult]) -> dict[str, Any] | None:
+    """Mean over seeds of a's final reward minus b's on the same seed, with its interval."""
+    theirs = {r.seed: r.final_reward for r in b}
+    diffs = [r.final_reward - theirs[r.seed] for r in a if r.seed in theirs]
+    if not diffs:
+        return None
+    return {"mean": round(float(np.mean(diffs)), 4), "ci95": interval(diffs),
+            "per_seed": [round(d, 4) for d in diffs]}  # fmt: skip
 
 
 def summarise(results: Sequence[RunResult], episodes: int, seeds: Sequence[int]) -> dict[str, Any]:
@@ -208,6 +240,8 @@ def summarise(results: Sequence[RunResult], episodes: int, seeds: Sequence[int])
             "vs_oracle": round(final / oracle_mean, 4) if oracle_mean > 0 else None,
             "vs_oracle_min": round(min(ratios), 4) if ratios else None,
             "vs_oracle_spread": round(_mean_spread(ratios)[1], 4) if ratios else None,
+            # 95% interval over seeds of the per-seed ratio to the oracle.
+            "vs_oracle_ci95": interval(ratios),
             # Per seed, so a claim about held-out seeds can be checked from this output alone.
             "per_seed": [
                 {
@@ -235,8 +269,11 @@ def summarise(results: Sequence[RunResult], episodes: int, seeds: Sequence[int])
         if not runs:
             continue
         policies[kind] = figures(runs)
-        if ("flat" in {c for p, c in by if p == kind}) and by.get((kind, "flat")):
+        if kind not in ("similarity", "oracle") and by.get(("similarity", "cited")):
+            policies[kind]["minus_similarity"] = paired(runs, by[("similarity", "cited")])
+        if by.get((kind, "flat")):
             policies[kind]["flat"] = figures(by[(kind, "flat")])
+            policies[kind]["cited_minus_flat"] = paired(runs, by[(kind, "flat")])
     return {"episodes": episodes, "seeds": list(seeds), "policies": policies}
 
 

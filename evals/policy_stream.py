@@ -1,11 +1,22 @@
-"""A simulated task stream that isolates case selection, built so similarity misleads.
+"""A simulated task stream that isolates case selection, and that text alone cannot solve.
 
-Each task family has near-identical past cases (same template, other numbers: the most
-similar cases there are) that are useless or harmful for it, and "method" cases written
-differently (only moderately similar) that actually help. Rewards are noisy; the best
-helpful case of each family stops helping half-way (non-stationarity); some families only
-appear later (cold start); new cases arrive as the stream goes (a growing memory). Which
-cases help is hidden from the policies: only an oracle sees the utilities.
+Ten task families in five twin pairs: a task and its twin read almost the same ("How many 1
+bits ..." / "How many 0 bits ...") but need another procedure. Every case in memory is a
+past task of some family, written by that family's template with other slot values, so
+every case text is drawn from the same distribution as the tasks. Whether a case helps is
+hidden and drawn independently of its text (another random stream): a stored success may be
+wrong (a lenient judge), stale, or a working procedure. So a reader of the case text, or of
+anything else a policy sees, cannot tell a helpful case from a look-alike of its own family;
+only feedback on the policy's own choices can. The stored reward of every case is a draw
+independent of its utility (the lenient judge called most of them successes).
+
+What similarity gets wrong: the most similar cases of a task are the cases of its own family
+and of its twin with the same slot values (MiniLM puts "1 bits in 777" and "0 bits in 777"
+at cosine 0.96, two 1-bit tasks with other numbers at ~0.65), and within its own family it
+cannot tell the helpful ones. A working procedure of the twin family is harmful (the planner
+copies the wrong method). The rest as before: noisy rewards; the best helpful case of each
+early family stops helping half-way (non-stationarity); some twin pairs only appear later
+(cold start); new cases arrive as the stream goes (a growing memory).
 
 The planner model: a shown case is used with probability 0.85 if it helps (u >= 0.5) and
 0.3 otherwise (a look-alike fools it sometimes). The episode's reward is
@@ -23,6 +34,10 @@ import numpy as np
 USE_HELPFUL, USE_OTHER = 0.85, 0.3
 WEIGHTS = (0.5, 0.3, 0.2)
 NOISE = 0.15
+HELPFUL_SHARE = 1 / 3  # of a family's cases, the share whose procedure works
+HARMFUL_SHARE = 0.3  # of the others, the share that is wrong and misleads (u = -0.3)
+TWIN_HARM = -0.3  # a working procedure of the twin family, copied: a wrong answer
+STORED_SUCCESS = 0.75  # the lenient judge's rate of stored successes, whatever the case
 
 
 @dataclass(frozen=True)
@@ -30,103 +45,42 @@ class Topic:
     name: str
     task: str
     slots: dict[str, tuple[str, ...]]
-    methods: tuple[str, ...]
+    twin: int
 
 
-_NUMS = tuple(str(n) for n in (12, 17, 24, 36, 48, 55, 64, 72, 81, 96, 120, 144, 250, 360))
-TOPICS: tuple[Topic, ...] = (
-    Topic(
-        "unit conversion",
-        "Convert {a} {u} into {v} and round the answer to two decimals.",
-        {"a": _NUMS, "u": ("miles", "pounds", "gallons", "inches"),
-         "v": ("kilometres", "kilograms", "litres", "centimetres")},
-        ("multiply the quantity by the conversion factor between the two measurement systems",
-         "look up the exact ratio between imperial and metric units before rounding",
-         "write the unit fraction so the old unit cancels, then round at the very end"),
-    ),
-    Topic(
-        "weekday arithmetic",
-        "What day of the week is it {a} days after a {d}?",
-        {"a": _NUMS, "d": ("Monday", "Tuesday", "Friday", "Sunday")},
-        ("weekdays repeat every seven days, so take the remainder modulo seven",
-         "count forward in the calendar using the offset modulo the week length",
-         "map weekdays to numbers 0-6 and add the offset with wrap-around"),
-    ),
-    Topic(
-        "prime factorisation",
-        "Find the prime factorisation of the number {a}.",
-        {"a": _NUMS},
-        ("divide repeatedly by the smallest prime that divides evenly",
-         "trial division by 2, 3, 5, 7 until the remaining quotient is prime",
-         "build a factor tree and collect the prime leaves with exponents"),
-    ),
-    Topic(
-        "percentage change",
-        "By what percentage did the price change from {a} dollars to {b} dollars?",
-        {"a": _NUMS, "b": _NUMS},
-        ("subtract old from new and divide the difference by the original value",
-         "relative change is the difference over the starting amount, times one hundred",
-         "compute new over old, subtract one and express it as a percent"),
-    ),
-    Topic(
-        "reversing a word",
-        "Reverse the letters of the word '{w}' and report the result.",
-        {"w": ("planet", "orchid", "lantern", "meadow", "quartz", "harbour", "violin")},
-        ("read the string from its last character to its first",
-         "write the characters out and emit them in the opposite order",
-         "use slicing with a negative step to flip a sequence of characters"),
-    ),
-    Topic(
-        "sorting numbers",
-        "Sort the numbers {a}, {b} and {c} in ascending order.",
-        {"a": _NUMS, "b": _NUMS, "c": _NUMS},
-        ("compare pairs and swap them until every neighbour is in order",
-         "pick the smallest remaining value each time and append it to the output",
-         "order the list from lowest to highest with a stable comparison sort"),
-    ),
-    Topic(
-        "capital cities",
-        "What is the capital city of {c}?",
-        {"c": ("Australia", "Canada", "Brazil", "Nigeria", "Turkey", "Switzerland", "Morocco")},
-        ("the seat of government is often not the largest city, check an atlas",
-         "look the country up in a reference list of national governments",
-         "beware of confusing the biggest metropolis with the administrative centre"),
-    ),
-    Topic(
-        "greatest common divisor",
-        "Compute the greatest common divisor of {a} and {b}.",
-        {"a": _NUMS, "b": _NUMS},
-        ("apply Euclid's algorithm: replace the larger number by the remainder",
-         "repeated modulo steps until the remainder is zero give the shared factor",
-         "intersect the prime factorisations and multiply the common primes"),
-    ),
-    Topic(
-        "counting vowels",
-        "How many vowels are in the sentence '{s}'?",
-        {"s": ("the quick brown fox", "a stitch in time", "every cloud has a lining",
-               "practice makes perfect", "fortune favours the bold")},
-        ("scan each character and count those among a, e, i, o and u",
-         "lowercase the text first, then tally letters that are vowels",
-         "filter the characters by membership in the vowel set and take the length"),
-    ),
-    Topic(
-        "compound interest",
-        "How much are {a} dollars worth after {b} years at 5 percent annual compound interest?",
-        {"a": _NUMS, "b": ("2", "3", "5", "8", "10")},
-        ("use principal times one plus the rate raised to the number of years",
-         "grow the balance year by year, applying the interest to the new total",
-         "the compound growth factor is (1 + r) to the power n; multiply it by the deposit"),
-    ),
+_NUMS = tuple(str(n) for n in range(11, 1000, 7))
+_WORDS = (
+    "planet", "orchid", "lantern", "meadow", "quartz", "harbour", "violin", "candle",
+    "forest", "pepper", "silver", "basket", "rocket", "garden", "marble", "window",
+    "thunder", "pillow", "castle", "mirror", "dragon", "ticket", "button", "copper",
 )  # fmt: skip
-_FRAMES = (
-    "Worked method for {t}: {m}.",
-    "Lesson from a solved {t} case: {m}.",
-    "{T}, strategy that worked: {m}.",
-    "Checklist for {t}: {m}.",
-)
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+TOPICS: tuple[Topic, ...] = (
+    Topic("one bits", "How many 1 bits are there in the binary representation of {n}?",
+          {"n": _NUMS}, 1),
+    Topic("zero bits", "How many 0 bits are there in the binary representation of {n}?",
+          {"n": _NUMS}, 0),
+    Topic("spell backward", "Spell the word '{w}' backward, last letter first.",
+          {"w": _WORDS}, 3),
+    Topic("sort letters", "Spell the word '{w}' with its letters in alphabetical order.",
+          {"w": _WORDS}, 2),
+    Topic("gcd", "What is the greatest common divisor of {a} and {b}?",
+          {"a": _NUMS, "b": _NUMS}, 5),
+    Topic("lcm", "What is the least common multiple of {a} and {b}?",
+          {"a": _NUMS, "b": _NUMS}, 4),
+    Topic("sort ascending", "Sort the numbers {a}, {b} and {c} in ascending order.",
+          {"a": _NUMS, "b": _NUMS, "c": _NUMS}, 7),
+    Topic("sort descending", "Sort the numbers {a}, {b} and {c} in descending order.",
+          {"a": _NUMS, "b": _NUMS, "c": _NUMS}, 6),
+    Topic("days after", "What day of the week is it {a} days after a {d}?",
+          {"a": _NUMS, "d": _DAYS}, 9),
+    Topic("days before", "What day of the week was it {a} days before a {d}?",
+          {"a": _NUMS, "d": _DAYS}, 8),
+)  # fmt: skip
 
 
-def _fill(topic: Topic, rng: np.random.Generator) -> str:
+def fill(topic: Topic, rng: np.random.Generator) -> str:
+    """A task (or a case's task) of `topic`, with random slot values."""
     return topic.task.format(**{k: v[int(rng.integers(len(v)))] for k, v in topic.slots.items()})
 
 
@@ -136,17 +90,18 @@ class SimCase:
 
     text: str
     family: int
-    kind: str  # "helpful" or "lookalike"
+    kind: str  # "helpful" or "lookalike" (hidden; not derivable from `text`)
     utility: float
     stored_reward: float
     breaks_at: int | None = None  # episode from which it stops helping
 
     def utility_at(self, family: int, episode: int) -> float:
-        if family != self.family:
-            return 0.0
-        if self.breaks_at is not None and episode >= self.breaks_at:
-            return 0.0
-        return self.utility
+        works = self.breaks_at is None or episode < self.breaks_at
+        if family == self.family:
+            return self.utility if works else 0.0
+        if family == TOPICS[self.family].twin and self.kind == "helpful" and works:
+            return TWIN_HARM
+        return 0.0
 
 
 @dataclass
@@ -162,58 +117,52 @@ class Stream:
 
 
 def _family_cases(
-    family: int, rng: np.random.Generator, helpful: int, lookalikes: int, method_offset: int
+    family: int, text_rng: np.random.Generator, label_rng: np.random.Generator, n: int
 ) -> list[SimCase]:
-    topic = TOPICS[family]
+    """`n` cases of a family: texts from `text_rng`, hidden kinds and stored rewards from
+    `label_rng`, so the two are independent (a case's text says nothing of its kind)."""
     out = []
-    combos = list(itertools.product(range(len(_FRAMES)), range(len(topic.methods))))
-    for j in range(helpful):
-        frame, method = combos[(method_offset + j) % len(combos)]
-        out.append(
-            SimCase(
-                _FRAMES[frame].format(
-                    m=topic.methods[method], t=topic.name, T=topic.name.capitalize()
-                ),
-                family,
-                "helpful",
-                float(rng.uniform(0.6, 1.0)),
-                float(rng.random() < 0.8),
-            )
-        )
-    for _ in range(lookalikes):
-        harmful = rng.random() < 0.3
-        out.append(
-            SimCase(
-                _fill(topic, rng),
-                family,
-                "lookalike",
-                -0.3 if harmful else 0.0,
-                float(rng.random() < 0.5),
-            )
-        )
+    for _ in range(n):
+        text = fill(TOPICS[family], text_rng)
+        if label_rng.random() < HELPFUL_SHARE:
+            kind, utility = "helpful", float(label_rng.uniform(0.6, 1.0))
+        else:
+            kind, utility = "lookalike", -0.3 if label_rng.random() < HARMFUL_SHARE else 0.0
+        stored = float(label_rng.random() < STORED_SUCCESS)
+        out.append(SimCase(text, family, kind, utility, stored))
     return out
 
 
-def make_stream(episodes: int, seed: int, k: int = 3) -> Stream:
-    """Six families from the start, two more at 40% and two at 60% of the stream."""
-    rng = np.random.default_rng(seed)
+def _ensure_helpful(cases: list[SimCase], label_rng: np.random.Generator, at_least: int) -> None:
+    """Every family starts with `at_least` working cases (else the oracle has nothing to show);
+    the ones made helpful are chosen at random, so this says nothing about any text."""
+    helpful = [c for c in cases if c.kind == "helpful"]
+    others = [c for c in cases if c.kind != "helpful"]
+    for i in label_rng.permutation(len(others))[: max(at_least - len(helpful), 0)]:
+        others[int(i)].kind, others[int(i)].utility = "helpful", float(label_rng.uniform(0.6, 1.0))
+
+
+def make_stream(episodes: int, seed: int, k: int = 3, *, label_seed: int | None = None) -> Stream:
+    """Three twin pairs from the start, one more pair at 40% and one at 60% of the stream.
+
+    `label_seed` (default: derived from `seed`) draws which cases help and their stored
+    rewards; texts, tasks and arrivals depend on `seed` alone.
+    """
+    text_rng = np.random.default_rng(seed)
+    label_rng = np.random.default_rng([seed, 1 if label_seed is None else 2 + label_seed])
     start = dict.fromkeys(range(6), 0)
     start.update({6: int(0.4 * episodes), 7: int(0.4 * episodes)})
     start.update({8: int(0.6 * episodes), 9: int(0.6 * episodes)})
     arrivals: dict[int, list[SimCase]] = {}
-    used_methods = dict.fromkeys(range(len(TOPICS)), 0)
     for family, first in start.items():
-        cases = _family_cases(family, rng, 4, 8, 0)
-        used_methods[family] = 4
+        cases = _family_cases(family, text_rng, label_rng, 9)
+        _ensure_helpful(cases, label_rng, 3)
         arrivals.setdefault(first, []).extend(cases)
-    # A growing memory: every 20 episodes one more helpful case and three look-alikes arrive
-    # for an active family.
+    # A growing memory: every 20 episodes four more cases of an active family arrive.
     for episode in range(20, episodes, 20):
         active = [f for f, first in start.items() if first <= episode]
-        family = int(rng.choice(active))
-        cases = _family_cases(family, rng, 1, 3, used_methods[family])
-        used_methods[family] += 1
-        arrivals.setdefault(episode, []).extend(cases)
+        family = int(text_rng.choice(active))
+        arrivals.setdefault(episode, []).extend(_family_cases(family, text_rng, label_rng, 4))
     # Non-stationarity: half-way, each early family's best helpful case stops helping.
     half = episodes // 2
     for family in range(6):
@@ -225,14 +174,14 @@ def make_stream(episodes: int, seed: int, k: int = 3) -> Stream:
     tasks = []
     for episode in range(episodes):
         active = [f for f, first in start.items() if first <= episode]
-        family = int(rng.choice(active))
-        tasks.append((family, _fill(TOPICS[family], rng)))
+        family = int(text_rng.choice(active))
+        tasks.append((family, fill(TOPICS[family], text_rng)))
     stream = Stream(
         episodes=episodes,
         tasks=tasks,
         arrivals=dict(sorted(arrivals.items())),
-        noise=rng.normal(0.0, NOISE, size=episodes),
-        use_draws=rng.random(size=(episodes, k)),
+        noise=text_rng.normal(0.0, NOISE, size=episodes),
+        use_draws=text_rng.random(size=(episodes, k)),
     )
     stream.texts = list(
         dict.fromkeys(

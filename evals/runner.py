@@ -43,6 +43,7 @@ class Attempt:
     citation: str = "none"
     run_id: str | None = None
     error: str | None = None
+    feedback: float | None = None  # the reward a judge gave the agent (None: ground truth)
 
 
 class Solver(Protocol):
@@ -60,6 +61,7 @@ class RunOutcome:
     submission: Path
     ran: int  # attempts run now (resume skips the others)
     skipped: int
+    complete: bool = True  # False: stopped at the deadline, some attempts never ran
 
 
 ProgressHook = Callable[[dict[str, Any]], None]
@@ -87,6 +89,7 @@ def attempt_record(
         "citation": result.citation,
         "run_id": result.run_id,
         "learned": learned,
+        "feedback": result.feedback,
         "error": result.error,
         "reasoning_trace": result.reasoning_trace,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -118,10 +121,13 @@ def run_eval(
     info: dict[str, Any] | None = None,
     progress: ProgressHook | None = None,
     title: str | None = None,
+    deadline: float | None = None,
 ) -> RunOutcome:
     """Run every task of `split` `pass_k` times, appending each attempt to the results file.
 
-    Writes `results.jsonl`, `report.md` and `submission.jsonl` in `run_dir`.
+    Writes `results.jsonl`, `report.md` and `submission.jsonl` in `run_dir`. With a
+    `deadline` (a `time.monotonic()` value) no attempt starts after it; the outcome then
+    says `complete=False` and a resumed run continues with the rest.
     """
     if mode not in MODES:
         raise InvalidInputError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
@@ -175,16 +181,33 @@ def run_eval(
             progress(record)
         return record
 
+    def out_of_time() -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    ran = 0
     if concurrency == 1:
         for task, attempt in jobs:
+            if out_of_time():
+                break
             run_one(task, attempt)
+            ran += 1
     else:
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            futures = [pool.submit(run_one, task, attempt) for task, attempt in jobs]
-            for future in as_completed(futures):
-                future.result()
 
-    return finish_run(run_dir, run_info, pass_k, ran=len(jobs), skipped=skipped, title=title)
+            def guarded(task: GaiaTask, attempt: int) -> bool:
+                if out_of_time():
+                    return False
+                run_one(task, attempt)
+                return True
+
+            futures = [pool.submit(guarded, task, attempt) for task, attempt in jobs]
+            for future in as_completed(futures):
+                ran += future.result()
+
+    return finish_run(
+        run_dir, run_info, pass_k, ran=ran, skipped=skipped, title=title,
+        complete=ran == len(jobs),
+    )  # fmt: skip
 
 
 def finish_run(
@@ -195,6 +218,7 @@ def finish_run(
     ran: int = 0,
     skipped: int = 0,
     title: str | None = None,
+    complete: bool = True,
 ) -> RunOutcome:
     """Score what the results file holds and write the report and the submission."""
     records = ResultLog(run_dir / RESULTS_NAME).read()
@@ -203,7 +227,7 @@ def finish_run(
     (run_dir / "report.md").write_text(report, encoding="utf-8")
     submission = run_dir / "submission.jsonl"
     write_submission(submission, records)
-    return RunOutcome(run_dir, records, scores, report, submission, ran, skipped)
+    return RunOutcome(run_dir, records, scores, report, submission, ran, skipped, complete)
 
 
 def run_with_progress(

@@ -1,7 +1,7 @@
 """`MemoryService`: the case memory as other agents use it, one call per operation.
 
-The MCP server (`memory-agent mcp`) calls it now; an HTTP API can call the same methods
-later. Every method takes a namespace (default: `settings.namespace`), validates its input
+The MCP server (`memory-agent mcp`) and the HTTP API (`memory-agent serve`) call the same
+methods. Every method takes a namespace (default: `settings.namespace`), validates its input
 and raises a `MemoryAgentError` with a message that says how to fix the call.
 
 The learning loop across calls: `retrieve` embeds the task, takes the store's shortlist and
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from memory_agent.errors import CaseNotFoundError, InvalidInputError
 
 if TYPE_CHECKING:
+    from memory_agent.embed_batch import EmbedBatcher
     from memory_agent.policies.base import CasePolicy
     from memory_agent.settings import Settings
     from memory_agent.store import Case, CaseMemory
@@ -78,19 +79,35 @@ class MemoryService:
     """The operations other agents need: retrieve, record, report an outcome, manage cases.
 
     Opens (or is given) a `CaseMemory` and builds the policy `settings.policy.name`; calls
-    are serialised by one lock, so a server may call it from worker threads.
+    are serialised by one lock, so a server may call it from worker threads. Only the
+    embedding of a retrieve's query runs outside the lock; with `embed_batch_size`, the
+    queries of concurrent retrieves are embedded together (`EmbedBatcher`).
     """
 
-    def __init__(self, settings: Settings | None = None, *, memory: CaseMemory | None = None):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        memory: CaseMemory | None = None,
+        embed_batch_size: int | None = None,
+        owns_memory: bool | None = None,
+    ):
         from memory_agent.settings import Settings
         from memory_agent.store import CaseMemory
 
         self.settings = settings or (memory.settings if memory is not None else Settings())
-        self._owns_memory = memory is None
+        # A store the service opened is closed with it; a given one too if `owns_memory`.
+        self._owns_memory = memory is None if owns_memory is None else owns_memory
         self.memory = memory if memory is not None else CaseMemory(self.settings)
         self._lock = threading.RLock()
         self._policy: CasePolicy | None = None
         self._log: RunLog = self.memory.run_log()
+        self._known: set[str] = set()
+        self._batcher: EmbedBatcher | None = None
+        if embed_batch_size is not None:
+            from memory_agent.embed_batch import EmbedBatcher
+
+            self._batcher = EmbedBatcher(self.memory.embedder, embed_batch_size)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -108,6 +125,8 @@ class MemoryService:
         return self._policy
 
     def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
         with self._lock:
             if self._policy is not None:
                 self._policy.save()
@@ -128,11 +147,19 @@ class MemoryService:
     # ------------------------------------------------------------------ learning loop
 
     def retrieve(
-        self, task: str, namespace: str | None = None, k: int | None = None
+        self,
+        task: str,
+        namespace: str | None = None,
+        k: int | None = None,
+        vector: Sequence[float] | None = None,
     ) -> dict[str, Any]:
         """The policy's choice of past cases for `task`, best first, with the reasons
         (similarity, policy score, learned value, exploration pick) and a `retrieval_id`
-        to report the outcome with."""
+        to report the outcome with.
+
+        `vector`: the task's embedding by the store's embedder, when the caller has it (e.g.
+        cached): the task is then not embedded again. An outcome reported later embeds the
+        task text, so the vector must be the embedding of `task`."""
         from memory_agent.store.validation import check_text
 
         ns = self._ns(namespace)
@@ -140,21 +167,27 @@ class MemoryService:
                           setting="store.max_task_chars")  # fmt: skip
         assert text is not None
         k = self.settings.policy.k if k is None else _check_int(k, "k", 1, MAX_K)
+        given = None if vector is None else self._check_vector(vector)
+        started = time.perf_counter()
+        retrieval_id = str(uuid.uuid4())
         with self._lock:
-            started = time.perf_counter()
-            retrieval_id = str(uuid.uuid4())
             policy = self.policy
-            cases: list[dict[str, Any]] = []
-            shortlist = 0
-            if policy is not None and k > 0 and ns in self.memory.namespaces():
-                vector = self.memory.embedder.embed([text])[0]
-                if self.memory.dim == vector.shape[0]:
-                    candidates = self.memory.candidates(vector, namespace=ns)
-                    shortlist = len(candidates)
-                    if candidates:
-                        selection = policy.select(vector, candidates, k, STAGE, explore=True)
-                        by_id = {c.case_id: c for c in candidates}
-                        cases = self._reasons(selection, by_id, ns)
+            searchable = policy is not None and k > 0 and self._has_namespace(ns)
+        query = None
+        if searchable:
+            # Outside the lock: embedding is the slow part, and other calls (and the batcher's
+            # other callers) go on meanwhile.
+            query = given if given is not None else self._embed(text)
+        cases: list[dict[str, Any]] = []
+        shortlist = 0
+        with self._lock:
+            if policy is not None and query is not None and self.memory.dim == query.shape[0]:
+                candidates = self.memory.candidates(query, namespace=ns)
+                shortlist = len(candidates)
+                if candidates:
+                    selection = policy.select(query, candidates, k, STAGE, explore=True)
+                    by_id = {c.case_id: c for c in candidates}
+                    cases = self._reasons(selection, by_id, ns)
             shown = [c["case_id"] for c in cases]
             self._log.start(retrieval_id, namespace=ns, task=text, model=SOURCE,
                             policy=self.policy_name, prompt_style=SOURCE, learn=True)  # fmt: skip
@@ -171,6 +204,42 @@ class MemoryService:
             "shortlist_size": shortlist,
             "cases": cases,
         }
+
+    def _has_namespace(self, ns: str) -> bool:
+        """Whether `ns` holds cases; a namespace once seen is remembered (namespaces are never
+        dropped), so a busy server does not ask the database at every retrieve."""
+        if ns in self._known:
+            return True
+        if ns in self.memory.namespaces():
+            self._known.add(ns)
+            return True
+        return False
+
+    def _embed(self, text: str) -> Any:
+        if self._batcher is not None:
+            return self._batcher.embed(text)
+        return self.memory.embedder.embed([text])[0]
+
+    def _check_vector(self, vector: Any) -> Any:
+        import numpy as np
+
+        try:
+            array = np.asarray(vector, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise InvalidInputError("vector must be a list of numbers.") from None
+        if array.ndim != 1 or array.size == 0:
+            raise InvalidInputError(
+                f"vector must be a flat list of numbers; got shape {list(array.shape)}."
+            )
+        if not np.all(np.isfinite(array)):
+            raise InvalidInputError("vector holds NaN or infinite values; send finite numbers.")
+        if self.memory.dim is not None and array.shape[0] != self.memory.dim:
+            raise InvalidInputError(
+                f"vector has {array.shape[0]} numbers but the store's embeddings have "
+                f"{self.memory.dim}; embed the task with the store's embedder, or leave vector "
+                "out to let the server embed it."
+            )
+        return array
 
     def _reasons(self, selection: Any, by_id: dict[int, Any], ns: str) -> list[dict[str, Any]]:
         stored = {c.id: c for c in self.memory.get_many(selection.case_ids, namespace=ns)}

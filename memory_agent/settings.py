@@ -2,9 +2,11 @@
 
 Knobs are grouped by the room that reads them: `settings.store` (the case store, its
 embedder and its compressed index), `settings.policy` (case selection and learning) and
-`settings.runtime` (the agent's models, limits and tools). Each knob has one name; its
+`settings.runtime` (the agent's models, limits and tools), `settings.serve` (the HTTP API of
+`memory-agent serve`). Each knob has one name; its
 environment variable is the group's prefix plus the knob, e.g. `MEMORY_AGENT_INDEX_KIND`
-(store), `MEMORY_AGENT_POLICY_K` (policy), `MEMORY_AGENT_BASE_URL` (runtime).
+(store), `MEMORY_AGENT_POLICY_K` (policy), `MEMORY_AGENT_BASE_URL` (runtime),
+`MEMORY_AGENT_SERVE_TOKEN` (serve).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PolicyName = Literal["similarity", "value", "neural", "none"]
@@ -186,6 +188,16 @@ class PolicySettings(BaseSettings):
         description="Task-conditioned values: outcomes earned on tasks less similar than this "
         "to the current one do not count for it (1: only identical tasks).",
     )  # fmt: skip
+    context_model: Literal["kernel", "ridge"] = Field(
+        default="ridge",
+        description="Task-conditioned values: the kernel-weighted mean of a case's outcomes on "
+        "tasks like this one (kernel), or a ridge regression of them on the task vector "
+        "(ridge: tells a task from its look-alike twin; BENCHMARKS.md compares them).",
+    )
+    context_ridge: float = Field(
+        default=0.1, gt=0.0, le=100.0,
+        description="Task-conditioned values, ridge model: the penalty on the fit's weights.",
+    )  # fmt: skip
     context_size: int = Field(
         default=16, ge=1, le=1024,
         description="Task-conditioned values: outcomes remembered per case and stage.",
@@ -289,6 +301,37 @@ class RuntimeSettings(BaseSettings):
     )
 
 
+class ServeSettings(BaseSettings):
+    """The HTTP API (`memory-agent serve`): address, auth, limits and worker processes."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMORY_AGENT_SERVE_", extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on (loopback only).")
+    port: int = Field(default=8765, ge=0, le=65535, description="TCP port (0: any free one).")
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token every request must carry (`Authorization: Bearer ...`); "
+        "unset: no auth, so keep the host on loopback.",
+    )
+    workers: int = Field(
+        default=1, ge=1, le=64,
+        description="Worker processes; they share the store and keep their indexes in step.",
+    )  # fmt: skip
+    max_request_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 past it)."
+    )
+    embed_batch_size: int = Field(
+        default=64, ge=1, le=4096,
+        description="Most concurrent retrieve queries embedded in one batch.",
+    )  # fmt: skip
+    service_factory: str | None = Field(
+        default=None,
+        description="`module:function` that takes the Settings and returns the MemoryService "
+        "each worker serves (e.g. to use a custom embedder); unset: the settings' own store.",
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "warning"
+
+
 # Knobs that had two names before the settings were grouped; their old variables would be
 # read as a whole group (or ignored), so they are refused with the new name instead.
 RETIRED_VARIABLES = {
@@ -311,6 +354,7 @@ GROUPS: dict[str, type[BaseSettings]] = {
     "store": StoreSettings,
     "policy": PolicySettings,
     "runtime": RuntimeSettings,
+    "serve": ServeSettings,
 }
 
 
@@ -337,12 +381,13 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
     def __init__(self, **values: Any) -> None:
         _refuse_retired_variables()
         super().__init__(**values)
 
-    @field_validator("store", "policy", "runtime", mode="before")
+    @field_validator("store", "policy", "runtime", "serve", mode="before")
     @classmethod
     def _group_from_mapping(cls, value: Any, info: Any) -> Any:
         # A dict goes through the group's own constructor, so the knobs it leaves out still

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +26,7 @@ __all__ = [
     "Candidate",
     "CasePolicy",
     "Citation",
+    "Considered",
     "Feedback",
     "Selection",
     "Stage",
@@ -42,13 +43,44 @@ REWARD_RANGE: tuple[float, float] = (-1.0, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
+class Considered:
+    """Why a candidate was or was not shown: what the policy saw of it and made of it."""
+
+    case_id: int
+    similarity: float
+    value: float | None
+    """The learned value for this task (None: the policy learns none)."""
+    evidence: float | None
+    """How many outcomes on tasks like this one the value rests on (0: the prior alone)."""
+    score: float
+    shown: bool
+    explored: bool
+    """Shown as an exploration pick: the greedy ranking would not have shown it."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "case_id": self.case_id,
+            "similarity": round(self.similarity, 4),
+            "value": None if self.value is None else round(self.value, 4),
+            "evidence": None if self.evidence is None else round(self.evidence, 2),
+            "score": round(self.score, 4),
+            "shown": self.shown,
+            "explored": self.explored,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Selection:
-    """The cases a policy chose, best first, and which of them were exploration picks."""
+    """The cases a policy chose, best first, and which of them were exploration picks.
+
+    `considered` explains the choice: every candidate the policy scored, in shortlist order.
+    """
 
     stage: Stage
     case_ids: list[int]
     scores: list[float]
     explored: list[bool]
+    considered: tuple[Considered, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

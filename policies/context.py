@@ -9,6 +9,16 @@ outcomes, weighting each by how similar its task is to this one, shrunk towards 
 Outcomes earned on unrelated tasks weigh nothing, so there the case is as unknown as a new
 one. The history is saved to the store with the policy's other state (`save()` and every
 `policy_save_every` updates); a case whose history is lost falls back to its stored value.
+
+The kernel alone cannot tell a task from its twin: "1 bits in 777" and "0 bits in 777" sit at
+cosine 0.96, two 1-bit tasks with other numbers at ~0.65, so everything the case earned on
+both families counts the same. With `model="ridge"` (the default) the outcomes of tasks like
+this one are not averaged but fitted: a ridge regression of the case's credited targets on
+the task vectors of its history (centred, with an unpenalised mean), evaluated at this task.
+The one direction that separates a family from its twin explains the targets of every
+outcome, while slot values (numbers, words) vary at random, so the fit picks up the first;
+the kernel still says how much of the history is about tasks like this one (the evidence).
+Fits are kept per case until its history changes, so scoring is one dot product a case.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ from __future__ import annotations
 import io
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +39,7 @@ if TYPE_CHECKING:
 CONTEXT_FORMAT = 1
 EPISODE_MEMORY = 512
 Floats = npt.NDArray[np.float64]
+ContextModel = Literal["kernel", "ridge"]
 
 
 def kernel(cosines: Floats, threshold: float) -> Floats:
@@ -55,6 +66,8 @@ class TaskContext:
         self.episodes: dict[Stage, deque[tuple[Vector, float]]] = {}
         self.dirty = 0
         self._memo: tuple[object, dict[int, tuple[Floats, Floats]]] | None = None
+        # Per (stage, case): the ridge fit of its history (mean task, weights, mean target).
+        self._fits: dict[tuple[Stage, int], tuple[Floats, Floats, float]] = {}
         self._load()
 
     def add(self, stage: Stage, state: Vector, targets: Mapping[int, float]) -> None:
@@ -62,6 +75,7 @@ class TaskContext:
         for case_id, target in targets.items():
             slot = self.history.setdefault((stage, int(case_id)), deque(maxlen=self.size))
             slot.append((unit, float(target)))
+            self._fits.pop((stage, int(case_id)), None)
         if targets:
             mean = float(np.mean([float(t) for t in targets.values()]))
             self.episodes.setdefault(stage, deque(maxlen=EPISODE_MEMORY)).append((unit, mean))
@@ -79,6 +93,8 @@ class TaskContext:
         q_init: float,
         prior_weight: float,
         threshold: float,
+        model: ContextModel = "kernel",
+        ridge: float = 0.1,
     ) -> tuple[Floats, Floats]:
         """(value, relevant weight) of each candidate for this task.
 
@@ -87,7 +103,8 @@ class TaskContext:
         (prior_weight·base + Σ w·target) / (prior_weight + Σ w) over it, where base is its
         stored value if some of the history was earned on tasks like this one and the task
         prior (`prior`) if none was; a case never shown gets the task prior. The weight
-        returned is Σ w: the visits that count for this task.
+        returned is Σ w: the visits that count for this task. With `model="ridge"`, Σ w·target
+        is replaced by Σ w times the case's ridge fit at this task (penalty `ridge`).
         """
         task_prior = self.prior(
             state, stage, q_init=q_init, prior_weight=prior_weight, threshold=threshold
@@ -96,13 +113,20 @@ class TaskContext:
         out_n = visits.copy()
         # A case never shown at this stage is worth what shown cases earn on tasks like this.
         out_q[visits == 0] = task_prior
+        unit = _unit(state).astype(np.float64)
         for i, (w, targets) in self._weights(state, candidates, stage, threshold).items():
             total = float(w.sum())
             # The prior is what the case earned anywhere, until outcomes on tasks like this
             # one outweigh it; a case with outcomes only on unrelated tasks is as unknown
             # here as a new one (its value elsewhere says nothing about this kind of task).
             base = q[i] if total > 0.0 else task_prior
-            out_q[i] = (prior_weight * base + float(w @ targets)) / (prior_weight + total)
+            if model == "ridge" and total > 0.0:
+                mean_task, coef, mean = self._fit(stage, candidates[i].case_id, ridge)
+                fitted = float(np.clip(mean + (unit - mean_task) @ coef, -1.0, 1.0))
+                evidence = total * fitted
+            else:
+                evidence = float(w @ targets)
+            out_q[i] = (prior_weight * base + evidence) / (prior_weight + total)
             out_n[i] = total
         return out_q, out_n
 
@@ -123,6 +147,24 @@ class TaskContext:
         means = np.asarray([y for _, y in past], dtype=np.float64)
         w = kernel((vectors @ _unit(state)).astype(np.float64), threshold)
         return float((prior_weight * q_init + w @ means) / (prior_weight + w.sum()))
+
+    def _fit(self, stage: Stage, case_id: int, ridge: float) -> tuple[Floats, Floats, float]:
+        """The case's ridge fit: (mean task vector, weights, mean target), so its value at a
+        task s is mean + (s - mean task)·weights. Solved in the dual (history × history)."""
+        key = (stage, case_id)
+        fit = self._fits.get(key)
+        if fit is None:
+            past = self.history[key]
+            tasks = np.stack([v for v, _ in past]).astype(np.float64)
+            targets = np.asarray([y for _, y in past], dtype=np.float64)
+            mean_task = tasks.mean(axis=0)
+            centred = tasks - mean_task
+            mean = float(targets.mean())
+            gram = centred @ centred.T + ridge * np.eye(len(targets))
+            alpha = np.linalg.solve(gram, targets - mean)
+            fit = (mean_task, centred.T @ alpha, mean)
+            self._fits[key] = fit
+        return fit
 
     def knows(self, stage: Stage, case_id: int) -> bool:
         return bool(self.history.get((stage, case_id)))
@@ -166,6 +208,7 @@ class TaskContext:
         """Drop the history of cases no longer in memory."""
         for key in [k for k in self.history if k[1] not in keep]:
             del self.history[key]
+            self._fits.pop(key, None)
 
     def save(self) -> None:
         if not self.history and not self.episodes:

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from memory_agent.policies.base import Candidate, Feedback, Selection, Stage, Vector
 from memory_agent.policies.context import TaskContext
@@ -27,6 +28,9 @@ from memory_agent.policies.credit import CreditMode, check_feedback, credit_targ
 from memory_agent.policies.exploration import Exploration
 from memory_agent.policies.scoring import select_shown
 from memory_agent.store.policy_state import tenant_key
+
+Values = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
+"""Per candidate: its value for the task and the evidence (outcomes) it rests on."""
 
 if TYPE_CHECKING:
     from memory_agent.settings import Settings
@@ -104,13 +108,20 @@ class LearnedPolicy(ABC):
         """One score per candidate (higher is better), with the learned state of the
         candidates' namespace in force."""
         self.use_namespace_of(candidates)
-        return self.score_candidates(state, candidates, stage)
+        return self.evaluate(state, candidates, stage)[0]
 
-    @abstractmethod
     def score_candidates(
         self, state: Vector, candidates: Sequence[Candidate], stage: Stage
     ) -> Vector:
         """`score` for a policy whose namespace state is already in force."""
+        return self.evaluate(state, candidates, stage)[0]
+
+    @abstractmethod
+    def evaluate(
+        self, state: Vector, candidates: Sequence[Candidate], stage: Stage
+    ) -> tuple[Vector, Values]:
+        """Scores and the task-conditioned (value, evidence) they came from, per candidate,
+        for a policy whose namespace state is already in force."""
 
     def select(
         self,
@@ -121,12 +132,14 @@ class LearnedPolicy(ABC):
         *,
         explore: bool = True,
     ) -> Selection:
+        self.use_namespace_of(candidates)
+        scores, values = self.evaluate(state, candidates, stage)
         return select_shown(
-            self.score(state, candidates, stage).astype(np.float64),
+            scores.astype(np.float64),
             state, candidates, k, stage,
             settings=self.settings, context=self.context,
             mode=self.exploration if explore else "none", rng=self.rng,
-            scale_ucb=self.scale_ucb,
+            scale_ucb=self.scale_ucb, values=values,
         )  # fmt: skip
 
     def update(self, feedback: Feedback) -> None:

@@ -44,14 +44,17 @@ from memory_agent.policies.base import (
 )
 from memory_agent.policies.context import TaskContext
 from memory_agent.policies.exploration import demote, zscore
-from memory_agent.policies.learned import LearnedPolicy
+from memory_agent.policies.learned import LearnedPolicy, Values
 from memory_agent.policies.scoring import task_values, unrelated, value_scores
 from memory_agent.store.policy_state import tenant_key
 
 if TYPE_CHECKING:
     import torch
 
+    from memory_agent.policies.credit import CreditMode
+    from memory_agent.policies.exploration import Exploration
     from memory_agent.settings import Settings
+    from memory_agent.store import CaseMemory
 
 STATE_KEY = "neural"
 STATE_FORMAT = 3  # 3: value features are task-conditioned (policies/context.py)
@@ -61,6 +64,7 @@ SCALARS = (
     "value_score",
 )  # fmt: skip
 _Q, _VALUE = SCALARS.index("q"), SCALARS.index("value_score")
+_LOG_VISITS = SCALARS.index("log_visits")
 _CACHE = 64
 Array = npt.NDArray[np.float32]
 
@@ -71,12 +75,16 @@ def candidate_features(
     stage: Stage,
     settings: Settings,
     context: TaskContext | None = None,
+    *,
+    case_embedding: bool = True,
 ) -> tuple[Array, Array]:
     """(embedding part, scalar part) of the network input, one row per candidate.
 
     With a `context` the value and visit features are the case's values on tasks like this
     one (see policies/context.py), not its global ones, so a case that earned a high value
-    on another family's tasks does not look valuable here.
+    on another family's tasks does not look valuable here. Without `case_embedding` the
+    embedding part is only the task-case product (the ablation `bench policy` reports: the
+    case embedding alone lets the network memorise cases).
     """
     s = np.asarray(state, dtype=np.float32)
     s = s / max(float(np.linalg.norm(s)), 1e-12)
@@ -98,10 +106,13 @@ def candidate_features(
         ],
         axis=1,
     ).astype(np.float32)
-    return np.concatenate([emb * s[None, :], emb], axis=1), scalars
+    product = emb * s[None, :]
+    if not case_embedding:
+        return product, scalars
+    return np.concatenate([product, emb], axis=1), scalars
 
 
-def _build_net(dim: int, hidden: int) -> torch.nn.Module:
+def _build_net(width: int, hidden: int) -> torch.nn.Module:
     import torch
     from torch import nn
 
@@ -110,9 +121,7 @@ def _build_net(dim: int, hidden: int) -> torch.nn.Module:
             super().__init__()
             n = len(SCALARS)
             self.head = nn.Linear(n, 1)
-            self.body = nn.Sequential(
-                nn.Linear(2 * dim + n, hidden), nn.ReLU(), nn.Linear(hidden, 1)
-            )
+            self.body = nn.Sequential(nn.Linear(width + n, hidden), nn.ReLU(), nn.Linear(hidden, 1))
             with torch.no_grad():
                 self.head.weight.zero_()
                 self.head.bias.zero_()
@@ -159,6 +168,20 @@ class NeuralPolicy(LearnedPolicy):
         "_buf_emb", "_buf_sc", "_buf_y", "_buf_ep", "_filled", "_next",
     )  # fmt: skip
 
+    def __init__(
+        self,
+        memory: CaseMemory,
+        settings: Settings | None = None,
+        *,
+        credit: CreditMode | None = None,
+        exploration: Exploration | None = None,
+        seed: int | None = None,
+        case_embedding: bool = True,
+    ) -> None:
+        self.case_embedding = case_embedding
+        """Feed the case embedding to the network (False: the ablation without it)."""
+        super().__init__(memory, settings, credit=credit, exploration=exploration, seed=seed)
+
     def start(self) -> None:
         """The network, optimiser and replay buffer of the namespace in force, loaded from the
         store if saved."""
@@ -189,17 +212,20 @@ class NeuralPolicy(LearnedPolicy):
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.rng.integers(2**31)))
-            self.net = _build_net(dim, self.settings.policy.hidden)
+            self.net = _build_net(self._width(dim), self.settings.policy.hidden)
         self.optimizer = torch.optim.Adam(
             self.net.parameters(), lr=self.settings.policy.learning_rate
         )
         size = self.settings.policy.replay_size
         self.dim = dim
-        self._buf_emb = np.zeros((size, 2 * dim), np.float32)
+        self._buf_emb = np.zeros((size, self._width(dim)), np.float32)
         self._buf_sc = np.zeros((size, len(SCALARS)), np.float32)
         self._buf_y = np.zeros(size, np.float32)
         self._buf_ep = np.zeros(size, np.int64)
         self._filled = self._next = 0
+
+    def _width(self, dim: int) -> int:
+        return 2 * dim if self.case_embedding else dim
 
     def _ensure_model(self, dim: int) -> torch.nn.Module:
         if self.net is None or self.dim != dim:
@@ -218,6 +244,8 @@ class NeuralPolicy(LearnedPolicy):
         if saved is None or saved.format != STATE_FORMAT:
             return
         meta = saved.meta
+        if meta.get("case_embedding", True) != self.case_embedding:
+            return  # the ablation's network and the full one have other inputs
         if meta.get("hidden") != self.settings.policy.hidden or (
             self.memory.dim is not None and meta.get("dim") != self.memory.dim
         ):
@@ -263,6 +291,7 @@ class NeuralPolicy(LearnedPolicy):
         meta = {
             "dim": self.dim,
             "hidden": self.settings.policy.hidden,
+            "case_embedding": self.case_embedding,
             "updates": self.updates,
             "buffer": int(self._filled),
         }
@@ -276,18 +305,22 @@ class NeuralPolicy(LearnedPolicy):
     def _q(self, emb: Array, scalars: Array) -> npt.NDArray[np.float64]:
         import torch
 
-        net = self._ensure_model(emb.shape[1] // 2)
+        net = self._ensure_model(emb.shape[1] // (2 if self.case_embedding else 1))
         with torch.no_grad():
             out = net(torch.from_numpy(emb), torch.from_numpy(scalars))
         q: npt.NDArray[np.float64] = out.numpy().astype(np.float64)
         return q
 
-    def score_candidates(
+    def evaluate(
         self, state: Vector, candidates: Sequence[Candidate], stage: Stage
-    ) -> Vector:
+    ) -> tuple[Vector, Values]:
         if not candidates:
-            return np.zeros(0, np.float32)
-        emb, scalars = candidate_features(state, candidates, stage, self.settings, self.context)
+            empty = np.zeros(0, np.float64)
+            return np.zeros(0, np.float32), (empty, empty)
+        emb, scalars = candidate_features(
+            state, candidates, stage, self.settings, self.context,
+            case_embedding=self.case_embedding,
+        )  # fmt: skip
         key = (
             hashlib.blake2b(np.asarray(state, np.float32).tobytes(), digest_size=16).digest(),
             stage,
@@ -303,7 +336,12 @@ class NeuralPolicy(LearnedPolicy):
             state, candidates, stage, self.settings.policy.context_cos
         )
         q = demote(self._q(emb, scalars), unrelated(sims, relevant, self.settings))
-        return q.astype(np.float32)
+        # The value features the network saw: the task-conditioned value and its evidence.
+        values = (
+            scalars[:, _Q].astype(np.float64),
+            np.expm1(scalars[:, _LOG_VISITS].astype(np.float64) * 5.0),
+        )
+        return q.astype(np.float32), values
 
     # ------------------------------------------------------------------ learning
 
@@ -332,8 +370,9 @@ class NeuralPolicy(LearnedPolicy):
             if i in cases
         ]
         emb, scalars = candidate_features(
-            state, candidates, feedback.stage, self.settings, self.context
-        )
+            state, candidates, feedback.stage, self.settings, self.context,
+            case_embedding=self.case_embedding,
+        )  # fmt: skip
         return {c.case_id: (emb[p], scalars[p]) for p, c in enumerate(candidates)}
 
     def learn_targets(self, feedback: Feedback, targets: Mapping[int, float]) -> None:
@@ -346,7 +385,7 @@ class NeuralPolicy(LearnedPolicy):
         fresh = [(features[i], y) for i, y in targets.items() if i in features]
         if not fresh:
             return
-        self._ensure_model(fresh[0][0][0].shape[0] // 2)
+        self._ensure_model(fresh[0][0][0].shape[0] // (2 if self.case_embedding else 1))
         newest = [self._push(emb, sc, y, self.updates) for (emb, sc), y in fresh]
         for _ in range(self.settings.policy.train_steps):
             self._train(newest)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from memory_agent.policies.base import Candidate, Selection, Stage, Vector
+from memory_agent.policies.base import Candidate, Considered, Selection, Stage, Vector
 from memory_agent.policies.context import TaskContext
 from memory_agent.policies.exploration import Exploration, choose, zscore
 
@@ -74,6 +74,7 @@ def task_values(
         q_init=settings.policy.q_init,
         prior_weight=max(settings.policy.prior_visits, 1e-3),
         threshold=settings.policy.context_cos,
+        model=settings.policy.context_model, ridge=settings.policy.context_ridge,
     )  # fmt: skip
     # A value earned only on unrelated tasks says nothing about this one (a bit-counting
     # example is no better on a spelling task for having helped with bit counting).
@@ -156,13 +157,16 @@ def select_shown(
     mode: Exploration,
     rng: np.random.Generator,
     scale_ucb: bool = False,
+    values: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
 ) -> Selection:
     """The K cases a learned policy shows, from its `scores`, exploring by `mode`.
 
     Fewer cases rather than a case known to serve another kind of task: a planner (above all
     a small one) copies what it is shown. With `scale_ucb` the UCB bonus is scaled by the
-    spread of the scores (for scores on no fixed scale, such as a network's).
+    spread of the scores (for scores on no fixed scale, such as a network's). `values` are
+    the task-conditioned (value, evidence) of each candidate, for the explanation.
     """
+    everyone, all_scores = list(candidates), scores
     _, visits = stage_values(candidates, stage, settings.policy.q_init)
     keep = np.flatnonzero(~foreign(state, candidates, stage, settings, context))
     if 0 < keep.size < len(candidates):
@@ -174,9 +178,34 @@ def select_shown(
     order, explored = choose(
         scores, visits, k, mode=mode, epsilon=settings.policy.epsilon, ucb_c=ucb_c, rng=rng
     )
+    ids = [candidates[i].case_id for i in order]
     return Selection(
         stage=stage,
-        case_ids=[candidates[i].case_id for i in order],
+        case_ids=ids,
         scores=[float(scores[i]) for i in order],
         explored=explored,
+        considered=considered(everyone, all_scores, ids, explored, values),
+    )
+
+
+def considered(
+    candidates: Sequence[Candidate],
+    scores: npt.NDArray[np.float64],
+    shown: Sequence[int],
+    explored: Sequence[bool],
+    values: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None,
+) -> tuple[Considered, ...]:
+    """The explanation of a selection: every candidate with what the policy made of it."""
+    picked = dict(zip(shown, explored, strict=True))
+    return tuple(
+        Considered(
+            case_id=c.case_id,
+            similarity=float(c.similarity),
+            value=None if values is None else float(values[0][i]),
+            evidence=None if values is None else float(values[1][i]),
+            score=float(scores[i]),
+            shown=c.case_id in picked,
+            explored=picked.get(c.case_id, False),
+        )
+        for i, c in enumerate(candidates)
     )

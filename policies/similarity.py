@@ -6,7 +6,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from memory_agent.policies.base import Candidate, Feedback, Selection, Stage, Vector
+from memory_agent.policies.base import (
+    Candidate,
+    Considered,
+    Feedback,
+    Selection,
+    Stage,
+    Vector,
+)
 
 
 class SimilarityPolicy:
@@ -29,11 +36,16 @@ class SimilarityPolicy:
     ) -> Selection:
         scores = self.score(state, candidates, stage)
         order = np.argsort(-scores, kind="stable")[:k]
+        shown = {int(i) for i in order}
         return Selection(
             stage=stage,
             case_ids=[candidates[i].case_id for i in order],
             scores=[float(scores[i]) for i in order],
             explored=[False] * len(order),
+            considered=tuple(
+                Considered(c.case_id, c.similarity, None, None, float(scores[i]), i in shown, False)
+                for i, c in enumerate(candidates)
+            ),
         )
 
     def update(self, feedback: Feedback) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from memory_agent.policies.base import Candidate, Stage, Vector
 from memory_agent.policies.exploration import demote
-from memory_agent.policies.learned import LearnedPolicy
+from memory_agent.policies.learned import LearnedPolicy, Values
 from memory_agent.policies.scoring import foreign, task_values, value_scores
 
 CONTEXT_KEY = "value_context"
@@ -31,13 +31,13 @@ class ValuePolicy(LearnedPolicy):
     name = "value"
     context_key = CONTEXT_KEY
 
-    def score_candidates(
+    def evaluate(
         self, state: Vector, candidates: Sequence[Candidate], stage: Stage
-    ) -> Vector:
+    ) -> tuple[Vector, Values]:
         values = task_values(state, candidates, stage, self.settings, self.context)
         scores = value_scores(candidates, stage, self.settings, values)
         # A case known to serve another kind of task ranks after every other: otherwise its
         # prior would beat related cases that proved weak (a bit-counting example shown for a
         # spelling task). A new unrelated case is not demoted: it is unknown and gets tried.
         outside = foreign(state, candidates, stage, self.settings, self.context)
-        return demote(scores, outside).astype(np.float32)
+        return demote(scores, outside).astype(np.float32), values

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,100 @@ def corrupt_store_error(url: str | URL, exc: BaseException) -> StoreCorruptError
     )
 
 
+# Reconnecting to a PostgreSQL server that went away (restart, fail-over): how long a new
+# connection keeps trying, and the longest pause between tries. Only once the engine has
+# connected: a wrong URL or a server that was never there still fails at once.
+_RECONNECT_FOR_S = 30.0
+_RECONNECT_MAX_PAUSE_S = 1.0
+# SQLSTATEs of a connection the server ended: connection exceptions (class 08), and
+# admin_shutdown / crash_shutdown / cannot_connect_now (a server stopping or starting).
+_SERVER_GONE = {"57P01", "57P02", "57P03"}
+
+
+def _server_gone(orig: BaseException | None, dbapi: Any) -> bool:
+    """Whether a driver error means the connection to the server broke or could not be
+    made (as opposed to an error in the statement: a constraint, a deadlock, bad SQL)."""
+    state = getattr(orig, "sqlstate", None)
+    if state:
+        return bool(state.startswith("08") or state in _SERVER_GONE)
+    # No SQLSTATE: the client library's own failure to connect or to read the reply.
+    return dbapi is not None and isinstance(orig, dbapi.OperationalError)
+
+
+def _keep_reconnecting(engine: Engine) -> None:
+    """Make a PostgreSQL engine ride out a server restart.
+
+    - New connections (the pool's pre-ping replaces a dead pooled one by a new one) retry
+      with backoff for up to _RECONNECT_FOR_S while the server refuses them or is starting,
+      so an operation that begins while the server is down waits for it instead of failing.
+    - An operation whose connection breaks mid-way (or that gave up waiting) fails with a
+      StoreConnectionError saying so, instead of a raw driver error. The store's
+      transactions are all-or-nothing, so nothing is half-applied; the next operation gets a
+      fresh connection.
+    """
+    connected = {"once": False}
+
+    @event.listens_for(engine, "first_connect")
+    def _first(_dbapi_connection: Any, _record: Any) -> None:
+        connected["once"] = True
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        if not connected["once"]:
+            return None  # the first connection: the default, which fails at once
+        deadline = time.monotonic() + _RECONNECT_FOR_S
+        pause = 0.05
+        while True:
+            try:
+                return dialect.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError as exc:
+                if not _server_gone(exc, dialect.loaded_dbapi) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, _RECONNECT_MAX_PAUSE_S)
+
+    @event.listens_for(engine, "handle_error")
+    def _translate(context: Any) -> BaseException | None:
+        orig = context.original_exception
+        if not connected["once"] or context.is_pre_ping:
+            # Never connected: create_store_engine says "could not connect" and why. A failed
+            # pre-ping is the pool's cue to reconnect: leave it be.
+            return None
+        if not _server_gone(orig, context.dialect.loaded_dbapi):
+            return None
+        reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+        return StoreConnectionError(
+            f"Lost the connection to the database server {redact(engine.url)} ({reason}); it "
+            "may be restarting. The operation did not complete, and nothing of it is "
+            "half-applied; a write may have been stored just before the connection broke, so "
+            "check before repeating one. Try again: the store reconnects on its own once the "
+            "server is back."
+        )
+
+
+def _unstorable_parameter(context: Any) -> BaseException | None:
+    """A value the driver cannot even send is bad input, whichever field it came in: a
+    Python int beyond 64 bits (SQLite's driver raises a bare OverflowError) or a string with
+    a lone surrogate, which has no UTF-8 form (UnicodeEncodeError). Say so instead of
+    showing a traceback; the transaction is rolled back, so nothing of the call is stored."""
+    from memory_agent.errors import InvalidInputError
+
+    exc = context.original_exception
+    if isinstance(exc, OverflowError):
+        return InvalidInputError(
+            f"A whole number given is outside the database's range ({exc}); ids and counts "
+            "are 64-bit integers, from -9223372036854775808 to 9223372036854775807; the "
+            "operation was refused."
+        )
+    if isinstance(exc, UnicodeEncodeError):
+        return InvalidInputError(
+            f"A text given is not valid Unicode ({exc.reason} at position {exc.start}: "
+            f"{exc.object[max(exc.start - 10, 0) : exc.end + 10]!r}); decode the source as "
+            "UTF-8 before storing it. The operation was refused."
+        )
+    return None
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside a writer; NORMAL sync is durable against process crashes
@@ -116,8 +211,11 @@ def create_store_engine(url: str) -> Engine:
             f"No database driver for {redact(parsed)}: {exc}. Use sqlite:/// or "
             "postgresql+psycopg:// (psycopg is installed with memory-agent)."
         ) from exc
+    event.listen(engine, "handle_error", _unstorable_parameter)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif parsed.get_backend_name() == "postgresql":
+        _keep_reconnecting(engine)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

@@ -253,19 +253,25 @@ def test_reservoir_is_half_precision_and_an_older_store_is_converted_on_open(
     np.testing.assert_allclose(kept, vectors[-256:], atol=1e-3)
     memory.close()
 
-    # Make it the store an older version wrote: float32 rows, 0006 not applied.
+    # Make it the store an older version wrote: float32 rows, 0006 and everything after it
+    # not applied (alembic's own downgrade, so later migrations' tables go too).
+    from alembic import command
+
+    from memory_agent.store.database import _alembic_config
+
     engine = create_engine(database_url)
     with engine.begin() as conn:
+        config = _alembic_config()
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0005_vector_changes")
         for slot, vector in enumerate(vectors[-256:]):
             conn.execute(
                 ReservoirRow.__table__.update()
                 .where(ReservoirRow.slot == slot)
                 .values(vector=np.asarray(vector, np.float32).tobytes())
             )
-        conn.exec_driver_sql(
-            "UPDATE alembic_version SET version_num = '0005_vector_changes' "
-            "WHERE version_num = '0006_reservoir_float16'"
-        )
+        stamped = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
+        assert stamped == ["0005_vector_changes"]
     engine.dispose()
 
     reopened = CaseMemory(settings, database_url=database_url)

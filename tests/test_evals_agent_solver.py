@@ -14,7 +14,7 @@ def test_worked_examples_are_stored_as_successful_cases(
     database_url: str, minilm: object, isolated_home: Path
 ) -> None:
     settings = Settings(home=isolated_home, database_url=database_url)
-    _, _, worked = make_stream(["count_bits", "spell_backward"], 4, 2, seed=1, worked_examples=2)
+    worked = make_stream(["count_bits", "spell_backward"], 4, 2, seed=1, worked_examples=2).worked
     solver = AgentSolver(settings, policy="similarity", namespace="stream")
     assert solver.remember(worked) == 4
     memory = CaseMemory(settings, embedder=minilm)  # type: ignore[arg-type]

@@ -14,14 +14,14 @@ from memory_agent.evals.runner import Attempt
 from memory_agent.evals.scorer import question_scorer
 from memory_agent.evals.stream import (
     FAMILIES,
+    StreamConfig,
     learning_curve,
     make_stream,
     make_tasks,
-    markdown_table,
     resolve_families,
     run_stream,
-    summary,
 )
+from memory_agent.evals.stream_report import markdown_table, summary
 
 # How each family is solved, written from the question text alone (independent of stream.py).
 PROCEDURES: dict[str, tuple[str, Callable[[re.Match[str]], str]]] = {
@@ -93,9 +93,11 @@ def test_generated_answers_match_an_independent_procedure(family: str) -> None:
 def test_streams_are_seeded_balanced_and_holdout_is_disjoint() -> None:
     families = resolve_families(["count_bits", "spell_backward"], with_distractors=True)
     assert families == ["count_bits", "count_zero_bits", "spell_backward", "sort_letters"]
-    train, held, worked = make_stream(families, 16, 8, seed=3, worked_examples=2)
-    again, _, _ = make_stream(families, 16, 8, seed=3)
-    other, _, _ = make_stream(families, 16, 8, seed=4)
+    first = make_stream(families, 16, 8, seed=3, worked_examples=2)
+    train, held, worked = first.train, first.holdout, first.worked
+    again = make_stream(families, 16, 8, seed=3).train
+    other = make_stream(families, 16, 8, seed=4).train
+    assert first.corrections == [] and first.drift_index is None
     assert [t.question for t in train] == [t.question for t in again]
     assert [t.question for t in train] != [t.question for t in other]
     assert len(held) == 8 and not {t.question for t in held} & {t.question for t in train}
@@ -116,9 +118,9 @@ def test_protocol_train_continual_then_frozen_holdout(tmp_path: Path) -> None:
 
     families = list(FAMILIES)[:4]
     runs = run_stream(
-        families=families, policies=["none", "similarity"], tasks=8, holdout=6, seeds=[1, 2],
-        solver_factory=factory, out=tmp_path,
-    )  # fmt: skip
+        config=StreamConfig(families, tasks=8, holdout=6, worked=0),
+        policies=["none", "similarity"], seeds=[1, 2], solver_factory=factory, out=tmp_path,
+    ).runs  # fmt: skip
     assert [(r.policy, r.seed) for r in runs] == [
         ("none", 1), ("similarity", 1), ("none", 2), ("similarity", 2)
     ]  # fmt: skip
@@ -149,7 +151,8 @@ def test_protocol_train_continual_then_frozen_holdout(tmp_path: Path) -> None:
     assert table["none"]["holdout"] == 0.0 and table["similarity"]["holdout"] == 1.0
     assert table["similarity"]["holdout_std"] == 0.0 and table["none"]["train"] is None
     text = markdown_table(table, [1, 2])
-    assert "| similarity | 100.0% ± 0.0 | 50.0% |" in text
+    # 12 of 12 held-out right: the Wilson interval is [75.8, 100]
+    assert "| similarity | 100.0% ± 0.0 | [75.8, 100.0] | — | — | 50.0% | 0 |" in text
     png = learning_curve(runs, tmp_path / "curve.png", title="test")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -162,9 +165,9 @@ def test_worked_examples_reach_memory_policies_only(tmp_path: Path) -> None:
         return solvers[policy]
 
     runs = run_stream(
-        families=["count_bits", "spell_backward"], policies=["none", "similarity"], tasks=6,
-        holdout=4, seeds=[7], solver_factory=factory, out=tmp_path, worked_examples=1,
-    )  # fmt: skip
+        config=StreamConfig(["count_bits", "spell_backward"], tasks=6, holdout=4, worked=1),
+        policies=["none", "similarity"], seeds=[7], solver_factory=factory, out=tmp_path,
+    ).runs  # fmt: skip
     assert solvers["none"].remembered == []
     assert [t.split("-")[-1] for t in solvers["similarity"].remembered] == [
         "count_bits", "spell_backward"

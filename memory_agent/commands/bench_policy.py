@@ -22,8 +22,9 @@ def bench_policy(
     seed: Annotated[int, typer.Option(help="First seed; the others follow it.")] = 0,
     seeds: Annotated[int, typer.Option(min=1, max=20, help="How many seeds.")] = 3,
     policies: Annotated[
-        str, typer.Option(help="Comma-separated: similarity,value,neural,oracle.")
-    ] = "similarity,value,neural,oracle",
+        str,
+        typer.Option(help="Comma-separated: similarity,value,neural,neural-no-emb,oracle."),
+    ] = "similarity,value,neural,neural-no-emb,oracle",
     out: OutOption = None,
     plot: Annotated[
         Path | None,
@@ -31,11 +32,13 @@ def bench_policy(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Similarity, value, neural and an oracle on a simulated stream where similarity misleads.
+    """Similarity, value, neural (with its ablation) and an oracle on a simulated stream where
+    only feedback tells helpful cases from look-alikes and twins.
 
-    Reports per policy (cited vs flat credit): mean reward over the last 20% of episodes,
-    cumulative regret, the time of select (50 candidates) and update, and a learning curve.
-    The curve and summary.json go to --out (default HOME/bench/policy).
+    Reports per policy (cited vs flat credit): mean reward over the last 20% of episodes, its
+    ratio to the oracle's with a 95% interval over seeds, the paired difference to
+    similarity, cumulative regret, the time of select (50 candidates) and update, and a
+    learning curve. The curve and summary.json go to --out (default HOME/bench/policy).
     """
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -93,6 +96,8 @@ def _print_table(summary: dict[str, Any]) -> None:
         "credit",
         "final reward",
         "vs oracle",
+        "95% CI",
+        "minus similarity [95% CI]",
         "regret",
         "select ms",
         "update ms",
@@ -106,6 +111,8 @@ def _print_table(summary: dict[str, Any]) -> None:
             credit,
             f"{f['final_reward']:.3f} ± {f['final_reward_spread']:.3f}",
             _ratio(ratio, f.get("vs_oracle_min"), len(summary["seeds"])),
+            _range(f.get("vs_oracle_ci95"), percent=True),
+            _difference(f.get("minus_similarity")),
             f"{f['regret']:.1f} ± {f['regret_spread']:.1f}",
             f"{f['select_ms']['median']:.2f}" if "select_ms" in f else "-",
             f"{f['update_ms']['median']:.2f}" if "update_ms" in f else "-",
@@ -117,8 +124,27 @@ def _print_table(summary: dict[str, Any]) -> None:
             row(name, "flat", figures["flat"])
     console = Console()
     console.print(table)
-    console.print("vs oracle: the mean final reward over the oracle's (worst seed in brackets).")
+    console.print(
+        "vs oracle: the mean final reward over the oracle's (worst seed in brackets); 95% CI: "
+        "of the per-seed ratio, over seeds; minus similarity: paired by seed."
+    )
+    for name, figures in summary["policies"].items():
+        if figures.get("cited_minus_flat"):
+            console.print(
+                f"{name}: cited minus flat credit {_difference(figures['cited_minus_flat'])}"
+            )
     console.print(f"Learning curve: {summary['plot']}")
+
+
+def _range(bounds: list[float] | None, *, percent: bool = False) -> str:
+    if not bounds:
+        return "-"
+    low, high = bounds
+    return f"[{low:.1%}, {high:.1%}]" if percent else f"[{low:+.3f}, {high:+.3f}]"
+
+
+def _difference(d: dict[str, Any] | None) -> str:
+    return "-" if not d else f"{d['mean']:+.3f} {_range(d.get('ci95'))}"
 
 
 def _ratio(ratio: float | None, worst: float | None, seeds: int) -> str:

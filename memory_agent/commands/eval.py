@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import asdict
@@ -166,20 +167,45 @@ def stream(
     ] = "count_bits,spell_backward,letter_counting",
     distractors: Annotated[
         bool,
-        typer.Option("--distractors", help="Add each family's look-alike twin to the stream."),
+        typer.Option(
+            "--distractors/--no-distractors",
+            help="Add each family's look-alike twin (another procedure) to the stream.",
+        ),
+    ] = True,
+    drift: Annotated[
+        bool,
+        typer.Option(
+            "--drift",
+            help="Mid-stream the count_bits, spell_backward and letter_counting questions "
+            "change format (old one-liners give wrong answers; held-out tasks come from "
+            "after the change), and a lenient judge stores some wrong answers as successes.",
+        ),
     ] = False,
-    tasks: Annotated[int, typer.Option(help="Tasks in the training stream.")] = 9,
+    drift_at: Annotated[
+        float, typer.Option(help="With --drift: share of --tasks before the format change.")
+    ] = 0.5,
+    lenient: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of training tasks a lenient judge rates (accepts any answer of the "
+            "right shape). Default 0.3 with --drift, else 0."
+        ),
+    ] = None,
+    tasks: Annotated[int, typer.Option(help="Tasks in the training stream, per seed.")] = 120,
     worked: Annotated[
         int,
         typer.Option(help="Worked examples per family stored before the stream (0: cold start)."),
     ] = 1,
-    holdout: Annotated[int, typer.Option(help="Held-out tasks (memory frozen).")] = 9,
+    holdout: Annotated[int, typer.Option(help="Held-out tasks per seed (memory frozen).")] = 60,
     policies: Annotated[
         str | None,
-        typer.Option(help="Comma-separated policies; `none` is memory off. Default: all."),
+        typer.Option(
+            help="Comma-separated policies; `none` is memory off, `static` the worked "
+            "examples only (similarity, never written). Default: none, static and all."
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
-    seeds: Annotated[int, typer.Option(help="Number of seeds (seed, seed+1, ...).")] = 1,
+    seeds: Annotated[int, typer.Option(help="Number of seeds (seed, seed+1, ...).")] = 3,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
     out: Annotated[
@@ -189,85 +215,213 @@ def stream(
         Path | None, typer.Option(help="Also write the learning-curve PNG here.")
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the runs found in --out.")
+        bool, typer.Option("--resume", help="Continue the run found in --out.")
+    ] = False,
+    budget_minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop starting new tasks after this many minutes (learned state is saved); "
+            "continue later with --resume."
+        ),
+    ] = None,
+    report_only: Annotated[
+        bool,
+        typer.Option(
+            "--report-only",
+            help="Run nothing: report the (seed, policy) runs of --out that have finished.",
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Continual learning on seeded reasoning-gym tasks: train, then a frozen held-out set.
 
-    Each policy starts from its own memory holding only --worked solved examples per family,
-    learns along the training stream, then answers new instances with memory frozen.
-    `none` (memory off, no examples) is the baseline.
+    Per seed, every policy gets the same tasks. `none` (memory off) and `static` (worked
+    examples only, similarity, memory never written) answer the held-out set; the others
+    start from the worked examples, learn along the training stream from the judge's reward
+    on their own runs, then answer the held-out set with memory frozen. Results are written
+    task by task under --out, so --resume continues an interrupted run.
     """
-    from memory_agent.evals.agent_solver import AgentSolver
-    from memory_agent.evals.runner import default_run_name
     from memory_agent.evals.stream import (
-        learning_curve,
-        markdown_table,
+        CONTROLS,
+        StreamConfig,
+        agent_policy,
+        episodes,
+        episodes_done,
         resolve_families,
         run_stream,
-        summary,
+        seconds_left,
     )
 
     names = resolve_families(_split_names(families), with_distractors=distractors)
     from memory_agent.policies.registry import POLICY_NAMES
 
-    wanted = _split_names(policies) if policies else ["none", *POLICY_NAMES]
-    chosen = [check_policy(p) for p in wanted]
+    wanted = _split_names(policies) if policies else [*CONTROLS, *POLICY_NAMES]
+    chosen = [p if p in CONTROLS else check_policy(p) for p in wanted]
     if not chosen:
         raise InvalidInputError("Give at least one policy (--policies none,similarity).")
-    if tasks < 1 or holdout < 1 or seeds < 1 or worked < 0:
+    if seeds < 1:
+        raise InvalidInputError("--seeds must be at least 1.")
+    if budget_minutes is not None and budget_minutes <= 0:
+        raise InvalidInputError("--budget-minutes must be above 0.")
+    config = StreamConfig(
+        families=names, tasks=tasks, holdout=holdout, worked=worked, drift=drift,
+        drift_at=drift_at, lenient=(0.3 if drift else 0.0) if lenient is None else lenient,
+    )  # fmt: skip
+    if drift and not config.drifted:
         raise InvalidInputError(
-            "--tasks, --holdout and --seeds must be at least 1, --worked at least 0."
+            "--drift needs a family with a drifted format: count_bits, spell_backward or "
+            "letter_counting."
         )
     settings = _settings(ctx, model, base_url)
-    folder = out or settings.home / "evals" / default_run_name("stream")
+    seed_list = list(range(seed, seed + seeds))
+    if report_only:
+        from memory_agent.evals.stream import check_config, finished_runs
+
+        if out is None or not (out / "stream.json").exists():
+            raise InvalidInputError("--report-only needs the --out of an existing stream run.")
+        check_config(out, config, resume=True)
+        outcome = finished_runs(out, chosen, seed_list)
+        _report_stream(outcome, config, chosen, seed_list, out, plot, settings, 0.0,
+                       as_json=as_json)  # fmt: skip
+        return
+    folder = out or settings.home / "evals" / default_run_name_for_stream()
     if folder.exists() and any(folder.iterdir()) and not resume:
         raise InvalidInputError(f"{folder} is not empty; add --resume or choose another --out.")
+    shared: dict[str, Any] = {}
 
-    def factory(policy: str, home: Path) -> AgentSolver:
-        # a fresh database per policy and seed, so no policy sees another's cases
+    def factory(policy: str, home: Path) -> Any:
+        from memory_agent.evals.agent_solver import AgentSolver
+        from memory_agent.evals.stream import judge
+
+        # a fresh database per policy and seed, so no policy sees another's cases; one chat
+        # model and one embedder for all of them, so each loads once per process
+        if not shared:
+            from memory_agent.llm import make_chat_model
+            from memory_agent.store.embedder import embedder_from_settings
+
+            shared["llm"] = make_chat_model(settings)
+            shared["embedder"] = embedder_from_settings(settings)
         fresh = settings.replace(home=home, database_url=None)
-        return AgentSolver(fresh, policy=policy)
+        return AgentSolver(fresh, policy=agent_policy(policy), llm=shared["llm"],
+                           embedder=shared["embedder"], judge=judge)  # fmt: skip
 
     started = time.perf_counter()
-    runs = run_stream(
-        families=names, policies=chosen, tasks=tasks, holdout=holdout,
-        seeds=list(range(seed, seed + seeds)), solver_factory=factory, out=folder,
-        worked_examples=worked, resume=resume, progress=lambda text: typer.echo(text, err=True),
-    )  # fmt: skip
-    elapsed = time.perf_counter() - started
-    table = summary(runs)
-    seed_list = list(range(seed, seed + seeds))
-    title = (
-        f"{'+'.join(names)}: {tasks} train / {holdout} held-out, {_model_name(settings)}, "
-        f"{seeds} seed(s)"
+    outcome = _run_with_bar(
+        lambda hook: run_stream(
+            config=config,
+            policies=chosen,
+            seeds=seed_list,
+            solver_factory=factory,
+            out=folder,
+            resume=resume,
+            deadline=seconds_left(budget_minutes),
+            progress=hook,
+        ),  # fmt: skip
+        total=episodes(config, chosen, seed_list),
+        done=episodes_done(folder, chosen, seed_list) if resume else 0,
     )
-    png = learning_curve(runs, folder / "learning_curve.png", title=title)
-    if plot is not None:
+    elapsed = time.perf_counter() - started
+    _report_stream(
+        outcome, config, chosen, seed_list, folder, plot, settings, elapsed, as_json=as_json
+    )
+
+
+def default_run_name_for_stream() -> str:
+    from memory_agent.evals.runner import default_run_name
+
+    return default_run_name("stream")
+
+
+def _run_with_bar(run: Any, *, total: int, done: int) -> Any:
+    """Run the stream under a rich progress bar over all its agent runs (stderr)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+    ) as bar:  # fmt: skip
+        bar_id = bar.add_task("stream", total=total, completed=done)
+        tally: dict[str, list[int]] = {}
+
+        def hook(label: str, record: dict[str, Any] | None) -> None:
+            if record is None:
+                bar.update(bar_id, description=label)
+                return
+            right, seen = tally.setdefault(label, [0, 0])
+            tally[label] = [right + (record.get("score") is True), seen + 1]
+            right, seen = tally[label]
+            bar.update(bar_id, advance=1, description=f"{label} {right}/{seen} right")
+
+        return run(hook)
+
+
+def _report_stream(
+    outcome: Any,
+    config: Any,
+    chosen: list[str],
+    seed_list: list[int],
+    folder: Path,
+    plot: Path | None,
+    settings: Settings,
+    elapsed: float,
+    *,
+    as_json: bool,
+) -> None:
+    from memory_agent.evals.stream import learning_curve
+    from memory_agent.evals.stream_report import json_figures, markdown_table, summary
+
+    runs = outcome.runs
+    table = summary(runs)
+    drift = f", drift at {config.drift_index}, lenient {config.lenient:g}" if config.drift else ""
+    title = (
+        f"{'+'.join(config.families)}: {config.tasks} train / {config.holdout} held-out per "
+        f"seed{drift}, {_model_name(settings)}, seeds {','.join(map(str, seed_list))}"
+    )
+    png = learning_curve(runs, folder / "learning_curve.png", title=title) if runs else None
+    if plot is not None and runs:
         learning_curve(runs, plot, title=title)
-    report = markdown_table(table, seed_list)
-    (folder / "report.md").write_text(f"# Stream {title}\n\n{report}", encoding="utf-8")
+    report = markdown_table(table, seed_list) if runs else "No (seed, policy) finished yet.\n"
+    status = (
+        ""
+        if outcome.complete
+        else "\nNot every (seed, policy) has finished; continue with --resume.\n"
+    )
+    (folder / "report.md").write_text(f"# Stream {title}\n\n{report}{status}", encoding="utf-8")
+    finished = [[r.seed, r.policy] for r in runs]
     result: dict[str, Any] = {
-        "holdout": {p: row["holdout"] for p, row in table.items()},
-        "holdout_std": {p: row["holdout_std"] for p, row in table.items()},
-        "holdout_per_seed": {p: row["holdout_per_seed"] for p, row in table.items()},
-        "train": {p: row["train"] for p, row in table.items()},
-        "tasks": tasks,
-        "holdout_tasks": holdout,
-        "worked_examples_per_family": worked,
-        "families": names,
+        **json_figures(table),
+        "complete": outcome.complete,
+        "finished": finished,
+        "tasks": config.tasks,
+        "holdout_tasks": config.holdout,
+        "worked_examples_per_family": config.worked,
+        "families": config.families,
+        "drift": config.drift,
+        "drifted_families": config.drifted,
+        "drift_index": config.drift_index,
+        "lenient": config.lenient,
+        "policies": chosen,
         "seeds": seed_list,
         "model": _model_name(settings),
         "elapsed_s": round(elapsed, 1),
         "out": str(folder),
-        "plot": str(png),
+        "plot": None if png is None else str(png),
     }
+    (folder / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if as_json:
         print_json(result)
         return
-    sys.stdout.write(report)
-    typer.echo(f"Learning curve: {png}\nRuns: {folder}  ({elapsed:.0f} s)")
+    sys.stdout.write(report + status)
+    if png is not None:
+        typer.echo(f"Learning curve: {png}")
+    typer.echo(f"Runs: {folder}  ({elapsed:.0f} s)")
 
 
 def _split_names(text: str) -> list[str]:

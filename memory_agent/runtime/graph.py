@@ -198,6 +198,7 @@ class Episode:
                 max_tokens=self.style.max_tokens(settings),
                 stop=list(self.style.stop),
                 temperature=settings.runtime.temperature,
+                **self.style.chat_options(self.llm, self.tools),
             )
         except Exception as exc:  # any backend failure ends the attempt, never the process
             return self._fail(s, out, "llm", f"LLM call failed: {type(exc).__name__}: {exc}")

@@ -102,6 +102,9 @@ class CaseRecall:
             shown=shown,
             scores=[round(x, 4) for x in selection.scores],
             explored=selection.explored,
+            # Why: every candidate's similarity, value (and the outcomes it rests on), score,
+            # and whether it was shown as an exploration pick (`logs show RUN --why`).
+            considered=[c.to_json() for c in selection.considered],
         )
         return {
             "shown": shown,

@@ -2,7 +2,8 @@
 
 `code` (small models): cases are prior turns, the reply is one line of Python, and its
 output is the answer. `react` (capable models): worked examples, a plan citing cases, tool
-calls with observations, then a FINAL ANSWER. See `prompts` for the texts themselves.
+calls with observations, then a FINAL ANSWER; with a model that takes native tool calls,
+the tools also go out as the API's `tools` (`chat_options`). See `prompts` for the texts.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from memory_agent.runtime.prompts import ShownCase
 from memory_agent.runtime.state import EpisodeState, EpisodeUpdate, Pending, RetryNote, no_action
 
 if TYPE_CHECKING:
-    from memory_agent.llm.base import Message
+    from memory_agent.llm.base import ChatModel, Message
     from memory_agent.settings import Settings
     from memory_agent.tools.base import ToolRegistry, ToolResult
 
@@ -43,6 +44,10 @@ class PromptStyle(ABC):
 
     def max_tokens(self, settings: Settings) -> int:
         return settings.runtime.max_new_tokens
+
+    def chat_options(self, llm: ChatModel, tools: ToolRegistry) -> dict[str, Any]:
+        """Extra arguments for the model's `chat` (none by default)."""
+        return {}
 
     @abstractmethod
     def prompt(
@@ -120,6 +125,17 @@ class ReactStyle(PromptStyle):
     name = "react"
     # The model must not invent the tool's observation: stop where it would write one.
     stop = (prompts.OBSERVATION_MARKER,)
+
+    def chat_options(self, llm: ChatModel, tools: ToolRegistry) -> dict[str, Any]:
+        """The tools as the API's `tools`, for a model that takes native tool calls (its
+        `native_tools` is not False); its tool calls come back as ACTION lines, so `parse`
+        reads both. The prompt still describes the text protocol: a server that ignores
+        `tools` gets the same task in words."""
+        from memory_agent.runtime.tool_calls import tool_specs
+
+        if getattr(llm, "native_tools", False) is False or not tools.names():
+            return {}
+        return {"tools": tool_specs(tools)}
 
     def prompt(
         self, s: EpisodeState, cases: Sequence[ShownCase], tools: ToolRegistry

@@ -111,6 +111,26 @@ class ToolCalls:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
+def tool_specs(tools: ToolRegistry) -> list[dict[str, Any]]:
+    """The tools as OpenAI function specs, for models that take native tool calls. A tool
+    names its arguments with a one-line description each; they are sent as strings unless
+    the tool carries a JSON schema of its own (`input_schema`, as MCP tools do)."""
+    specs = []
+    for name in tools.names():
+        tool = tools.get(name)
+        schema = getattr(tool, "input_schema", None)
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            schema = {
+                "type": "object",
+                "properties": {arg: {"type": "string", "description": text}
+                               for arg, text in tool.parameters.items()},
+            }  # fmt: skip
+        specs.append({"type": "function",
+                      "function": {"name": name, "description": tool.description,
+                                   "parameters": schema}})  # fmt: skip
+    return specs
+
+
 def jsonable(value: Any) -> Any:
     """`value` with anything JSON cannot hold replaced by its repr, for logs and checkpoints."""
     if isinstance(value, dict):
