@@ -227,3 +227,47 @@ def test_cli_bad_input(isolated_home: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", "hi", "--skill", "nope"])
     assert result.exit_code == 3 and "No skill 'nope'" in result.output
     assert stored_files(isolated_home) == []
+
+
+def test_cli_combine_show_export_import_delete(isolated_home: Path, tmp_path: Path) -> None:
+    import json
+
+    from memory_agent.llm.local import LocalChatModel
+    from memory_agent.skills.base import base_of
+
+    local = LocalChatModel()
+    base = base_of(local.name, local.gguf)  # the real base: the CLI checks skills against it
+    with CaseMemory(Settings(home=isolated_home), embedder=HashEmbedder()) as memory:  # type: ignore[arg-type]
+        library = SkillLibrary.of(memory)
+        library.add_adapter("a", adapter("a", 1), base, scale=2.0)
+        library.add_adapter("b", adapter("b", 2), base)
+    runner = CliRunner()
+    result = runner.invoke(app, ["skills", "combine", "past", "--from", "a:1", "--from", "b:-1"])
+    assert result.exit_code == 0, result.output
+    assert "past@1 (rank 4) = 1·a@1 + -1·b@1" in result.output
+    listed = json.loads(runner.invoke(app, ["skills", "list", "--json"]).output)
+    assert [(s["skill"], s["kind"], s["rank"]) for s in listed] == [
+        ("a@1", "added", 2), ("b@1", "added", 2), ("past@1", "combined", 4)]  # fmt: skip
+    shown = json.loads(runner.invoke(app, ["skills", "show", "past"]).output)
+    assert shown["recipe"]["terms"][0] == {"skill": "a@1", "weight": 1.0, "scale": 2.0}
+    assert shown["base_hash"] == base.sha256 and shown["versions"] == [1]
+    exported = tmp_path / "past.skill"
+    assert runner.invoke(app, ["skills", "export", "past", str(exported)]).exit_code == 0
+    result = runner.invoke(app, ["skills", "import", str(exported), "--name", "copy"])
+    assert result.exit_code == 0 and "Imported copy@1" in result.output
+    with CaseMemory(Settings(home=isolated_home), embedder=HashEmbedder()) as memory:  # type: ignore[arg-type]
+        library = SkillLibrary.of(memory)
+        copy, past = (
+            library.load(library.get("copy"), base),
+            library.load(library.get("past"), base),
+        )
+        for layer in LAYERS:
+            assert torch.equal(delta(copy, layer), delta(past, layer))
+            expected = 2.0 * delta(adapter("a", 1), layer) - delta(adapter("b", 2), layer)
+            assert torch.allclose(delta(past, layer), expected, atol=1e-5)
+    result = runner.invoke(app, ["skills", "delete", "copy"])
+    assert result.exit_code == 0 and "Deleted copy@1" in result.output
+    result = runner.invoke(app, ["skills", "combine", "x", "--from", "nope:1"])
+    assert result.exit_code == 3 and "No skill 'nope'" in result.output
+    assert stored_files(isolated_home) == ["a-v1.safetensors", "b-v1.safetensors",
+                                           "past-v1.safetensors"]  # fmt: skip

@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,8 @@ def random_skill(model: Any, name: str, seed: int, kinds: set[str], size: float)
     return LoraWeights(name, modules, scaling=1.0)
 
 
-def no_hooks(model: Any) -> bool:
-    return all(not m._forward_hooks for m in model.modules())
+def hooks(model: Any) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
 def test_train_store_inject_and_remove_leaves_the_base_bit_identical(
@@ -94,6 +95,7 @@ def test_train_store_inject_and_remove_leaves_the_base_bit_identical(
     )  # fmt: skip
     memory.add("Spell 'cat' backward.", plan="'cat'[::-1]", outcome="failure", reward=0.0)
     library = SkillLibrary.of(memory)
+    hooks_before = hooks(local_model.loaded()[1])
     options = TrainOptions(steps=3, rank=2, batch_size=2, eval_every=1, patience=5,
                            max_length=160, layers=2, held_out=0.25)  # fmt: skip
     seen: list[int] = []
@@ -114,6 +116,7 @@ def test_train_store_inject_and_remove_leaves_the_base_bit_identical(
     assert {m.split(".")[2] for m in skill.modules} == {"28", "29"}  # the last 2 blocks
 
     _tokenizer, model = local_model.loaded()
+    assert hooks(model) == hooks_before  # training caught the frozen blocks' states and left
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     before_text = local_model.chat(PROMPT, max_tokens=20).text
     before = logits(local_model, PROMPT)
@@ -127,7 +130,7 @@ def test_train_store_inject_and_remove_leaves_the_base_bit_identical(
     assert torch.equal(logits(local_model, PROMPT), before)
     assert local_model.chat(PROMPT, max_tokens=20).text == before_text
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
-    assert no_hooks(model)
+    assert hooks(model) == hooks_before
 
 
 def test_hooks_add_exactly_the_merged_delta_of_several_skills(
@@ -148,15 +151,21 @@ def test_hooks_add_exactly_the_merged_delta_of_several_skills(
                                         return_dict=True)["input_ids"]  # fmt: skip
     with torch.inference_mode():
         expected = merged(ids).logits[0, -1]
+    plain = logits(local_model, PROMPT)
     local_model.inject(first, 0.5)
     local_model.inject(second, -1.0)
     try:
         assert set(local_model.adapters) == {"a", "b"}
         hooked = logits(local_model, PROMPT)
+        # another thread using the same instance (agents of an eval sharing one model) does
+        # not get this thread's skills
+        with ThreadPoolExecutor(1) as pool:
+            assert torch.equal(pool.submit(logits, local_model, PROMPT).result(), plain)
     finally:
         local_model.clear_adapters()
     assert torch.allclose(hooked, expected, atol=2e-3), (hooked - expected).abs().max()
-    assert not torch.allclose(hooked, logits(local_model, PROMPT), atol=1e-2)
+    assert not torch.allclose(hooked, plain, atol=1e-2)
+    assert torch.equal(logits(local_model, PROMPT), plain)
     with pytest.raises(ValueError, match="the model has no layer"):
         local_model.inject(LoraWeights("bad", {"model.layers.99.mlp.up_proj": (
             torch.zeros(1, 576), torch.zeros(1536, 1))}, 1.0))  # fmt: skip
@@ -166,6 +175,7 @@ def test_the_router_picks_skills_per_task_and_the_run_log_says_so(
     local_model: LocalChatModel, minilm: Any, isolated_home: Path
 ) -> None:
     _tokenizer, model = local_model.loaded()
+    hooks_before = hooks(model)
     memory = CaseMemory(Settings(home=isolated_home), embedder=minilm)
     library = SkillLibrary.of(memory)
     base = base_of(local_model.name, local_model.gguf)
@@ -189,7 +199,7 @@ def test_the_router_picks_skills_per_task_and_the_run_log_says_so(
         other = agent.run("Spell the word 'planet' backward.", learn=False)
         (event,) = skill_events(agent, other.run_id)
         assert event["skills"] == [] and event["scores"]["gcd@1"] < 0.6
-        assert local_model.adapters == {} and no_hooks(model)
+        assert local_model.adapters == {} and hooks(model) == hooks_before
     with MemoryAgent(settings, llm=local_model, memory=memory, policy="none", skills=False) as off:
         assert skill_events(off, off.run(gcd_tasks[0], learn=False).run_id) == []
     with MemoryAgent(
@@ -198,7 +208,7 @@ def test_the_router_picks_skills_per_task_and_the_run_log_says_so(
         run = fixed.run("Spell the word 'planet' backward.", learn=False)
         (event,) = skill_events(fixed, run.run_id)
         assert event == {"mode": "fixed", "skills": [{"skill": "gcd@1", "scale": 0.25}]}
-    assert local_model.adapters == {} and no_hooks(model)
+    assert local_model.adapters == {} and hooks(model) == hooks_before
     memory.close()
 
 
@@ -274,13 +284,18 @@ def test_llama_cpp_server_serves_the_base_gguf_with_the_exported_adapter(
     direct = llama_cpp.Llama(model_path=str(local_model.gguf), lora_path=str(target), n_ctx=256,
                              verbose=False, n_threads=1)  # fmt: skip
     expected = direct(prompt, max_tokens=8, temperature=0.0)["choices"][0]["text"]
+    plain = llama_cpp.Llama(model_path=str(local_model.gguf), n_ctx=256, verbose=False,
+                            n_threads=1)(prompt, max_tokens=8, temperature=0.0)  # fmt: skip
+    assert plain["choices"][0]["text"][:8] != expected[:8]  # the adapter changes the reply
     port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(local_model.gguf),
-         "--lora_path", str(target), "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "256", "--n_threads", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    log = tmp_path / "server.log"
+    with log.open("wb") as sink:  # a file: a full pipe would block the server's logging
+        server = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(local_model.gguf),
+             "--lora_path", str(target), "--host", "127.0.0.1", "--port", str(port),
+             "--n_ctx", "256", "--n_threads", "1"],
+            stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
         deadline = time.time() + 120
         while True:
@@ -289,9 +304,7 @@ def test_llama_cpp_server_serves_the_base_gguf_with_the_exported_adapter(
                 break
             except OSError:
                 if server.poll() is not None or time.time() > deadline:
-                    raise AssertionError(
-                        server.stderr.read().decode() if server.stderr else ""
-                    ) from None
+                    raise AssertionError(log.read_text(errors="replace")) from None
                 time.sleep(0.5)
         body = json.dumps({"prompt": prompt, "max_tokens": 8, "temperature": 0.0}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=body,
@@ -299,5 +312,11 @@ def test_llama_cpp_server_serves_the_base_gguf_with_the_exported_adapter(
         reply = json.loads(urllib.request.urlopen(request, timeout=60).read())
     finally:
         server.terminate()
-        server.wait(timeout=30)
-    assert reply["choices"][0]["text"] == expected
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    assert "lora" in log.read_text(errors="replace").lower()  # it did load the adapter
+    # The server's batching may round the last digits differently; the start is the adapter's.
+    assert reply["choices"][0]["text"][:8] == expected[:8], (reply, expected)

@@ -139,6 +139,9 @@ def progress_printer(console: Console) -> Any:
             )
         elif kind == "memory":
             console.print(f"[dim]stored as case {data.get('case_id')}[/dim]")
+        elif kind == "skills":
+            chosen = ", ".join(f"{s['skill']}:{s['scale']:g}" for s in data.get("skills", []))
+            console.print(f"[blue]skills[/blue] {chosen or 'none'} ({data.get('name')})")
 
     return show
 

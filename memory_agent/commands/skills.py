@@ -71,6 +71,9 @@ def train(
     ] = None,
     steps: Annotated[int, typer.Option(min=1, max=100_000, help="Most training steps.")] = 200,
     rank: Annotated[int, typer.Option(min=1, max=256, help="LoRA rank.")] = 8,
+    layers: Annotated[
+        int, typer.Option(min=1, max=1000, help="Adapt the last N transformer blocks.")
+    ] = 8,
     lr: Annotated[float, typer.Option(min=1e-7, max=1.0, help="Learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option(min=1, max=512)] = 8,
     max_length: Annotated[
@@ -100,8 +103,9 @@ def train(
     if filter_text is not None and family is not None:
         raise InvalidInputError("Give --filter or --family, not both.")
     options = TrainOptions(
-        steps=steps, rank=rank, learning_rate=lr, batch_size=batch_size, max_length=max_length,
-        held_out=held_out, eval_every=eval_every, patience=patience, seed=seed, threads=threads,
+        steps=steps, rank=rank, layers=layers, learning_rate=lr, batch_size=batch_size,
+        max_length=max_length, held_out=held_out, eval_every=eval_every, patience=patience,
+        seed=seed, threads=threads,
     )  # fmt: skip
     settings = state(ctx).settings()
     llm = _local_model(settings)

@@ -200,7 +200,9 @@ class LocalChatModel:
         self.gguf = gguf or smollm2_gguf_path()
         self.name = name
         self.threads = threads
-        self._adapters: dict[str, tuple[Adapter, float]] = {}
+        # Per thread: agents in several threads may share one instance (the eval solver does),
+        # and one run's skills must not reach another's calls.
+        self._local = threading.local()
 
     def load(self) -> None:
         """Load the weights now (otherwise the first call does)."""
@@ -213,13 +215,20 @@ class LocalChatModel:
     # ------------------------------------------------------------------ adapters
 
     @property
+    def _adapters(self) -> dict[str, tuple[Adapter, float]]:
+        found: dict[str, tuple[Adapter, float]] | None = getattr(self._local, "adapters", None)
+        if found is None:
+            found = self._local.adapters = {}
+        return found
+
+    @property
     def adapters(self) -> Mapping[str, tuple[Adapter, float]]:
-        """The adapters this model's calls apply, by name, with their scales."""
+        """The adapters this model's calls from this thread apply, by name, with scales."""
         return dict(self._adapters)
 
     def inject(self, adapter: Adapter, scale: float = 1.0) -> None:
-        """Apply `adapter` at `scale` to this instance's calls from now on (replacing one of
-        the same name). The base weights are not touched and nothing is reloaded."""
+        """Apply `adapter` at `scale` to this instance's calls from this thread from now on
+        (replacing one of the same name). The base weights are not touched, nothing reloads."""
         _tokenizer, model = _load(self.gguf)
         check_adapter(model, adapter)
         self._adapters[adapter.name] = (adapter, float(scale))

@@ -100,6 +100,8 @@ class SkillInjector:
                 info = record.metrics.get("router") or {}
                 if record.base_hash != base.sha256 or info.get("embedder") != embedder:
                     continue
+                if record.prompt_style != getattr(self.llm, "prompt_style", None):
+                    continue  # trained on another chat format than the model is prompted with
                 try:
                     weights, _scale = self._load(SkillSpec(record.name, record.version))
                 except InvalidInputError as exc:  # one damaged skill must not stop the runs
