@@ -19,6 +19,7 @@ Where bwrap cannot run the tool refuses, saying how to enable it, unless the set
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,11 @@ def _python_roots() -> list[str]:
     return kept
 
 
-def bwrap_command(workspace: Path, python_args: list[str]) -> list[str]:
-    """The bubblewrap command line running `python -I -B *python_args` in `workspace`."""
+def bwrap_command(
+    workspace: Path, python_args: list[str], seccomp_fd: int | None = None
+) -> list[str]:
+    """The bubblewrap command line running `python -I -B *python_args` in `workspace`; with
+    `seccomp_fd`, bwrap loads the seccomp program readable there (sandbox_seccomp.py)."""
     command = [
         BWRAP,
         "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534",
@@ -144,6 +148,8 @@ def bwrap_command(workspace: Path, python_args: list[str]) -> list[str]:
     ]  # fmt: skip
     for key, value in _ENV.items():
         command += ["--setenv", key, value]
+    if seccomp_fd is not None:
+        command += ["--seccomp", str(seccomp_fd)]
     # sys.executable, not its target: a venv's python finds its site-packages by its path.
     return [*command, "--", sys.executable, "-I", "-B", *python_args]
 
@@ -154,15 +160,40 @@ def bwrap_problem() -> str | None:
     if not os.access(BWRAP, os.X_OK):
         return f"{BWRAP} is not installed"
     probe = Path("/tmp") if os.path.isdir("/tmp") else Path.cwd()
-    command = bwrap_command(probe, ["-c", "import encodings, _socket"])
-    try:
-        done = subprocess.run(command, capture_output=True, timeout=20)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"{BWRAP} failed to start: {exc}"
+    with _seccomp_program() as fd:
+        command = bwrap_command(probe, ["-c", "import encodings, _socket"], fd)
+        try:
+            done = subprocess.run(
+                command, capture_output=True, timeout=20, pass_fds=() if fd is None else (fd,)
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"{BWRAP} failed to start: {exc}"
     if done.returncode != 0:
         reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
         return f"{BWRAP} failed: {reason[-1] if reason else f'exit status {done.returncode}'}"
     return None
+
+
+@contextlib.contextmanager
+def _seccomp_program() -> Iterator[int | None]:
+    """A descriptor bwrap reads the seccomp program from (a pipe holding all of it), or None
+    where there is no filter for this architecture."""
+    from memory_agent.tools.sandbox_seccomp import program
+
+    code = program()
+    if code is None:
+        yield None
+        return
+    read, write = os.pipe()
+    try:
+        os.write(write, code)  # a few hundred bytes: far below a pipe's buffer
+        os.close(write)
+        write = -1
+        yield read
+    finally:
+        os.close(read)
+        if write >= 0:
+            os.close(write)
 
 
 def bwrap_available() -> bool:
@@ -228,8 +259,10 @@ def run_python(
     hook = [] if audit_hook else ["--no-audit-hook"]
     problem = bwrap_problem()
     env: dict[str, str] | None = None
+    seccomp: contextlib.AbstractContextManager[int | None] = contextlib.nullcontext(None)
+    command: list[str] = []
     if problem is None:
-        command = bwrap_command(workspace, [_CHILD_INSIDE, WORKSPACE, *limits, *hook])
+        seccomp = _seccomp_program()
         isolated = network_isolated = True
         env = {}
     elif allow_unisolated:
@@ -243,15 +276,21 @@ def run_python(
     else:
         raise SandboxUnavailableError(HOW_TO_ENABLE.format(reason=problem))
     started = time.perf_counter()
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=workspace,
-        env=env,
-        start_new_session=True,  # its own process group, so a timeout kills everything
-    )
+    with seccomp as seccomp_fd:
+        if isolated:
+            command = bwrap_command(
+                workspace, [_CHILD_INSIDE, WORKSPACE, *limits, *hook], seccomp_fd
+            )
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=workspace,
+            env=env,
+            start_new_session=True,  # its own process group, so a timeout kills everything
+            pass_fds=() if seccomp_fd is None else (seccomp_fd,),
+        )
     timed_out = too_many = False
     deadline = started + timeout_s
     stdin: bytes | None = code.encode("utf-8")
