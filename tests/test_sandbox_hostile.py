@@ -539,3 +539,38 @@ def test_clone3_is_refused_but_threads_and_fork_still_work(workspace: Path) -> N
         workspace,
     )
     assert run.stdout.split() == ["-1", "ENOSYS", "[1]", "7"], run.stderr
+
+
+def test_filling_the_disk_with_many_files_is_stopped_at_the_workspace_cap(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file stays under the 64 MB file-size limit; together they would fill the disk."""
+    monkeypatch.setattr(python_sandbox, "WORKSPACE_GROWTH_BYTES", 32 * 2**20)
+    (workspace / "attachment.bin").write_bytes(os.urandom(2**20))  # there before: not counted
+    run = hostile(
+        "import os\nblock = os.urandom(1 << 20)\ni = 0\nwhile True:\n"
+        "    with open(f'fill{i}', 'wb') as f:\n"
+        "        for _ in range(8):\n            f.write(block)\n    i += 1",
+        workspace,
+        timeout_s=20,
+    )
+    used, _entries = python_sandbox.workspace_usage(workspace, 10**6)
+    assert run.disk_full and not run.timed_out, run
+    assert run.elapsed_s < 10
+    # Killed at the cap plus what it wrote between two looks of the watchdog.
+    assert 33 * 2**20 < used < (1 + 32 + 64) * 2**20, used
+    assert "workspace grew past its limit" in (python_sandbox.describe_failure(run, 20) or "")
+
+
+def test_an_inode_flood_is_stopped_at_the_workspace_cap(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(python_sandbox, "WORKSPACE_MAX_ENTRIES", 2000)
+    run = hostile(
+        "import os\nos.mkdir('d')\ni = 0\nwhile True:\n    open(f'd/{i}', 'w').close()\n    i += 1",
+        workspace,
+        timeout_s=20,
+    )
+    _used, entries = python_sandbox.workspace_usage(workspace, 10**7)
+    assert run.disk_full and not run.timed_out, run
+    assert 2000 < entries < 50_000, entries

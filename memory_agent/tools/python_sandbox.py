@@ -49,6 +49,16 @@ _TMP_BYTES = 64 * 1024 * 1024
 # counting the sandbox's PID namespace every _WATCH_S seconds kills a fork bomb.
 MAX_PROCESSES = 64
 _WATCH_S = 0.05
+# The workspace as a whole (RLIMIT_FSIZE caps each file at 64 MB, not their number): a run may
+# make it at most WORKSPACE_GROWTH_BYTES bigger than it was at the start, and hold at most
+# WORKSPACE_MAX_ENTRIES more files and folders (an inode flood fills a disk too). A watchdog
+# measures it every _DISK_WATCH_S and kills the sandbox past either; between two looks the
+# code can write at most what the disk takes in that time, so the cap can be overshot by
+# that much (tens of MB), never without bound. (A size-limited tmpfs would be exact, but
+# the workspace must persist on the host between calls and for the agent to read.)
+WORKSPACE_GROWTH_BYTES = 256 * 1024 * 1024
+WORKSPACE_MAX_ENTRIES = 20_000
+_DISK_WATCH_S = 0.1
 # Files of /etc that programs may read; never passwd/shadow, /etc/ssl/private and the like.
 # Bind nothing root-only: when the agent runs as root, the sandbox's uid maps to root outside,
 # so inside it owns root's files (read-only binds keep them unwritable, not unreadable).
@@ -90,6 +100,7 @@ class SandboxRun:
     network_isolated: bool
     isolated: bool = False  # ran inside bubblewrap
     too_many_processes: bool = False  # killed by the process-count watchdog
+    disk_full: bool = False  # killed by the workspace-size watchdog
 
 
 def _python_roots() -> list[str]:
@@ -235,6 +246,28 @@ def _count_sandbox_processes(bwrap_pid: int) -> int:
     return count
 
 
+def workspace_usage(workspace: Path, max_entries: int) -> tuple[int, int]:
+    """(bytes allocated on disk, entries) under `workspace`, not following symlinks; stops
+    counting entries past `max_entries` (the caller only needs to know it is over)."""
+    total = entries = 0
+    stack = [str(workspace)]
+    while stack and entries <= max_entries:
+        try:
+            with os.scandir(stack.pop()) as scan:
+                for entry in scan:
+                    entries += 1
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue  # removed meanwhile
+                    total += info.st_blocks * 512  # allocated, so sparse files count true
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+        except OSError:
+            continue
+    return total, entries
+
+
 def _clip(text: str) -> str:
     return text if len(text) <= _MAX_OUTPUT else text[:_MAX_OUTPUT] + "\n…[output truncated]"
 
@@ -291,8 +324,12 @@ def run_python(
             start_new_session=True,  # its own process group, so a timeout kills everything
             pass_fds=() if seccomp_fd is None else (seccomp_fd,),
         )
-    timed_out = too_many = False
+    timed_out = too_many = disk_full = False
     deadline = started + timeout_s
+    start_bytes, start_entries = workspace_usage(workspace, 10**9)
+    disk_cap = start_bytes + WORKSPACE_GROWTH_BYTES
+    entry_cap = start_entries + WORKSPACE_MAX_ENTRIES
+    next_disk_look = started + _DISK_WATCH_S
     stdin: bytes | None = code.encode("utf-8")
     while True:
         # Short waits: between them the watchdog counts the sandbox's processes.
@@ -303,8 +340,12 @@ def run_python(
         except subprocess.TimeoutExpired:
             stdin = None
         too_many = isolated and _count_sandbox_processes(process.pid) > MAX_PROCESSES
+        if isolated and time.perf_counter() >= next_disk_look:
+            used, entries = workspace_usage(workspace, entry_cap)
+            disk_full = used > disk_cap or entries > entry_cap
+            next_disk_look = time.perf_counter() + _DISK_WATCH_S
         timed_out = time.perf_counter() >= deadline
-        if too_many or timed_out:
+        if too_many or disk_full or timed_out:
             # Killing bwrap kills its init in the sandbox (--die-with-parent), and the kernel
             # then kills every process of that PID namespace, whatever its session or group.
             try:
@@ -320,11 +361,12 @@ def run_python(
         stdout=_clip(out.decode("utf-8", "replace")),
         stderr=_clip(err.decode("utf-8", "replace")),
         returncode=returncode,
-        timed_out=timed_out and not too_many,
+        timed_out=timed_out and not (too_many or disk_full),
         elapsed_s=time.perf_counter() - started,
         network_isolated=network_isolated,
         isolated=isolated,
         too_many_processes=too_many,
+        disk_full=disk_full and not too_many,
     )
 
 
@@ -334,6 +376,12 @@ def describe_failure(run: SandboxRun, timeout_s: float) -> str | None:
         return (
             f"too many processes (more than {MAX_PROCESSES}); the sandbox was killed. "
             "Run the work in one process."
+        )
+    if run.disk_full:
+        return (
+            f"the workspace grew past its limit ({WORKSPACE_GROWTH_BYTES // 2**20} MB more per "
+            f"run, at most {WORKSPACE_MAX_ENTRIES:,} files); the sandbox was killed. Write less, "
+            "or delete what is no longer needed."
         )
     if run.timed_out:
         return f"timed out after {timeout_s:g} s (killed)"
