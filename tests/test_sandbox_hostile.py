@@ -557,8 +557,9 @@ def test_filling_the_disk_with_many_files_is_stopped_at_the_workspace_cap(
     used, _entries = python_sandbox.workspace_usage(workspace, 10**6)
     assert run.disk_full and not run.timed_out, run
     assert run.elapsed_s < 10
-    # Killed at the cap plus what it wrote between two looks of the watchdog.
-    assert 33 * 2**20 < used < (1 + 32 + 64) * 2**20, used
+    # Killed past the cap, plus what it wrote between two looks of the watchdog (more on a
+    # busy machine); without the cap it would have written for 20 s, gigabytes.
+    assert 33 * 2**20 < used < (1 + 32 + 256) * 2**20, used
     assert "workspace grew past its limit" in (python_sandbox.describe_failure(run, 20) or "")
 
 
