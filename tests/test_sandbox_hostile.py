@@ -575,3 +575,49 @@ def test_an_inode_flood_is_stopped_at_the_workspace_cap(
     _used, entries = python_sandbox.workspace_usage(workspace, 10**7)
     assert run.disk_full and not run.timed_out, run
     assert 2000 < entries < 50_000, entries
+
+
+# Four processes of 200 MB each: every one is under the per-process address-space limit
+# (512 MB), together they hold 800 MB.
+MEMORY_HOGS = """\
+import os, time
+kids = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(200 * 2**20)
+        for i in range(0, len(block), 4096):
+            block[i] = 1
+        time.sleep(1)
+        os._exit(0)
+    kids.append(pid)
+print("held 200 MB:", sum(os.waitpid(pid, 0)[1] == 0 for pid in kids))
+"""
+
+
+def _leftover_cgroups() -> list[str]:
+    from memory_agent.tools.sandbox_cgroup import _ROOT
+
+    return [str(p) for p in _ROOT.glob("*/**/memory-agent-sandbox-*")]
+
+
+def test_processes_together_cannot_exceed_the_sandbox_memory(workspace: Path) -> None:
+    run = hostile(MEMORY_HOGS, workspace, timeout_s=20, memory_mb=512)
+    if not run.memory_cgroup:
+        pytest.skip("no writable cgroup hierarchy here: only the per-process RLIMIT_AS holds")
+    # The kernel's OOM killer, inside the sandbox's cgroup, stopped some of them.
+    held = int(run.stdout.split(":")[1]) if "held" in run.stdout else 0
+    assert held < 4, run
+    assert _leftover_cgroups() == []
+
+
+def test_without_the_cgroup_those_processes_would_hold_800_mb(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control: what stops them above is the cgroup."""
+    import contextlib
+
+    monkeypatch.setattr(python_sandbox, "sandbox_cgroup", lambda *_a: contextlib.nullcontext())
+    run = hostile(MEMORY_HOGS, workspace, timeout_s=20, memory_mb=512)
+    assert not run.memory_cgroup
+    assert run.stdout.strip() == "held 200 MB: 4", run

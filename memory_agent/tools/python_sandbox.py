@@ -6,7 +6,10 @@ mount, IPC, UTS and cgroup namespaces, on a read-only root holding only what Pyt
 other process's environment is visible), a minimal /dev, a small tmpfs /tmp and the task's
 workspace as the only writable place (mounted at /workspace). The child sets rlimits on
 itself (CPU seconds, address space, file size, processes), and at the time-out the whole
-PID namespace is killed, double-forked `setsid` grandchildren included.
+PID namespace is killed, double-forked `setsid` grandchildren included. A seccomp filter
+(sandbox_seccomp.py) denies the system calls that only attack the kernel or the namespaces;
+where a cgroup can be made (sandbox_cgroup.py) all the sandbox's processes share one memory
+and task limit; a watchdog caps how much a run may add to the workspace as a whole.
 
 On top of that the child installs an audit hook refusing processes, sockets, ctypes and
 writes outside the workspace. It is a second layer giving clear messages, not the boundary:
@@ -20,6 +23,7 @@ Where bwrap cannot run the tool refuses, saying how to enable it, unless the set
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import os
@@ -37,6 +41,7 @@ from typing import Any
 
 from memory_agent.errors import DependencyMissingError
 from memory_agent.tools.base import ToolContext, ToolResult
+from memory_agent.tools.sandbox_cgroup import join_command, sandbox_cgroup
 
 _CHILD = Path(__file__).with_name("sandbox_child.py")
 _MAX_OUTPUT = 16_000
@@ -49,6 +54,8 @@ _TMP_BYTES = 64 * 1024 * 1024
 # counting the sandbox's PID namespace every _WATCH_S seconds kills a fork bomb.
 MAX_PROCESSES = 64
 _WATCH_S = 0.05
+# The cgroup's task limit counts threads and bwrap's own two processes too.
+_CGROUP_EXTRA_TASKS = 8
 # The workspace as a whole (RLIMIT_FSIZE caps each file at 64 MB, not their number): a run may
 # make it at most WORKSPACE_GROWTH_BYTES bigger than it was at the start, and hold at most
 # WORKSPACE_MAX_ENTRIES more files and folders (an inode flood fills a disk too). A watchdog
@@ -100,6 +107,7 @@ class SandboxRun:
     network_isolated: bool
     isolated: bool = False  # ran inside bubblewrap
     too_many_processes: bool = False  # killed by the process-count watchdog
+    memory_cgroup: bool = False  # its processes shared one memory limit (a cgroup)
     disk_full: bool = False  # killed by the workspace-size watchdog
 
 
@@ -293,9 +301,11 @@ def run_python(
     problem = bwrap_problem()
     env: dict[str, str] | None = None
     seccomp: contextlib.AbstractContextManager[int | None] = contextlib.nullcontext(None)
+    cgroup: contextlib.AbstractContextManager[list[Path] | None] = contextlib.nullcontext(None)
     command: list[str] = []
     if problem is None:
         seccomp = _seccomp_program()
+        cgroup = sandbox_cgroup(memory_mb * 1024 * 1024, MAX_PROCESSES + _CGROUP_EXTRA_TASKS)
         isolated = network_isolated = True
         env = {}
     elif allow_unisolated:
@@ -308,12 +318,31 @@ def run_python(
         env.update(HOME=str(workspace), TMPDIR=str(workspace))
     else:
         raise SandboxUnavailableError(HOW_TO_ENABLE.format(reason=problem))
+    with cgroup as procs:
+        run = _run(code, workspace, command, env, seccomp, procs, timeout_s, isolated,
+                   limits + hook)  # fmt: skip
+    return dataclasses.replace(run, network_isolated=network_isolated, memory_cgroup=bool(procs))
+
+
+def _run(
+    code: str,
+    workspace: Path,
+    command: list[str],
+    env: dict[str, str] | None,
+    seccomp: contextlib.AbstractContextManager[int | None],
+    procs: list[Path] | None,
+    timeout_s: float,
+    isolated: bool,
+    child_args: list[str],
+) -> SandboxRun:
+    """Start the sandbox (joining the cgroup `procs` if any), feed it `code`, watch it."""
     started = time.perf_counter()
     with seccomp as seccomp_fd:
         if isolated:
-            command = bwrap_command(
-                workspace, [_CHILD_INSIDE, WORKSPACE, *limits, *hook], seccomp_fd
-            )
+            command = bwrap_command(workspace, [_CHILD_INSIDE, WORKSPACE, *child_args],
+                                    seccomp_fd)  # fmt: skip
+            if procs:
+                command = join_command(procs, command)
         process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
@@ -363,7 +392,7 @@ def run_python(
         returncode=returncode,
         timed_out=timed_out and not (too_many or disk_full),
         elapsed_s=time.perf_counter() - started,
-        network_isolated=network_isolated,
+        network_isolated=False,
         isolated=isolated,
         too_many_processes=too_many,
         disk_full=disk_full and not too_many,
