@@ -91,8 +91,16 @@ class _Observer:
             self.pending.pop(int(event["ids"][0]), None)
 
     def poll(self) -> None:
+        from memory_agent.errors import StoreConnectionError
+
         if not self.pending:
             return
+        try:
+            self._poll()
+        except StoreConnectionError:
+            pass  # the server is restarting (test_postgres_restart): look again next time
+
+    def _poll(self) -> None:
         self.memory.sync()
         now = time.time()
         by_ns: dict[str, list[int]] = {}

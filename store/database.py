@@ -135,16 +135,18 @@ def _keep_reconnecting(engine: Engine) -> None:
 
 
 def _unstorable_parameter(context: Any) -> BaseException | None:
-    """A value the driver cannot even send is bad input, whichever field it came in: a
-    Python int beyond 64 bits (SQLite's driver raises a bare OverflowError) or a string with
-    a lone surrogate, which has no UTF-8 form (UnicodeEncodeError). Say so instead of
-    showing a traceback; the transaction is rolled back, so nothing of the call is stored."""
+    """A value the database cannot even take is bad input, whichever field it came in: a
+    Python int beyond 64 bits (SQLite's driver raises a bare OverflowError, PostgreSQL says
+    "bigint out of range") or a string with a lone surrogate, which has no UTF-8 form
+    (UnicodeEncodeError). Say so instead of showing a traceback; the transaction is rolled
+    back, so nothing of the call is stored."""
     from memory_agent.errors import InvalidInputError
 
     exc = context.original_exception
-    if isinstance(exc, OverflowError):
+    # PostgreSQL takes the number and refuses it itself: numeric_value_out_of_range.
+    if isinstance(exc, OverflowError) or getattr(exc, "sqlstate", None) == "22003":
         return InvalidInputError(
-            f"A whole number given is outside the database's range ({exc}); ids and counts "
+            f"A number given is outside the database's range ({exc}); ids and counts "
             "are 64-bit integers, from -9223372036854775808 to 9223372036854775807; the "
             "operation was refused."
         )

@@ -353,3 +353,33 @@ def test_any_input_is_stored_or_refused_clearly_and_nothing_else_changes(
                     database_url=f"sqlite:///{folder / 'cases.db'}") as again:  # fmt: skip
         for ns in again.namespaces():
             again.list_cases(ns, limit=1000)
+
+
+@pytest.mark.parametrize("case_id", [2**63, -(2**63) - 1, 2**80])
+def test_an_id_beyond_64_bits_is_a_clear_error_on_both_backends(
+    database_url: str, isolated_home: Path, case_id: int
+) -> None:
+    """Found by the fuzzing above: SQLite's driver raised a bare OverflowError, PostgreSQL a
+    raw "bigint out of range"."""
+    from memory_agent.errors import InvalidInputError
+
+    with CaseMemory(Settings(home=isolated_home), embedder=HashEmbedder(),
+                    database_url=database_url) as memory:  # fmt: skip
+        kept = memory.add("a case that must stay", namespace="default")
+        with pytest.raises(InvalidInputError, match="outside the database's range"):
+            memory.get(case_id, namespace="default")
+        with pytest.raises(InvalidInputError, match="outside the database's range"):
+            memory.delete(case_id, namespace="default")
+        assert memory.get(kept.id, namespace="default").task == "a case that must stay"
+
+
+def test_a_lone_surrogate_in_any_text_field_is_a_clear_error(isolated_home: Path) -> None:
+    """Found by the fuzzing above: `source` is not checked for valid Unicode by validation,
+    and SQLite's driver raised a bare UnicodeEncodeError."""
+    from memory_agent.errors import InvalidInputError
+
+    with CaseMemory(Settings(home=isolated_home), embedder=HashEmbedder(),
+                    database_url=f"sqlite:///{isolated_home / 'c.db'}") as memory:  # fmt: skip
+        with pytest.raises(InvalidInputError, match="not valid Unicode"):
+            memory.add("task", source="\ud800")
+        assert memory.count() == 0

@@ -445,3 +445,179 @@ def test_tmp_is_a_small_private_tmpfs(workspace: Path) -> None:
     assert "stopped" in run.stdout, run.stdout + run.stderr
     assert int(run.stdout.split("written")[1]) <= 64
     assert not Path(f"/tmp/fill-{token}").exists()  # the host's /tmp never saw it
+
+
+# System calls the seccomp filter denies, as (name, number, arguments). Arguments are chosen
+# so that without the filter the kernel gets past its permission checks for the first group
+# (keyctl returns a keyring id, process_vm_readv reads nothing, the others fail on their
+# arguments): that they fail with EPERM inside the sandbox is the filter's doing.
+ALLOWED_BY_THE_KERNEL = [
+    ("keyctl", 250, (0, -3, 0)),  # KEYCTL_GET_KEYRING_ID of the session keyring
+    ("add_key", 248, (0, 0, 0, 0, 0)),
+    ("bpf", 321, (0, 0, 0)),
+    ("perf_event_open", 298, (0, 0, -1, -1, 0)),
+    ("process_vm_readv", 310, (1, 0, 0, 0, 0, 0)),
+    ("ptrace", 101, (3, 1, 0, 0)),  # PTRACE_PEEKUSER on the sandbox's init
+]
+# Denied by the filter and, for an unprivileged uid, also by the kernel: the filter makes it
+# two walls. (clone is called with a namespace flag: without any denial it would fork.)
+ALSO_DENIED = [
+    ("unshare(CLONE_NEWUSER)", 272, (0x10000000,)),
+    ("unshare(CLONE_NEWNET)", 272, (0x40000000,)),
+    ("setns", 308, (0, 0x40000000)),
+    ("mount", 165, (0, 0, 0, 0, 0)),
+    ("clone(CLONE_NEWUSER)", 56, (0x10000000 | 17, 0, 0, 0, 0)),
+    ("clone(CLONE_NEWNET)", 56, (0x40000000 | 17, 0, 0, 0, 0)),
+    ("userfaultfd", 323, (0,)),
+    ("init_module", 175, (0, 0, 0)),
+]
+SYSCALLS = """\
+import ctypes, errno, json
+libc = ctypes.CDLL(None, use_errno=True)
+out = {}
+for name, number, args in CALLS:
+    ctypes.set_errno(0)
+    result = libc.syscall(number, *[ctypes.c_long(a) for a in args])
+    out[name] = [result, errno.errorcode.get(ctypes.get_errno())]
+print(json.dumps(out))
+"""
+
+
+def _syscalls(
+    workspace: Path, calls: list[tuple[str, int, tuple[int, ...]]]
+) -> dict[str, list[object]]:
+    import json
+
+    run = hostile(f"CALLS = {calls!r}\n" + SYSCALLS, workspace)
+    assert run.returncode == 0, run.stderr
+    result: dict[str, list[object]] = json.loads(run.stdout.strip().splitlines()[-1])
+    return result
+
+
+needs_x86_64 = pytest.mark.skipif(
+    os.uname().machine != "x86_64", reason="the seccomp filter is built for x86-64"
+)
+
+
+@needs_x86_64
+def test_the_seccomp_filter_is_in_force(workspace: Path) -> None:
+    run = hostile("print(open('/proc/self/status').read())", workspace)
+    fields = dict(line.split(":", 1) for line in run.stdout.splitlines() if ":" in line)
+    assert fields["Seccomp"].strip() == "2"  # SECCOMP_MODE_FILTER
+    assert int(fields["Seccomp_filters"]) >= 1
+
+
+@needs_x86_64
+def test_kernel_attack_surface_syscalls_fail_with_eperm(workspace: Path) -> None:
+    results = _syscalls(workspace, ALLOWED_BY_THE_KERNEL + ALSO_DENIED)
+    assert results == {name: [-1, "EPERM"] for name, _, _ in ALLOWED_BY_THE_KERNEL + ALSO_DENIED}
+
+
+@needs_x86_64
+def test_without_the_filter_those_syscalls_get_past_the_kernel(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control: the EPERMs above come from the filter, not from elsewhere."""
+    from memory_agent.tools import sandbox_seccomp
+
+    monkeypatch.setattr(sandbox_seccomp, "program", lambda: None)
+    results = _syscalls(workspace, ALLOWED_BY_THE_KERNEL)
+    assert all(errno_name != "EPERM" for _, errno_name in results.values()), results
+    assert int(results["keyctl"][0]) > 0  # a keyring id: the call went through
+
+
+@needs_x86_64
+def test_clone3_is_refused_but_threads_and_fork_still_work(workspace: Path) -> None:
+    run = hostile(
+        "import ctypes, errno, os, threading\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.syscall(435, ctypes.c_long(0), ctypes.c_long(0)),"
+        " errno.errorcode[ctypes.get_errno()])\n"
+        "seen = []\nt = threading.Thread(target=lambda: seen.append(1))\nt.start()\nt.join()\n"
+        "pid = os.fork()\nif pid == 0:\n    os._exit(7)\n"
+        "print(seen, os.waitpid(pid, 0)[1] >> 8)",
+        workspace,
+    )
+    assert run.stdout.split() == ["-1", "ENOSYS", "[1]", "7"], run.stderr
+
+
+def test_filling_the_disk_with_many_files_is_stopped_at_the_workspace_cap(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file stays under the 64 MB file-size limit; together they would fill the disk."""
+    monkeypatch.setattr(python_sandbox, "WORKSPACE_GROWTH_BYTES", 32 * 2**20)
+    (workspace / "attachment.bin").write_bytes(os.urandom(2**20))  # there before: not counted
+    run = hostile(
+        "import os\nblock = os.urandom(1 << 20)\ni = 0\nwhile True:\n"
+        "    with open(f'fill{i}', 'wb') as f:\n"
+        "        for _ in range(8):\n            f.write(block)\n    i += 1",
+        workspace,
+        timeout_s=20,
+    )
+    used, _entries = python_sandbox.workspace_usage(workspace, 10**6)
+    assert run.disk_full and not run.timed_out, run
+    assert run.elapsed_s < 10
+    # Killed past the cap, plus what it wrote between two looks of the watchdog (more on a
+    # busy machine); without the cap it would have written for 20 s, gigabytes.
+    assert 33 * 2**20 < used < (1 + 32 + 256) * 2**20, used
+    assert "workspace grew past its limit" in (python_sandbox.describe_failure(run, 20) or "")
+
+
+def test_an_inode_flood_is_stopped_at_the_workspace_cap(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(python_sandbox, "WORKSPACE_MAX_ENTRIES", 2000)
+    run = hostile(
+        "import os\nos.mkdir('d')\ni = 0\nwhile True:\n    open(f'd/{i}', 'w').close()\n    i += 1",
+        workspace,
+        timeout_s=20,
+    )
+    _used, entries = python_sandbox.workspace_usage(workspace, 10**7)
+    assert run.disk_full and not run.timed_out, run
+    assert 2000 < entries < 50_000, entries
+
+
+# Four processes of 200 MB each: every one is under the per-process address-space limit
+# (512 MB), together they hold 800 MB.
+MEMORY_HOGS = """\
+import os, time
+kids = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(200 * 2**20)
+        for i in range(0, len(block), 4096):
+            block[i] = 1
+        time.sleep(1)
+        os._exit(0)
+    kids.append(pid)
+print("held 200 MB:", sum(os.waitpid(pid, 0)[1] == 0 for pid in kids))
+"""
+
+
+def _leftover_cgroups() -> list[str]:
+    from memory_agent.tools.sandbox_cgroup import _ROOT
+
+    return [str(p) for p in _ROOT.glob("*/**/memory-agent-sandbox-*")]
+
+
+def test_processes_together_cannot_exceed_the_sandbox_memory(workspace: Path) -> None:
+    run = hostile(MEMORY_HOGS, workspace, timeout_s=20, memory_mb=512)
+    if not run.memory_cgroup:
+        pytest.skip("no writable cgroup hierarchy here: only the per-process RLIMIT_AS holds")
+    # The kernel's OOM killer, inside the sandbox's cgroup, stopped some of them.
+    held = int(run.stdout.split(":")[1]) if "held" in run.stdout else 0
+    assert held < 4, run
+    assert _leftover_cgroups() == []
+
+
+def test_without_the_cgroup_those_processes_would_hold_800_mb(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control: what stops them above is the cgroup."""
+    import contextlib
+
+    monkeypatch.setattr(python_sandbox, "sandbox_cgroup", lambda *_a: contextlib.nullcontext())
+    run = hostile(MEMORY_HOGS, workspace, timeout_s=20, memory_mb=512)
+    assert not run.memory_cgroup
+    assert run.stdout.strip() == "held 200 MB: 4", run

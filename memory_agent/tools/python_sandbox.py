@@ -6,7 +6,10 @@ mount, IPC, UTS and cgroup namespaces, on a read-only root holding only what Pyt
 other process's environment is visible), a minimal /dev, a small tmpfs /tmp and the task's
 workspace as the only writable place (mounted at /workspace). The child sets rlimits on
 itself (CPU seconds, address space, file size, processes), and at the time-out the whole
-PID namespace is killed, double-forked `setsid` grandchildren included.
+PID namespace is killed, double-forked `setsid` grandchildren included. A seccomp filter
+(sandbox_seccomp.py) denies the system calls that only attack the kernel or the namespaces;
+where a cgroup can be made (sandbox_cgroup.py) all the sandbox's processes share one memory
+and task limit; a watchdog caps how much a run may add to the workspace as a whole.
 
 On top of that the child installs an audit hook refusing processes, sockets, ctypes and
 writes outside the workspace. It is a second layer giving clear messages, not the boundary:
@@ -19,6 +22,8 @@ Where bwrap cannot run the tool refuses, saying how to enable it, unless the set
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import math
 import os
@@ -29,13 +34,14 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from memory_agent.errors import DependencyMissingError
 from memory_agent.tools.base import ToolContext, ToolResult
+from memory_agent.tools.sandbox_cgroup import join_command, sandbox_cgroup
 
 _CHILD = Path(__file__).with_name("sandbox_child.py")
 _MAX_OUTPUT = 16_000
@@ -48,6 +54,18 @@ _TMP_BYTES = 64 * 1024 * 1024
 # counting the sandbox's PID namespace every _WATCH_S seconds kills a fork bomb.
 MAX_PROCESSES = 64
 _WATCH_S = 0.05
+# The cgroup's task limit counts threads and bwrap's own two processes too.
+_CGROUP_EXTRA_TASKS = 8
+# The workspace as a whole (RLIMIT_FSIZE caps each file at 64 MB, not their number): a run may
+# make it at most WORKSPACE_GROWTH_BYTES bigger than it was at the start, and hold at most
+# WORKSPACE_MAX_ENTRIES more files and folders (an inode flood fills a disk too). A watchdog
+# measures it every _DISK_WATCH_S and kills the sandbox past either; between two looks the
+# code can write at most what the disk takes in that time, so the cap can be overshot by
+# that much (tens of MB), never without bound. (A size-limited tmpfs would be exact, but
+# the workspace must persist on the host between calls and for the agent to read.)
+WORKSPACE_GROWTH_BYTES = 256 * 1024 * 1024
+WORKSPACE_MAX_ENTRIES = 20_000
+_DISK_WATCH_S = 0.1
 # Files of /etc that programs may read; never passwd/shadow, /etc/ssl/private and the like.
 # Bind nothing root-only: when the agent runs as root, the sandbox's uid maps to root outside,
 # so inside it owns root's files (read-only binds keep them unwritable, not unreadable).
@@ -89,6 +107,8 @@ class SandboxRun:
     network_isolated: bool
     isolated: bool = False  # ran inside bubblewrap
     too_many_processes: bool = False  # killed by the process-count watchdog
+    memory_cgroup: bool = False  # its processes shared one memory limit (a cgroup)
+    disk_full: bool = False  # killed by the workspace-size watchdog
 
 
 def _python_roots() -> list[str]:
@@ -108,8 +128,11 @@ def _python_roots() -> list[str]:
     return kept
 
 
-def bwrap_command(workspace: Path, python_args: list[str]) -> list[str]:
-    """The bubblewrap command line running `python -I -B *python_args` in `workspace`."""
+def bwrap_command(
+    workspace: Path, python_args: list[str], seccomp_fd: int | None = None
+) -> list[str]:
+    """The bubblewrap command line running `python -I -B *python_args` in `workspace`; with
+    `seccomp_fd`, bwrap loads the seccomp program readable there (sandbox_seccomp.py)."""
     command = [
         BWRAP,
         "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534",
@@ -144,6 +167,8 @@ def bwrap_command(workspace: Path, python_args: list[str]) -> list[str]:
     ]  # fmt: skip
     for key, value in _ENV.items():
         command += ["--setenv", key, value]
+    if seccomp_fd is not None:
+        command += ["--seccomp", str(seccomp_fd)]
     # sys.executable, not its target: a venv's python finds its site-packages by its path.
     return [*command, "--", sys.executable, "-I", "-B", *python_args]
 
@@ -154,15 +179,40 @@ def bwrap_problem() -> str | None:
     if not os.access(BWRAP, os.X_OK):
         return f"{BWRAP} is not installed"
     probe = Path("/tmp") if os.path.isdir("/tmp") else Path.cwd()
-    command = bwrap_command(probe, ["-c", "import encodings, _socket"])
-    try:
-        done = subprocess.run(command, capture_output=True, timeout=20)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"{BWRAP} failed to start: {exc}"
+    with _seccomp_program() as fd:
+        command = bwrap_command(probe, ["-c", "import encodings, _socket"], fd)
+        try:
+            done = subprocess.run(
+                command, capture_output=True, timeout=20, pass_fds=() if fd is None else (fd,)
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"{BWRAP} failed to start: {exc}"
     if done.returncode != 0:
         reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
         return f"{BWRAP} failed: {reason[-1] if reason else f'exit status {done.returncode}'}"
     return None
+
+
+@contextlib.contextmanager
+def _seccomp_program() -> Iterator[int | None]:
+    """A descriptor bwrap reads the seccomp program from (a pipe holding all of it), or None
+    where there is no filter for this architecture."""
+    from memory_agent.tools.sandbox_seccomp import program
+
+    code = program()
+    if code is None:
+        yield None
+        return
+    read, write = os.pipe()
+    try:
+        os.write(write, code)  # a few hundred bytes: far below a pipe's buffer
+        os.close(write)
+        write = -1
+        yield read
+    finally:
+        os.close(read)
+        if write >= 0:
+            os.close(write)
 
 
 def bwrap_available() -> bool:
@@ -204,6 +254,28 @@ def _count_sandbox_processes(bwrap_pid: int) -> int:
     return count
 
 
+def workspace_usage(workspace: Path, max_entries: int) -> tuple[int, int]:
+    """(bytes allocated on disk, entries) under `workspace`, not following symlinks; stops
+    counting entries past `max_entries` (the caller only needs to know it is over)."""
+    total = entries = 0
+    stack = [str(workspace)]
+    while stack and entries <= max_entries:
+        try:
+            with os.scandir(stack.pop()) as scan:
+                for entry in scan:
+                    entries += 1
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue  # removed meanwhile
+                    total += info.st_blocks * 512  # allocated, so sparse files count true
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+        except OSError:
+            continue
+    return total, entries
+
+
 def _clip(text: str) -> str:
     return text if len(text) <= _MAX_OUTPUT else text[:_MAX_OUTPUT] + "\n…[output truncated]"
 
@@ -228,8 +300,12 @@ def run_python(
     hook = [] if audit_hook else ["--no-audit-hook"]
     problem = bwrap_problem()
     env: dict[str, str] | None = None
+    seccomp: contextlib.AbstractContextManager[int | None] = contextlib.nullcontext(None)
+    cgroup: contextlib.AbstractContextManager[list[Path] | None] = contextlib.nullcontext(None)
+    command: list[str] = []
     if problem is None:
-        command = bwrap_command(workspace, [_CHILD_INSIDE, WORKSPACE, *limits, *hook])
+        seccomp = _seccomp_program()
+        cgroup = sandbox_cgroup(memory_mb * 1024 * 1024, MAX_PROCESSES + _CGROUP_EXTRA_TASKS)
         isolated = network_isolated = True
         env = {}
     elif allow_unisolated:
@@ -242,18 +318,47 @@ def run_python(
         env.update(HOME=str(workspace), TMPDIR=str(workspace))
     else:
         raise SandboxUnavailableError(HOW_TO_ENABLE.format(reason=problem))
+    with cgroup as procs:
+        run = _run(code, workspace, command, env, seccomp, procs, timeout_s, isolated,
+                   limits + hook)  # fmt: skip
+    return dataclasses.replace(run, network_isolated=network_isolated, memory_cgroup=bool(procs))
+
+
+def _run(
+    code: str,
+    workspace: Path,
+    command: list[str],
+    env: dict[str, str] | None,
+    seccomp: contextlib.AbstractContextManager[int | None],
+    procs: list[Path] | None,
+    timeout_s: float,
+    isolated: bool,
+    child_args: list[str],
+) -> SandboxRun:
+    """Start the sandbox (joining the cgroup `procs` if any), feed it `code`, watch it."""
     started = time.perf_counter()
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=workspace,
-        env=env,
-        start_new_session=True,  # its own process group, so a timeout kills everything
-    )
-    timed_out = too_many = False
+    with seccomp as seccomp_fd:
+        if isolated:
+            command = bwrap_command(workspace, [_CHILD_INSIDE, WORKSPACE, *child_args],
+                                    seccomp_fd)  # fmt: skip
+            if procs:
+                command = join_command(procs, command)
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=workspace,
+            env=env,
+            start_new_session=True,  # its own process group, so a timeout kills everything
+            pass_fds=() if seccomp_fd is None else (seccomp_fd,),
+        )
+    timed_out = too_many = disk_full = False
     deadline = started + timeout_s
+    start_bytes, start_entries = workspace_usage(workspace, 10**9)
+    disk_cap = start_bytes + WORKSPACE_GROWTH_BYTES
+    entry_cap = start_entries + WORKSPACE_MAX_ENTRIES
+    next_disk_look = started + _DISK_WATCH_S
     stdin: bytes | None = code.encode("utf-8")
     while True:
         # Short waits: between them the watchdog counts the sandbox's processes.
@@ -264,8 +369,12 @@ def run_python(
         except subprocess.TimeoutExpired:
             stdin = None
         too_many = isolated and _count_sandbox_processes(process.pid) > MAX_PROCESSES
+        if isolated and time.perf_counter() >= next_disk_look:
+            used, entries = workspace_usage(workspace, entry_cap)
+            disk_full = used > disk_cap or entries > entry_cap
+            next_disk_look = time.perf_counter() + _DISK_WATCH_S
         timed_out = time.perf_counter() >= deadline
-        if too_many or timed_out:
+        if too_many or disk_full or timed_out:
             # Killing bwrap kills its init in the sandbox (--die-with-parent), and the kernel
             # then kills every process of that PID namespace, whatever its session or group.
             try:
@@ -281,11 +390,12 @@ def run_python(
         stdout=_clip(out.decode("utf-8", "replace")),
         stderr=_clip(err.decode("utf-8", "replace")),
         returncode=returncode,
-        timed_out=timed_out and not too_many,
+        timed_out=timed_out and not (too_many or disk_full),
         elapsed_s=time.perf_counter() - started,
-        network_isolated=network_isolated,
+        network_isolated=False,
         isolated=isolated,
         too_many_processes=too_many,
+        disk_full=disk_full and not too_many,
     )
 
 
@@ -295,6 +405,12 @@ def describe_failure(run: SandboxRun, timeout_s: float) -> str | None:
         return (
             f"too many processes (more than {MAX_PROCESSES}); the sandbox was killed. "
             "Run the work in one process."
+        )
+    if run.disk_full:
+        return (
+            f"the workspace grew past its limit ({WORKSPACE_GROWTH_BYTES // 2**20} MB more per "
+            f"run, at most {WORKSPACE_MAX_ENTRIES:,} files); the sandbox was killed. Write less, "
+            "or delete what is no longer needed."
         )
     if run.timed_out:
         return f"timed out after {timeout_s:g} s (killed)"
