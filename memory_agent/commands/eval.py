@@ -387,7 +387,7 @@ def _report_stream(
     png = learning_curve(runs, folder / "learning_curve.png", title=title) if runs else None
     if plot is not None and runs:
         learning_curve(runs, plot, title=title)
-    report = markdown_table(table, seed_list) if runs else "No (seed, policy) finished yet.\n"
+    report = markdown_table(table) if runs else "No (seed, policy) finished yet.\n"
     status = (
         ""
         if outcome.complete
