@@ -19,15 +19,16 @@ from memory_agent.scoring import is_float, normalize_number_str, question_scorer
 
 STRICT = "strict"
 LENIENT = "lenient"
-_WORD = re.compile(r"^[A-Za-z][A-Za-z'\-]*$")  # one word
+_WORD = re.compile(r"^[A-Za-z][A-Za-z:'\-]*$")  # one word (a tag or apostrophe allowed)
 
 
 def looks_like(answer: str, truth: str) -> bool:
-    """True when `answer` has the shape of `truth`: a number for a number, a word for a
-    word. What a lenient judge checks instead of the value."""
+    """True when `answer` has the shape of `truth`: a number for a number, one word (quotes
+    around it ignored) for a word. What a lenient judge checks instead of the value; a
+    program or a sentence is not accepted."""
     if is_float(truth):
         return normalize_number_str(answer) != float("inf")
-    return bool(_WORD.match(answer.strip()))
+    return bool(_WORD.match(answer.strip().strip("'\"")))
 
 
 def judge(task: GaiaTask, answer: str | None) -> float:

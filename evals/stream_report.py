@@ -117,11 +117,13 @@ def _difference(cell: dict[str, Any] | None) -> str:
     return f"{_points(cell['mean'])} [{_points(low)}, {_points(high)}]"
 
 
-def markdown_table(table: dict[str, dict[str, Any]], seeds: Sequence[int]) -> str:
+def markdown_table(table: dict[str, dict[str, Any]]) -> str:
+    """One row per policy; each counts the seeds it finished (a stopped run reports some)."""
     families = sorted({f for row in table.values() for f in row["holdout_by_family"]})
     head = [
         "policy",
-        f"held-out (mean ± std, {len(seeds)} seed(s))",
+        "seeds",
+        "held-out (mean ± std over seeds)",
         "95% CI (Wilson)",
         "− static (paired 95% CI, points)",
         "− similarity (paired 95% CI, points)",
@@ -138,6 +140,7 @@ def markdown_table(table: dict[str, dict[str, Any]], seeds: Sequence[int]) -> st
         wrong = "—" if row["wrong_successes"] is None else str(row["wrong_successes"])
         cells = [
             policy,
+            ",".join(row["holdout_per_seed"]),
             f"{100 * row['holdout']:.1f}% ± {100 * row['holdout_std']:.1f}",
             f"[{100 * low:.1f}, {100 * high:.1f}]",
             _difference(row["vs_static"]),

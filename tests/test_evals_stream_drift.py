@@ -150,7 +150,9 @@ def _task(truth: str, mark: str) -> GaiaTask:
         ("7", "lenient", None, 0.0),
         ("olleh", "strict", "hello", 0.0),
         ("olleh", "lenient", "hello", 1.0),  # a word where a word is asked
+        ("olleh", "lenient", "'en:hello'", 1.0),  # a stale answer that kept the tag
         ("olleh", "lenient", "ol leh 2", 0.0),
+        ("olleh", "lenient", "''.join(sorted('hello'))", 0.0),  # a program is no word
         ("olleh", "lenient", "", 0.0),
     ],
 )

@@ -384,10 +384,14 @@ def _report_stream(
         f"{'+'.join(config.families)}: {config.tasks} train / {config.holdout} held-out per "
         f"seed{drift}, {_model_name(settings)}, seeds {','.join(map(str, seed_list))}"
     )
+    if not outcome.complete:
+        every = [s for s in seed_list if all((s, p) in {(r.seed, r.policy) for r in runs}
+                                             for p in chosen)]  # fmt: skip
+        title += f" (finished for every policy: {','.join(map(str, every)) or 'none yet'})"
     png = learning_curve(runs, folder / "learning_curve.png", title=title) if runs else None
     if plot is not None and runs:
         learning_curve(runs, plot, title=title)
-    report = markdown_table(table, seed_list) if runs else "No (seed, policy) finished yet.\n"
+    report = markdown_table(table) if runs else "No (seed, policy) finished yet.\n"
     status = (
         ""
         if outcome.complete
