@@ -12,11 +12,11 @@ other's visits.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Subquery, delete, func, insert, select, update
+from sqlalchemy import Subquery, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from memory_agent.errors import CaseNotFoundError, InvalidInputError
@@ -249,6 +249,7 @@ class CaseStats:
             self.check_cases(session, namespace, ids)
             if not targets:
                 return out
+            _serialise_first_writes(session, stage, targets)
             query = select(CaseStatRow).where(
                 CaseStatRow.case_id.in_(list(targets)), CaseStatRow.stage == stage
             )
@@ -287,6 +288,7 @@ class CaseStats:
                     select(CaseRow.id).where(CaseRow.id.in_(case_ids), CaseRow.deleted_at.is_(None))
                 )
             )
+            _serialise_first_writes(session, stage, live)
             for case_id in sorted(live):
                 row = session.get(CaseStatRow, (case_id, stage))
                 if row is None:
@@ -311,3 +313,19 @@ class CaseStats:
                 )
             result = session.execute(query)
             return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _serialise_first_writes(session: Session, stage: str, case_ids: Iterable[int]) -> None:
+    """On PostgreSQL, take a transaction-scoped advisory lock per (case, stage) before reading
+    its statistics. SELECT ... FOR UPDATE locks only rows that exist, so two processes giving a
+    case its first feedback at once both inserted it (UniqueViolation on case_stats_pkey, found
+    by `bench load`), and `credit`'s read-modify-write could lose an update. Locks are taken in
+    id order so two transactions cannot deadlock; SQLite serialises writers already."""
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    for case_id in sorted(set(case_ids)):
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"case_stats:{stage}:{case_id}"},
+        )
