@@ -1,9 +1,11 @@
 """Embedding a text file once for benchmarks, cached on disk (never committed).
 
-The cache is keyed by the file's content hash and the embedding model, and written in
-chunks: a run that is interrupted (or stopped by `max_seconds`, to share a busy machine)
-keeps every finished chunk, and the next run embeds only what is missing. So a 100k-line
-file is embedded once, whatever the sizes and settings of the benchmarks that read it.
+The cache is written in chunks of CHUNK lines, each keyed by the hash of its text and the
+embedding model (so a file is keyed by its content and the model, and a file that starts
+with the same lines as another, such as its first 50k, reuses that one's chunks). A run
+that is interrupted (or stopped by `max_seconds`, to share a busy machine) keeps every
+finished chunk, and the next run embeds only what is missing. So a 100k-line file is
+embedded once, whatever the sizes and settings of the benchmarks that read it.
 """
 
 from __future__ import annotations
@@ -35,17 +37,14 @@ def read_texts(path: Path, limit: int | None = None) -> list[str]:
     return texts[:limit] if limit else texts
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-def cache_folder(path: Path, model: str, settings: Settings) -> Path:
+def cache_folder(model: str, settings: Settings) -> Path:
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)
-    return settings.home / "bench-cache" / f"{file_digest(path)}-{safe}"
+    return settings.home / "bench-cache" / safe
+
+
+def chunk_key(model: str, texts: list[str]) -> str:
+    """The cache name of one chunk: its lines and the model that embeds them."""
+    return hashlib.sha256("\n".join([model, *texts]).encode("utf-8")).hexdigest()[:20]
 
 
 def embed_file_cached(
@@ -60,43 +59,42 @@ def embed_file_cached(
     `max_seconds` ran out first (the finished chunks stay cached)."""
     embedder = embedder_from_settings(settings)
     texts = read_texts(path)
-    folder = cache_folder(path, embedder.name, settings)
+    folder = cache_folder(embedder.name, settings)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "meta.json").write_text(
-        json.dumps({"file": str(path), "lines": len(texts), "model": embedder.name}) + "\n"
-    )
     chunks = range(0, len(texts), CHUNK)
-    todo = [start for start in chunks if not (folder / f"{start:08d}.npy").exists()]
+    keys = {start: chunk_key(embedder.name, texts[start : start + CHUNK]) for start in chunks}
+    (folder / f"{path.name}.json").write_text(
+        json.dumps({"file": str(path), "lines": len(texts), "chunks": list(keys.values())}) + "\n"
+    )
+    todo = [start for start in chunks if not (folder / f"{keys[start]}.npy").exists()]
     began = time.perf_counter()
     if todo:
-        from tqdm import tqdm
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-        bar = tqdm(
-            total=sum(min(CHUNK, len(texts) - s) for s in todo),
-            desc=f"embedding {path.name}",
-            unit="text",
-            disable=not progress,
-            file=sys.stderr,
-        )
-        for start in todo:
-            if max_seconds is not None and time.perf_counter() - began > max_seconds:
-                bar.close()
-                raise EmbeddingIncomplete(
-                    f"{len(todo) - todo.index(start)} of {len(chunks)} chunks left in {folder}"
-                )
-            part = texts[start : start + CHUNK]
-            tick = time.perf_counter()
-            vectors = np.ascontiguousarray(embedder.embed(part), dtype=np.float32)
-            seconds = time.perf_counter() - tick
-            # Write then rename: a chunk file that exists is always complete.
-            tmp = folder / f"{start:08d}.tmp.npy"
-            np.save(tmp, vectors)
-            (folder / f"{start:08d}.seconds").write_text(f"{seconds:.3f}\n")
-            os.replace(tmp, folder / f"{start:08d}.npy")
-            bar.update(len(part))
-        bar.close()
-    vectors = np.vstack([np.load(folder / f"{start:08d}.npy") for start in chunks])
-    seconds = sum(float((folder / f"{s:08d}.seconds").read_text()) for s in chunks)
+        total = sum(min(CHUNK, len(texts) - s) for s in todo)
+        with Progress(
+            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn(), console=Console(stderr=True), disable=not progress,
+        ) as bar:  # fmt: skip
+            task = bar.add_task(f"embedding {path.name}", total=total)
+            for number, start in enumerate(todo):
+                if max_seconds is not None and time.perf_counter() - began > max_seconds:
+                    raise EmbeddingIncomplete(
+                        f"{len(todo) - number} of {len(chunks)} chunks left in {folder}"
+                    )
+                part = texts[start : start + CHUNK]
+                tick = time.perf_counter()
+                vectors = np.ascontiguousarray(embedder.embed(part), dtype=np.float32)
+                seconds = time.perf_counter() - tick
+                # Write then rename: a chunk file that exists is always complete.
+                tmp = folder / f"{keys[start]}.tmp.npy"
+                np.save(tmp, vectors)
+                (folder / f"{keys[start]}.seconds").write_text(f"{seconds:.3f}\n")
+                os.replace(tmp, folder / f"{keys[start]}.npy")
+                bar.update(task, advance=len(part))
+    vectors = np.vstack([np.load(folder / f"{keys[start]}.npy") for start in chunks])
+    seconds = sum(float((folder / f"{keys[s]}.seconds").read_text()) for s in chunks)
     return np.ascontiguousarray(vectors, dtype=np.float32), seconds
 
 

@@ -284,10 +284,14 @@ class Compression:
         if book is None or self.pending is not None:
             return None
         # A codebook shaped for a small store probes too few, too wide lists once the store
-        # has grown many times over: retrain with coarse lists sized for the new count.
+        # has grown many times over: retrain with coarse lists sized for the new count. And
+        # one trained on fewer cases than a full training sample has seen little of what the
+        # store now holds (after a shift, mostly the old data): retrain it on the float16
+        # copies as the store doubles, until it has had a full sample.
         grown = live_cases >= self.settings.store.codebook_growth_factor * max(book.trained_on, 1)
         sample = min(live_cases, self.settings.store.codebook_train_sample)
-        if grown and nlist_for(live_cases, sample) > book.nlist:
+        undertrained = book.trained_on < self.settings.store.codebook_train_sample
+        if grown and (nlist_for(live_cases, sample) > book.nlist or undertrained):
             return "growth"
         if len(self._reservoir) < min(self.settings.store.reservoir_size, 256):
             return None
