@@ -43,19 +43,20 @@ def collapse_curves(
     steps: int = 8,
     per_step: int = 1000,
     queries: int = 100,
-    code_bytes: int = 8,
-    codebook_dim: int | None = None,
+    code_bytes: int = 20,
+    codebook_dim: int | None = 120,
     shortlist: int = 50,
-    rerank: bool = False,
     reservoir: int = 512,
     seed: int = 0,
     folder: Path | None = None,
 ) -> tuple[CollapseCurve, CollapseCurve]:
     """Run the shifted stream into two stores (without, then with upkeep); both curves.
 
-    `rerank` is off by default: the float16 re-rank hides part of what a stale codebook
-    costs (it re-scores whatever candidates the codes propose), and this experiment is about
-    the codes.
+    The stores keep their float16 copies (upkeep retrains and re-encodes from them: without
+    them only the stale codebook's decoded codes are left, and a codebook retrained on those
+    learns the collapse back), but re-rank only the shortlist itself
+    (`rerank_candidates` = `shortlist`): the set the codes propose is what is measured, as
+    the float16 re-rank of a wider set would hide part of what a stale codebook costs.
     """
     before = SyntheticSpace(seed=seed)
     after = SyntheticSpace(seed=seed + 1, latent=32)
@@ -81,7 +82,8 @@ def collapse_curves(
                     "exact_ram_budget_mb": 0,
                     "code_bytes": code_bytes,
                     "codebook_dim": codebook_dim,
-                    "rerank": rerank,
+                    "rerank": True,
+                    "rerank_candidates": shortlist,
                     "reservoir_size": reservoir,
                     "reindex_in_background": False,
                     "codebook_upkeep": upkeep,

@@ -29,6 +29,9 @@ def compact(engine: Engine) -> None:
     try:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM")
+            # In WAL mode VACUUM writes the compacted database into the log first: fold it
+            # back and truncate the log, or the pair on disk is bigger than before.
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     except OperationalError:
         pass  # another connection was reading or writing: the pages get reused instead
 

@@ -303,3 +303,41 @@ def test_training_a_codebook_on_a_small_store_prints_nothing(
     assert book.nlist >= 1 and book.distortion > 0
     captured = capfd.readouterr()
     assert "WARNING" not in captured.err and captured.out == ""
+
+
+def test_the_switch_waits_until_exact_vectors_outgrow_the_ram_budget(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    """Exact search while the float32 index fits `exact_ram_budget_mb`; past it, codes in RAM
+    and float16 copies on disk, with the file compacted after the switch."""
+    url = f"sqlite:///{tmp_path / 'budget.db'}"
+    budget_cases = 1500  # (384 * 4 + 8) bytes each
+    settings = compressed_settings(
+        isolated_home, exact_ram_budget_mb=budget_cases * (384 * 4 + 8) / 2**20
+    )
+    vectors = SPACE.sample(1600, seed=11)
+    memory = CaseMemory(settings, database_url=url)
+    add_synthetic(memory, vectors[:1400])  # past codebook_min_cases, within the budget
+    stats = memory.stats()
+    assert stats["index_kind"] == "flat" and stats["codebook_version"] is None
+    assert stats["ram_bytes_per_case"] == pytest.approx(384 * 4 + 8)
+    file_before = stats["database_file_bytes_per_case"]
+    add_synthetic(memory, vectors[1400:], start=1400)  # 1600 > 1500: over the budget
+    stats = memory.stats()
+    assert stats["index_kind"] == "opq-ivf-pq" and stats["rerank"] is True
+    # RAM: codes and ids, two codebook copies (the store's and the index's), the reservoir.
+    book = memory._compression.active
+    assert book is not None
+    assert stats["index_bytes"] == 1600 * (book.m + 8)
+    assert stats["codebook_bytes"] == 2 * book.nbytes()
+    assert stats["ram_bytes_per_case"] == pytest.approx(
+        (stats["index_bytes"] + stats["codebook_bytes"] + 256 * 384 * 2) / 1600
+    )
+    assert stats["disk_bytes_per_case"] == pytest.approx(
+        stats["code_bytes"] + 384 * 2 + (stats["codebook_disk_bytes"] + 256 * 384 * 2) / 1600,
+        rel=1e-3,
+    )
+    assert stats["bytes_per_case"] == max(stats["ram_bytes_per_case"], stats["disk_bytes_per_case"])
+    # The freed float32 pages went back to the file system.
+    assert stats["database_file_bytes_per_case"] < file_before - 384
+    memory.close()
