@@ -268,9 +268,10 @@ def test_reservoir_is_half_precision_and_an_older_store_is_converted_on_open(
     np.testing.assert_allclose(kept, vectors[-256:], atol=1e-3)
     memory.close()
 
-    # Make it the store an older version wrote: float32 rows, 0006 not applied.
+    # Make it the store an older version wrote: float32 rows, 0006 (and 0007) not applied.
     engine = create_engine(database_url)
     with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE cases DROP COLUMN rerank_vector")
         for slot, vector in enumerate(vectors[-256:]):
             conn.execute(
                 ReservoirRow.__table__.update()
@@ -279,7 +280,7 @@ def test_reservoir_is_half_precision_and_an_older_store_is_converted_on_open(
             )
         conn.exec_driver_sql(
             "UPDATE alembic_version SET version_num = '0005_vector_changes' "
-            "WHERE version_num = '0006_reservoir_float16'"
+            "WHERE version_num = '0007_rerank_vectors'"
         )
     engine.dispose()
 
