@@ -1,9 +1,11 @@
 """`memory-agent bench store`: the compressed case store against exact FAISS and a
 Memento-style re-embedding baseline, on seeded synthetic vectors or real text.
 
-Every figure is measured here in one run: bytes per case from the store's own accounting,
-recall against exact k-NN of the same vectors, single-query latency (embedding excluded),
-add throughput and the time to open a store of N cases.
+Every figure is measured here in one run: bytes per case from the store's own accounting
+(RAM and disk apart), recall against exact k-NN of the same vectors (the policy's shortlist
+through `nearest`, and `search(k=10)` through the public call), single-query latency (the
+vector search alone, and with text: `search()` beside the query's embedding time, measured
+query by query in the same run), add throughput and the time to open a store of N cases.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def synthetic_workload(cases: int, queries: int, seed: int = 0) -> Workload:
 
 
 def text_workload(path: Path, cases: int, queries: int, settings: Settings, say: Say) -> Workload:
-    from memory_agent.evals.text_vectors import embed_texts_cached, read_texts
+    from memory_agent.evals.text_vectors import embed_file_cached, read_texts
 
     texts = read_texts(path)
     if len(texts) < queries + 1:
@@ -56,7 +58,7 @@ def text_workload(path: Path, cases: int, queries: int, settings: Settings, say:
 
         raise InvalidInputError(f"{path} has {len(texts)} lines; need more than {queries}.")
     say(f"Embedding {len(texts)} lines of {path.name} with {settings.store.embedder} (cached)...")
-    vectors, seconds = embed_texts_cached(texts, settings)
+    vectors, seconds = embed_file_cached(path, settings)
     say(f"  {len(texts) / max(seconds, 1e-9):.0f} texts/s when first embedded")
     # The last lines are held out as queries; the store gets the first `cases`.
     stored = min(cases, len(texts) - queries)
@@ -147,34 +149,94 @@ def measure_store(
         position[np.asarray(ids)] = np.arange(n)
         k = settings.store.shortlist_size
 
-        def search(query: Vectors) -> npt.NDArray[np.int64]:
+        def shortlist(query: Vectors) -> npt.NDArray[np.int64]:
             return memory.nearest(query, k)[1]
 
-        search(work.queries[:1])  # warm-up
-        found, times = _latencies(search, work.queries)
+        shortlist(work.queries[:1])  # warm-up
+        found, times = _latencies(shortlist, work.queries)
         found = np.where(found >= 0, position[np.clip(found, 0, None)], -1)
+        top = _search_top10(memory, work, position)
         memory.close()
         db_bytes = (Path(folder) / "bench.db").stat().st_size
     return {
         "bytes_per_case": stats["bytes_per_case"],
         "ram_bytes_per_case": stats["ram_bytes_per_case"],
+        "disk_bytes_per_case": stats["disk_bytes_per_case"],
         "total_bytes_per_case": stats["total_bytes_per_case"],
         **_figures(found, truth, times),
+        **top.figures(truth),
         "add_per_s": n / add_seconds,
         "open_s": open_s,
         "index_kind": stats["index_kind"],
         "code_bytes": stats["code_bytes"],
         "codebook_version": stats["codebook_version"],
         "distortion": stats["distortion"],
+        "rerank": stats["rerank"],
         "bytes_breakdown": {
             key: stats[key]
-            for key in ("vector_bytes_stored", "index_bytes", "codebook_bytes", "reservoir_bytes")
+            for key in (
+                "vector_bytes_stored",
+                "index_bytes",
+                "codebook_bytes",
+                "codebook_disk_bytes",
+                "reservoir_bytes",
+            )
         },
         "database_file_bytes_per_case": db_bytes / n,
         "add_calls": max(1, grow_in),
         "codebook_versions_made": len({v for v in versions if v is not None}),
         "coarse_lists": stats["coarse_lists"],
     }
+
+
+@dataclass
+class SearchTimes:
+    """`search(k=10)` through the public call, query by query: the ids found, the time of
+    the whole call and (with text queries) the time embedding the same query takes alone."""
+
+    found: npt.NDArray[np.int64]
+    search_ms: list[float]
+    embed_ms: list[float]
+
+    def figures(self, truth: npt.NDArray[np.int64]) -> dict[str, Any]:
+        out: dict[str, Any] = {"search_recall_at_10": recall(self.found, truth)}
+        if self.embed_ms:
+            overhead = np.asarray(self.search_ms) - np.asarray(self.embed_ms)
+            out |= {
+                "text_search_p50_ms": float(np.percentile(self.search_ms, 50)),
+                "text_search_p95_ms": float(np.percentile(self.search_ms, 95)),
+                "query_embed_p50_ms": float(np.percentile(self.embed_ms, 50)),
+                "search_overhead_p50_ms": float(np.percentile(overhead, 50)),
+                "search_overhead_p95_ms": float(np.percentile(overhead, 95)),
+            }
+        else:
+            out["vector_search_p50_ms"] = float(np.percentile(self.search_ms, 50))
+        return out
+
+
+def _search_top10(memory: Any, work: Workload, position: npt.NDArray[np.int64]) -> SearchTimes:
+    """`memory.search(query, k=10)` for every query: by text when the workload has text (so
+    the store embeds the query itself, as a user's call does), else by vector. With text,
+    each query is also embedded alone right before, by the same embedder, to split the
+    call's time into embedding and the rest."""
+    queries: list[Any] = list(work.query_texts) if work.query_texts else list(work.queries)
+    embedder = memory.embedder if work.query_texts else None
+    if embedder is not None:
+        embedder.embed([queries[0]])  # load the model before timing
+    memory.search(queries[0], 10)  # warm-up
+    found, search_ms, embed_ms = [], [], []
+    for query in queries:
+        if embedder is not None:
+            start = time.perf_counter()
+            embedder.embed([query])
+            embed_ms.append((time.perf_counter() - start) * 1000.0)
+        start = time.perf_counter()
+        hits = memory.search(query, 10)
+        search_ms.append((time.perf_counter() - start) * 1000.0)
+        row = np.full(10, -1, np.int64)
+        row[: len(hits)] = [position[h.case.id] for h in hits]
+        found.append(row)
+    return SearchTimes(np.vstack(found), search_ms, embed_ms)
 
 
 def measure_exact(work: Workload, truth: npt.NDArray[np.int64], k: int) -> dict[str, Any]:
@@ -216,18 +278,24 @@ def measure_reembedding(
     embedder = embedder_from_settings(settings)
     texts = work.texts[:cases]
     truth = exact_top_k(work.queries[:queries], work.base[: len(texts)], 10)
-    found, times = [], []
+    found, times, query_ms = [], [], []
+    embedder.embed([work.query_texts[0]])  # load the model before timing
     for number, query in enumerate(work.query_texts[:queries]):
         say(f"  re-embedding {len(texts)} cases for query {number + 1}/{queries}...")
         start = time.perf_counter()
         stored = embedder.embed(texts)
+        middle = time.perf_counter()
         q = embedder.embed([query])
+        query_ms.append((time.perf_counter() - middle) * 1000.0)
         order = np.argsort(-(stored @ q[0]))[:k]
         times.append((time.perf_counter() - start) * 1000.0)
         found.append(order)
     return {
         "cases": len(texts),
         "queries": queries,
+        # Like the store's text_search_p50_ms, search_p50_ms here includes the query's
+        # embedding; that part alone:
+        "query_embed_p50_ms": float(np.percentile(query_ms, 50)),
         # Nothing but the text is stored; the model's weights are not counted.
         "bytes_per_case": 0.0,
         "ram_bytes_per_case": 0.0,
@@ -248,7 +316,13 @@ def run_store_benchmark(
     baseline_queries: int,
     say: Say,
     grow_in: int = 1,
+    sizes: list[int] | None = None,
 ) -> dict[str, Any]:
+    if sizes:
+        return run_sizes(
+            sizes=sizes, text=text, queries=queries, settings=settings,
+            baseline_cases=baseline_cases, baseline_queries=baseline_queries, say=say,
+        )  # fmt: skip
     work = (
         text_workload(text, cases, queries, settings, say)
         if text is not None
@@ -272,6 +346,72 @@ def run_store_benchmark(
         "queries": len(work.queries),
         "shortlist_size": k,
         **result,
+        "baselines": baselines,
+    }
+
+
+def run_sizes(
+    *,
+    sizes: list[int],
+    text: Path | None,
+    queries: int,
+    settings: Settings,
+    baseline_cases: int,
+    baseline_queries: int,
+    say: Say,
+) -> dict[str, Any]:
+    """The store at each size (the first n cases of one workload, the same held-out
+    queries), beside exact FAISS at that size; the re-embedding baseline once."""
+    largest = max(sizes)
+    work = (
+        text_workload(text, largest, queries, settings, say)
+        if text is not None
+        else synthetic_workload(largest, queries)
+    )
+    k = settings.store.shortlist_size
+    rows = []
+    for size in sorted(sizes):
+        part = Workload(
+            name=work.name,
+            base=work.base[:size],
+            queries=work.queries,
+            texts=work.texts[:size] if work.texts else None,
+            query_texts=work.query_texts,
+        )
+        say(f"{len(part.base)} cases: exact top-10, then the store (SQLite)...")
+        truth = exact_top_k(part.queries, part.base, 10)
+        row = {"cases": len(part.base), **measure_store(part, settings, truth, say)}
+        row["exact_float32_faiss"] = measure_exact(part, truth, k)
+        rows.append(row)
+    baselines: dict[str, Any] = {}
+    if baseline_cases > 0 and text is not None:
+        say("Baseline: Memento-style re-embedding...")
+        baselines["memento_reembed"] = measure_reembedding(
+            work, settings, baseline_cases, baseline_queries, k, say
+        )
+        store_row = min(rows, key=lambda r: abs(r["cases"] - baseline_cases))
+        if "text_search_p50_ms" in store_row:
+            baselines["memento_reembed"]["store_cases"] = store_row["cases"]
+            baselines["memento_reembed"]["speedup_vs_store_search"] = (
+                baselines["memento_reembed"]["search_p50_ms"] / store_row["text_search_p50_ms"]
+            )
+    return {
+        "workload": work.name,
+        "queries": len(work.queries),
+        "shortlist_size": k,
+        "settings": {
+            key: getattr(settings.store, key)
+            for key in (
+                "exact_ram_budget_mb",
+                "codebook_min_cases",
+                "code_bytes",
+                "codebook_dim",
+                "ivf_nprobe",
+                "rerank",
+                "rerank_candidates",
+            )
+        },
+        "sizes": rows,
         "baselines": baselines,
     }
 

@@ -51,8 +51,9 @@ class StoreSettings(BaseSettings):
 
     index_kind: Literal["auto", "flat"] = Field(
         default="auto",
-        description="auto: exact float32 vectors until codebook_min_cases cases exist, then "
-        "OPQ+IVF-PQ codes only (the switch is automatic and persisted); flat: never compress.",
+        description="auto: exact float32 vectors until the store outgrows exact_ram_budget_mb "
+        "(and codebook_min_cases), then OPQ+IVF-PQ codes in RAM (the switch is automatic and "
+        "persisted); flat: never compress.",
     )
     code_bytes: int = Field(
         default=20,
@@ -72,6 +73,31 @@ class StoreSettings(BaseSettings):
         ge=1000,
         description="Live cases needed before the first codebook trains (FAISS aborts on "
         "OPQ+PQ training with only a few hundred vectors).",
+    )
+    exact_ram_budget_mb: float = Field(
+        default=64.0,
+        ge=0.0,
+        description="Keep exact float32 vectors while the exact index of every live case fits "
+        "in this many MB of RAM (64 MB: ~43k cases of 384-d); past it (and past "
+        "codebook_min_cases) switch to codes. 0: switch at codebook_min_cases.",
+    )
+    rerank: bool = Field(
+        default=True,
+        description="Once the store keeps codes, also keep a float16 copy of each embedding in "
+        "the database and re-rank the codes' candidates with it, so searches return what exact "
+        "search would (costs 2 bytes per dimension on disk, none in RAM).",
+    )
+    rerank_candidates: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="Candidates the codes propose for re-ranking (at least the k asked for).",
+    )
+    codebook_upkeep: bool = Field(
+        default=True,
+        description="Retrain or re-seed the codebook automatically as the data shifts (dead "
+        "codewords, distortion) and as the store grows; off: only `memory reindex` after a "
+        "manual new codebook changes it.",
     )
     codebook_train_sample: int = Field(
         default=65_536,

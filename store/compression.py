@@ -24,6 +24,12 @@ from memory_agent.store.index_sync import lock_vector_writes
 from memory_agent.store.models import CaseRow, CodebookRow, ReservoirRow, utcnow
 
 RESERVOIR_DTYPE = np.dtype(np.float16)
+RERANK_DTYPE = np.dtype(np.float16)  # the copy each case keeps for exact re-ranking
+
+
+def rerank_bytes(vector: Vectors) -> bytes:
+    return np.ascontiguousarray(vector, RERANK_DTYPE).tobytes()
+
 
 ReEmbed = Callable[[list[str]], Vectors]
 """Embeds task texts with the store's own embedder (for re-encoding from the case text)."""
@@ -95,6 +101,11 @@ class Compression:
                 self._books[version] = _book_from_row(row)
         return self._books[version]
 
+    def loaded_books(self) -> list[Codebook]:
+        """Every codebook this process holds in memory (active, pending, retired ones loaded
+        to decode old codes)."""
+        return list(self._books.values())
+
     def in_force(self) -> InForce:
         """The versions this process encodes with."""
         return (
@@ -147,6 +158,9 @@ class Compression:
             {"embedding": None, "code": codes[i].tobytes(), "codebook_version": self.active.version}
             for i in range(n)
         ]
+        if self.settings.store.rerank:
+            for i in range(n):
+                out[i]["rerank_vector"] = rerank_bytes(vectors[i])
         if self.pending is not None:
             # New cases get the pending version's code too, so reindex never has to revisit them.
             next_codes = self.pending.encode(vectors)
@@ -224,7 +238,8 @@ class Compression:
         )
         codes = book.encode(vectors)
         with self._storing(book, "active", "first") as session:
-            _write_codes(session, ids, codes, book.version, column="code")
+            rerank = vectors if self.settings.store.rerank else None
+            _write_codes(session, ids, codes, book.version, column="code", rerank=rerank)
             self.check_in_force(session, (book.version, None))
             # A raw vector another process committed after `vectors` were read would
             # outlive the switch: then switch again later, from all of them.
@@ -269,10 +284,14 @@ class Compression:
         if book is None or self.pending is not None:
             return None
         # A codebook shaped for a small store probes too few, too wide lists once the store
-        # has grown many times over: retrain with coarse lists sized for the new count.
+        # has grown many times over: retrain with coarse lists sized for the new count. And
+        # one trained on fewer cases than a full training sample has seen little of what the
+        # store now holds (after a shift, mostly the old data): retrain it on the float16
+        # copies as the store doubles, until it has had a full sample.
         grown = live_cases >= self.settings.store.codebook_growth_factor * max(book.trained_on, 1)
         sample = min(live_cases, self.settings.store.codebook_train_sample)
-        if grown and nlist_for(live_cases, sample) > book.nlist:
+        undertrained = book.trained_on < self.settings.store.codebook_train_sample
+        if grown and (nlist_for(live_cases, sample) > book.nlist or undertrained):
             return "growth"
         if len(self._reservoir) < min(self.settings.store.reservoir_size, 256):
             return None
@@ -340,9 +359,10 @@ class Compression:
     def reencode_batch(self, re_embed: ReEmbed | None) -> int:
         """Re-encode the next batch of cases with the pending codebook; returns how many.
 
-        The source is the raw vector where one is kept, else the case text re-embedded by the
-        store's embedder, else (vectors supplied by the caller, no embedder known) the old
-        code decoded. Each batch commits on its own, so a killed job resumes where it stopped.
+        The source is the raw vector where one is kept, else its float16 re-rank copy, else
+        the case text re-embedded by the store's embedder, else (vectors supplied by the
+        caller, no embedder known) the old code decoded. Each batch commits on its own, so a
+        killed job resumes where it stopped.
         """
         target = self.pending
         if target is None:  # another thread reloaded: the job was finished elsewhere
@@ -353,6 +373,7 @@ class Compression:
                     CaseRow.id,
                     CaseRow.task,
                     CaseRow.embedding,
+                    CaseRow.rerank_vector,
                     CaseRow.code,
                     CaseRow.codebook_version,
                 )  # fmt: skip
@@ -364,9 +385,11 @@ class Compression:
             return 0
         vectors = np.zeros((len(rows), target.dim), np.float32)
         need_text: list[int] = []
-        for position, (_id, _task, raw, code, version) in enumerate(rows):
+        for position, (_id, _task, raw, half, code, version) in enumerate(rows):
             if raw is not None:
                 vectors[position] = np.frombuffer(raw, np.float32)
+            elif half is not None:
+                vectors[position] = np.frombuffer(half, RERANK_DTYPE)
             elif re_embed is not None:
                 need_text.append(position)
             elif code is not None and version is not None and (book := self.book(version)):
@@ -448,15 +471,31 @@ def _todo(version: int) -> tuple[Any, ...]:
     )
 
 
-def _write_codes(session: Session, ids: list[int], codes: Codes, version: int, column: str) -> None:
+def _write_codes(
+    session: Session,
+    ids: list[int],
+    codes: Codes,
+    version: int,
+    column: str,
+    rerank: Vectors | None = None,
+) -> None:
+    """Store codes of `version` in `column`; with `rerank` (the raw vectors, at the switch)
+    also their float16 re-rank copies."""
     version_column = "codebook_version" if column == "code" else "next_codebook_version"
     values: dict[str, Any] = {column: bindparam("b_code"), version_column: version}
     if column == "code":
         values["embedding"] = None
+    if rerank is not None:
+        values["rerank_vector"] = bindparam("b_half")
     table: Any = CaseRow.__table__
+    params: list[dict[str, Any]] = [
+        {"b_id": i, "b_code": codes[p].tobytes()} for p, i in enumerate(ids)
+    ]
+    if rerank is not None:
+        for p, row in enumerate(params):
+            row["b_half"] = rerank_bytes(rerank[p])
     session.connection().execute(
-        update(table).where(table.c.id == bindparam("b_id")).values(values),
-        [{"b_id": i, "b_code": codes[p].tobytes()} for p, i in enumerate(ids)],
+        update(table).where(table.c.id == bindparam("b_id")).values(values), params
     )
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import numpy as np
@@ -72,12 +73,37 @@ def search_faiss(
     if k <= 0 or size == 0 or (allowed is not None and len(allowed) == 0):
         return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
     k = min(k, size)
-    if allowed is None:
-        scores, ids = index.search(queries, k)
-    else:
-        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-        scores, ids = index.search(queries, k, params=filtered(selector))
+    with one_thread_for(n):
+        if allowed is None:
+            scores, ids = index.search(queries, k)
+        else:
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+            scores, ids = index.search(queries, k, params=filtered(selector))
     return np.asarray(scores, np.float32), np.asarray(ids, np.int64)
+
+
+# Below this many queries FAISS's OpenMP threads cost more than they save.
+_THREADED_FROM = 16
+
+
+@contextmanager
+def one_thread_for(queries: int) -> Iterator[None]:
+    """Search a few queries on the calling thread alone. FAISS splits even one query over
+    OpenMP threads; waking them costs milliseconds, and on a busy machine tens of them (a
+    10k-case search took 40 ms instead of 1 ms on the shared 2-core box): the ~8 ms of
+    `search()` that the query's embedding and the index did not explain. The thread count is
+    a per-thread OpenMP setting, so other threads (a codebook training) keep theirs."""
+    if queries >= _THREADED_FROM:
+        yield
+        return
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def remove_faiss(index: Any, ids: Ids) -> None:

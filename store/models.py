@@ -93,6 +93,10 @@ class CaseRow(Base):
     # so the live index keeps serving the old version; the switch is one UPDATE at the end.
     next_code: Mapped[bytes | None] = mapped_column(LargeBinary)
     next_codebook_version: Mapped[int | None] = mapped_column(Integer)
+    # Once the store keeps codes, a float16 copy of the embedding: the store re-ranks the
+    # codes' candidates with it (exact-quality results), and re-encodes and retrains from it
+    # rather than from decoded codes. It stays on disk; the in-memory index holds codes only.
+    rerank_vector: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     # Tombstone: deleted, evicted or merged cases stay for audit but leave every index.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -56,7 +56,8 @@ class Retrieval(Room):
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
         queries = normalise(check_vectors(vectors, self.space.dim, "query vectors"))
         with self.lock:
-            return self.space.index_for(ns).search(queries, k, allowed)
+            scores, ids = self.space.search(ns, queries, k, allowed)
+        return scores, ids
 
     def search(
         self,
@@ -70,8 +71,10 @@ class Retrieval(Room):
         if k < 1:
             raise InvalidInputError(f"k must be at least 1; got {k}.")
         ns = self.namespace(namespace)
-        with self.sessions() as session:
-            require_namespace(session, ns)
+        if ns not in self.space.indexes:
+            # A namespace with an index exists (namespaces are never dropped): no round trip.
+            with self.sessions() as session:
+                require_namespace(session, ns)
         if isinstance(query, str):
             text = check_text(
                 query, "query", self.settings.store.max_task_chars, required=True,

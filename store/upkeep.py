@@ -8,7 +8,8 @@ import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import OperationalError
 
 from memory_agent.errors import InvalidInputError
 from memory_agent.store.compression import CodebookMoved, ReindexWorker
@@ -16,6 +17,24 @@ from memory_agent.store.index_sync import reindex_job
 from memory_agent.store.models import CaseRow
 from memory_agent.store.room import Room
 from memory_agent.store.rows import Progress
+
+
+def compact(engine: Engine) -> None:
+    """Give the freed float32 pages back after the switch (SQLite keeps them in the file
+    otherwise, 1.5 KB per case at 384-d). PostgreSQL's autovacuum does this on its own.
+    Best effort: while another connection holds the database, the freed pages are reused by
+    later writes instead."""
+    if engine.dialect.name != "sqlite":
+        return
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM")
+            # In WAL mode VACUUM writes the compacted database into the log first: fold it
+            # back and truncate the log, or the pair on disk is bigger than before.
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    except OperationalError:
+        pass  # another connection was reading or writing: the pages get reused instead
+
 
 if TYPE_CHECKING:
     from memory_agent.store.case_memory import CaseMemory
@@ -40,7 +59,7 @@ class CodebookUpkeep(Room):
         if keeper.active is None:
             if self.settings.store.index_kind == "auto":
                 self.maybe_switch()
-        elif keeper.pending is None:
+        elif keeper.pending is None and self.settings.store.codebook_upkeep:
             reason = keeper.upkeep_reason(self.live_cases())
             if reason is not None:
                 self.new_codebook(reason)
@@ -52,8 +71,19 @@ class CodebookUpkeep(Room):
         ):
             self.worker = ReindexWorker(lambda stop: self.reindex(stop=stop, wait=False))
 
+    def switch_due(self, live: int) -> bool:
+        """Whether a store of `live` exact vectors should switch to codes now: once it holds
+        enough cases to train on and its exact index outgrows the RAM budget. Below that,
+        exact search is both exact and fast enough (10k cases: 15 MB, ~0.6 ms a query), and
+        codes would only save megabytes at the cost of recall (BENCHMARKS.md)."""
+        assert self.space.dim is not None
+        exact_bytes = live * (self.space.dim * 4 + 8)  # float32 vector + int64 id per case
+        budget = self.settings.store.exact_ram_budget_mb * 2**20
+        return live >= self.settings.store.codebook_min_cases and exact_bytes > budget
+
     def maybe_switch(self) -> None:
-        """Train the first codebook once enough cases exist; from then on only codes."""
+        """Train the first codebook once the store outgrows exact search; from then on only
+        codes in RAM (and float16 re-rank copies on disk)."""
         if self.space.dim is None:
             return
         with self.sessions() as session:
@@ -65,7 +95,7 @@ class CodebookUpkeep(Room):
                 )
                 or 0
             )
-        if live < self.settings.store.codebook_min_cases:
+        if not self.switch_due(live):
             return
         with self.lock:
             with self.sessions() as session:
@@ -85,6 +115,7 @@ class CodebookUpkeep(Room):
                 self.space.reload_codebooks()
                 return
             self.space.rebuild()
+        compact(self.engine)
 
     def live_cases(self) -> int:
         with self.sessions() as session:

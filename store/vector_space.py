@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from memory_agent.errors import EmbedderError, InvalidInputError
 from memory_agent.settings import Settings
 from memory_agent.store.codebook import CodeIndex
-from memory_agent.store.compression import Compression
+from memory_agent.store.compression import RERANK_DTYPE, Compression
 from memory_agent.store.database import insert_if_absent
 from memory_agent.store.embedder import Embedder, Vectors, normalise
-from memory_agent.store.index import VectorIndex, check_vectors, make_index
+from memory_agent.store.index import Ids, Scores, VectorIndex, check_vectors, make_index
 from memory_agent.store.index_sync import changes_after, log_bounds
 from memory_agent.store.models import CaseRow, StoreMetaRow
 from memory_agent.store.rows import StoredVector
@@ -274,18 +274,68 @@ class VectorSpace:
         self.claim(dim, None)
         return vectors
 
+    def search(self, namespace: str, queries: Vectors, k: int, allowed: Ids | None) -> Any:
+        """Top-k (scores, ids) of a namespace's index. Over codes, the codes propose a wider
+        candidate set and the float16 copies re-rank it (`rerank`): the result is what exact
+        search returns whenever the true top-k is among the candidates."""
+        index = self.index_for(namespace)
+        if not isinstance(index, CodeIndex) or not self.settings.store.rerank:
+            return index.search(queries, k, allowed)
+        wide = max(k, self.settings.store.rerank_candidates)
+        scores, ids = index.search(queries, wide, allowed)
+        return self.rerank(queries, scores, ids, k)
+
+    def rerank(self, queries: Vectors, scores: Scores, ids: Ids, k: int) -> tuple[Scores, Ids]:
+        """Re-score candidates with their float16 copies and keep the best k per query. A
+        case without a copy (stored before 0007, or with `rerank` off) keeps its code score."""
+        k = min(k, ids.shape[1])
+        wanted = np.unique(ids[ids >= 0])
+        halves = self.rerank_vectors(wanted.tolist())
+        out_scores = np.full((len(ids), k), -np.inf, np.float32)
+        out_ids = np.full((len(ids), k), -1, np.int64)
+        for row, query in enumerate(queries):
+            valid = ids[row] >= 0
+            found, exact = ids[row][valid], scores[row][valid].astype(np.float32)
+            have = [p for p, i in enumerate(found.tolist()) if i in halves]
+            if have:
+                stacked = np.stack([halves[int(found[p])] for p in have]).astype(np.float32)
+                exact[have] = stacked @ query
+            order = np.argsort(-exact, kind="stable")[:k]
+            out_scores[row, : len(order)] = exact[order]
+            out_ids[row, : len(order)] = found[order]
+        return out_scores, out_ids
+
+    def rerank_vectors(self, ids: Sequence[int]) -> dict[int, npt.NDArray[np.float16]]:
+        """The float16 re-rank copies of these cases that have one."""
+        table: Any = CaseRow.__table__
+        out: dict[int, npt.NDArray[np.float16]] = {}
+        # Core, not the ORM: this runs once per search and must stay well under a millisecond.
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                query = select(table.c.id, table.c.rerank_vector).where(
+                    table.c.id.in_(ids[start : start + 500]), table.c.rerank_vector.is_not(None)
+                )
+                for case_id, blob in conn.execute(query):
+                    out[int(case_id)] = np.frombuffer(blob, RERANK_DTYPE)
+        return out
+
     def vectors(self, ids: Sequence[int]) -> Vectors:
         """The stored vectors of these cases, one row per id in order (zeros if unknown).
 
-        Once a case is stored as a code, its vector is the code decoded: an approximation of
-        the embedding whose error is the codebook's distortion.
+        Once a case is stored as a code, its vector is its float16 re-rank copy, or where
+        there is none the code decoded: an approximation of the embedding whose error is the
+        codebook's distortion.
         """
         out = np.zeros((len(ids), self.dim or 0), dtype=np.float32)
         if not ids or self.dim is None:
             return out
         with self.sessions() as session:
             query = select(
-                CaseRow.id, CaseRow.embedding, CaseRow.code, CaseRow.codebook_version
+                CaseRow.id,
+                CaseRow.embedding,
+                CaseRow.rerank_vector,
+                CaseRow.code,
+                CaseRow.codebook_version,
             ).where(CaseRow.id.in_(ids))
             rows = {r[0]: r[1:] for r in session.execute(query).all()}
         by_version: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
@@ -293,9 +343,11 @@ class VectorSpace:
             found = rows.get(case_id)
             if found is None:
                 continue
-            raw, code, version = found
+            raw, half, code, version = found
             if raw is not None:
                 out[position] = np.frombuffer(raw, dtype=np.float32)
+            elif half is not None:
+                out[position] = np.frombuffer(half, dtype=RERANK_DTYPE)
             elif code is not None and version is not None:
                 by_version[version].append((position, code))
         for version, items in by_version.items():

@@ -11,10 +11,11 @@ from memory_agent.store import CaseMemory, NewCase
 
 
 def compressed_settings(home: Path, **more: object) -> Settings:
-    """Settings whose store switches to codes at 1,000 cases and reindexes in the foreground
-    (`more`: further store knobs)."""
+    """Settings whose store switches to codes at 1,000 cases (no RAM budget for exact
+    vectors) and reindexes in the foreground (`more`: further store knobs)."""
     store: dict[str, object] = {
         "codebook_min_cases": 1000,
+        "exact_ram_budget_mb": 0,
         "reindex_in_background": False,
         "reservoir_size": 256,
         **more,

@@ -51,21 +51,32 @@ def test_switch_to_codes_is_automatic_invisible_and_persisted(
     assert after["codebook_version"] == 1 and after["index_kind"] == "opq-ivf-pq"
     rows = _rows(database_url)
     assert len(rows) == 1000
-    # Only codes are kept; the float32 vectors are gone from every case.
+    # Only codes (and float16 re-rank copies) are kept; the float32 vectors are gone.
     assert all(raw is None and code is not None and v == 1 for raw, code, v in rows)
     assert {len(code or b"") for _, code, _ in rows} == {after["code_bytes"]}
-    assert after["vector_bytes_stored"] == 1000 * after["code_bytes"]
+    assert after["vector_bytes_stored"] == 1000 * (after["code_bytes"] + 384 * 2)
+    # In RAM only the codes and ids, beside the codebook copies and the reservoir.
+    assert after["index_bytes"] == 1000 * (after["code_bytes"] - 1 + 8)
 
     position = {case_id: p for p, case_id in enumerate(ids)}
+    as_positions = np.vectorize(lambda i: position.get(int(i), -1), otypes=[np.int64])
+    truth = exact_top_k(queries, vectors, 10)
     _, found = memory.nearest(queries, 50)
-    as_positions = np.vectorize(lambda i: position.get(int(i), -1), otypes=[np.int64])(found)
-    assert recall(as_positions, exact_top_k(queries, vectors, 10)) >= 0.7
+    # The codes propose candidates and the float16 copies re-rank them: exact quality.
+    assert recall(as_positions(found), truth) >= 0.95
+    assert recall(as_positions(memory.nearest(queries, 10)[1]), truth) >= 0.95
     # The first 500 were searched exactly before the switch; their hits still come back.
-    assert np.isin(exact_hits[:, 0], found).mean() >= 0.9
+    assert np.isin(exact_hits[:, 0], found).mean() >= 0.95
+    unranked = CaseMemory(
+        compressed_settings(isolated_home, rerank=False), database_url=database_url
+    )
+    # Without the re-rank the codes alone find less (what the re-rank is for).
+    assert recall(as_positions(unranked.nearest(queries, 10)[1]), truth) < 0.9
+    unranked.close()
 
     decoded = memory.vectors(ids[:50])
     cosine = np.sum(decoded * vectors[:50], axis=1) / np.linalg.norm(decoded, axis=1)
-    assert cosine.min() > 0.7
+    assert cosine.min() > 0.999  # the float16 copy
     hits = memory.search(queries[0], 5)
     assert len(hits) == 5 and hits[0].case.codebook_version == 1
     memory.close()
@@ -103,20 +114,23 @@ def test_reindex_moves_every_case_to_a_new_version_while_search_serves(
     memory.close()
 
 
-def test_codebook_collapse_resets_recover_recall() -> None:
-    without, with_resets = collapse_curves(steps_before=2, steps=6, per_step=800, queries=60)
+def test_store_upkeep_brings_recall_back_after_a_shift() -> None:
+    """The collapse stream through CaseMemory's public API: without upkeep the stale
+    codebook's recall drops and stays down; with the store's automatic upkeep (distortion
+    retrains, dead-codeword resets) it comes back to >= 90% of its value before the shift."""
+    without, with_upkeep = collapse_curves(steps_before=2, steps=6, per_step=800, queries=60)
     shift = 2  # the first step after the distribution moves
-    # Before the shift both runs are the same and recall is high.
-    assert without.shortlist_recall[:shift] == with_resets.shortlist_recall[:shift]
-    assert without.shortlist_recall[shift - 1] > 0.8
-    # Without resets: dead codewords pile up and recall stays down.
-    assert without.dead[-1] > 3 * without.dead[shift - 1]
-    assert max(without.shortlist_recall[shift:]) < without.shortlist_recall[shift - 1] - 0.3
+    # Before the shift both stores are the same and recall is high.
+    assert without.shortlist_recall[:shift] == with_upkeep.shortlist_recall[:shift]
+    before = without.shortlist_recall[shift - 1]
+    assert before > 0.8
+    # Without upkeep: one codebook throughout, recall stays down.
     assert without.versions[-1] == 1
-    # With resets: new versions re-seed the dead codewords and recall comes back up.
-    assert with_resets.versions[-1] > 1
-    assert with_resets.dead[-1] < 0.75 * without.dead[-1]
-    assert with_resets.shortlist_recall[-1] > without.shortlist_recall[-1] + 0.1
+    assert max(without.shortlist_recall[shift:]) < before - 0.25
+    # With upkeep: the store made new versions itself and recall is back.
+    assert with_upkeep.versions[-1] > 1
+    assert with_upkeep.shortlist_recall[-1] >= 0.9 * before
+    assert min(with_upkeep.shortlist_recall[-2:]) > max(without.shortlist_recall[shift:]) + 0.2
 
 
 @pytest.mark.slow
@@ -134,6 +148,7 @@ def test_killed_reindex_resumes_with_no_case_lost(tmp_path: Path, isolated_home:
         "MEMORY_AGENT_DATABASE_URL": url,
         "MEMORY_AGENT_REINDEX_BATCH_SIZE": "10",
         "MEMORY_AGENT_CODEBOOK_MIN_CASES": "1000",
+        "MEMORY_AGENT_EXACT_RAM_BUDGET_MB": "0",
     }
     command = [sys.executable, "-m", "memory_agent", "memory", "reindex"]
     job = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -295,3 +310,41 @@ def test_training_a_codebook_on_a_small_store_prints_nothing(
     assert book.nlist >= 1 and book.distortion > 0
     captured = capfd.readouterr()
     assert "WARNING" not in captured.err and captured.out == ""
+
+
+def test_the_switch_waits_until_exact_vectors_outgrow_the_ram_budget(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    """Exact search while the float32 index fits `exact_ram_budget_mb`; past it, codes in RAM
+    and float16 copies on disk, with the file compacted after the switch."""
+    url = f"sqlite:///{tmp_path / 'budget.db'}"
+    budget_cases = 1500  # (384 * 4 + 8) bytes each
+    settings = compressed_settings(
+        isolated_home, exact_ram_budget_mb=budget_cases * (384 * 4 + 8) / 2**20
+    )
+    vectors = SPACE.sample(1600, seed=11)
+    memory = CaseMemory(settings, database_url=url)
+    add_synthetic(memory, vectors[:1400])  # past codebook_min_cases, within the budget
+    stats = memory.stats()
+    assert stats["index_kind"] == "flat" and stats["codebook_version"] is None
+    assert stats["ram_bytes_per_case"] == pytest.approx(384 * 4 + 8)
+    file_before = stats["database_file_bytes_per_case"]
+    add_synthetic(memory, vectors[1400:], start=1400)  # 1600 > 1500: over the budget
+    stats = memory.stats()
+    assert stats["index_kind"] == "opq-ivf-pq" and stats["rerank"] is True
+    # RAM: codes and ids, two codebook copies (the store's and the index's), the reservoir.
+    book = memory._compression.active
+    assert book is not None
+    assert stats["index_bytes"] == 1600 * (book.m + 8)
+    assert stats["codebook_bytes"] == 2 * book.nbytes()
+    assert stats["ram_bytes_per_case"] == pytest.approx(
+        (stats["index_bytes"] + stats["codebook_bytes"] + 256 * 384 * 2) / 1600
+    )
+    assert stats["disk_bytes_per_case"] == pytest.approx(
+        stats["code_bytes"] + 384 * 2 + (stats["codebook_disk_bytes"] + 256 * 384 * 2) / 1600,
+        rel=1e-3,
+    )
+    assert stats["bytes_per_case"] == max(stats["ram_bytes_per_case"], stats["disk_bytes_per_case"])
+    # The freed float32 pages went back to the file system.
+    assert stats["database_file_bytes_per_case"] < file_before - 384
+    memory.close()

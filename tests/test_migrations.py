@@ -26,6 +26,7 @@ CHAIN = [
     "0004_run_log",
     "0005_vector_changes",
     "0006_reservoir_float16",
+    "0007_rerank_vectors",
     "0008_skills",
 ]
 RESERVOIR_ROW = np.linspace(-1, 1, 384, dtype=np.float32)

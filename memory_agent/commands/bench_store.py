@@ -53,6 +53,17 @@ def store(
             "retrains re-encoded between calls); 1: one bulk add.",
         ),
     ] = 1,
+    sizes: Annotated[
+        str | None,
+        typer.Option(
+            help="Measure the store at each of these sizes (e.g. 1k,10k,100k: the first n "
+            "cases, the same held-out queries) instead of --cases.",
+        ),
+    ] = None,
+    curve: Annotated[
+        Path | None,
+        typer.Option(help="With --sizes: write the recall and bytes per size to this PNG."),
+    ] = None,
     out: OutOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -86,7 +97,10 @@ def store(
             baseline_queries=baseline_queries,
             say=say,
             grow_in=grow_in,
+            sizes=_parse_sizes(sizes) if sizes else None,
         )
+        if curve is not None and "sizes" in result:
+            _plot_sizes(result, curve)
         if frontier is not None:
             say("Frontier of index kinds:")
             rows = index_frontier(cases, text, min(queries, 300), settings, say)
@@ -97,6 +111,61 @@ def store(
         print_json(result)
         return
     _print(result)
+
+
+def _parse_sizes(text: str) -> list[int]:
+    """ "1k,10k,100k" -> [1000, 10000, 100000]."""
+    out = []
+    for part in text.split(","):
+        word = part.strip().lower()
+        scale = {"k": 1_000, "m": 1_000_000}.get(word[-1:], 1)
+        number = word[:-1] if scale > 1 else word
+        try:
+            value = int(float(number) * scale)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise InvalidInputError(
+                f"--sizes {text!r}: {part!r} is not a case count; write e.g. 1k,10k,100k."
+            )
+        out.append(value)
+    return out
+
+
+def _plot_sizes(result: dict[str, Any], path: Path) -> None:
+    with eval_extra("Plotting the store benchmark"):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+    rows = result["sizes"]
+    cases = [row["cases"] for row in rows]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)
+    top.plot(cases, [r["shortlist_recall"] for r in rows], marker="o",
+             label="policy shortlist: exact top-10 in top-50")  # fmt: skip
+    top.plot(cases, [r["search_recall_at_10"] for r in rows], marker="s",
+             label="search(k=10): exact top-10")  # fmt: skip
+    top.axhline(0.95, color="tab:red", linewidth=0.8, linestyle="--", label="0.95")
+    top.set_ylabel("recall vs exact search")
+    top.set_ylim(min(0.9, *(r["search_recall_at_10"] for r in rows)) - 0.02, 1.005)
+    top.legend(fontsize=8, loc="lower left")
+    bottom.plot(cases, [r["ram_bytes_per_case"] for r in rows], marker="o", label="RAM")
+    bottom.plot(cases, [r["disk_bytes_per_case"] for r in rows], marker="s", label="disk")
+    bottom.plot(cases, [r["database_file_bytes_per_case"] for r in rows], marker="^",
+                linestyle=":", label="whole SQLite file (with case text)")  # fmt: skip
+    bottom.set_yscale("log")
+    bottom.set_ylabel("bytes per case")
+    bottom.set_xlabel("cases in the store")
+    bottom.set_xscale("log")
+    bottom.legend(fontsize=8)
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+    top.set_title(f"Store at each size — {result['workload']}", fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -167,10 +236,10 @@ def _collapse(path: Path) -> dict[str, Any]:
     curves = collapse_curves()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     for curve in curves:
-        label = "with dead-codeword resets" if curve.resets else "without resets"
+        label = "store with upkeep (default)" if curve.upkeep else "codebook_upkeep off"
         top.plot(curve.seen, curve.shortlist_recall, marker="o", label=label)
         bottom.plot(curve.seen, curve.dead, marker="o", label=label)
-    top.set_ylabel("shortlist recall")
+    top.set_ylabel("shortlist recall (codes alone)")
     bottom.set_ylabel("dead codewords")
     bottom.set_xlabel("cases streamed (distribution shifts after the 2nd step)")
     top.legend()
@@ -187,5 +256,5 @@ def _collapse(path: Path) -> dict[str, Any]:
             "shortlist_recall": c.shortlist_recall,
             "codebook_version": c.versions,
         }
-        for curve_name, c in zip(("without_resets", "with_resets"), curves, strict=True)
+        for curve_name, c in zip(("without_upkeep", "with_upkeep"), curves, strict=True)
     }

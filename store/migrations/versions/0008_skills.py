@@ -13,7 +13,7 @@ from alembic import op
 
 revision: str = "0008_skills"
 # 0007 is being written in parallel; whoever merges second re-chains this onto it.
-down_revision: str | None = "0006_reservoir_float16"
+down_revision: str | None = "0007_rerank_vectors"
 branch_labels: str | None = None
 depends_on: str | None = None
 
