@@ -2,7 +2,7 @@
 directory, checked against `file_sha256` when loaded.
 
 Revision ID: 0008_skills
-Revises: 0006_reservoir_float16
+Revises: 0007_rerank_vectors
 Create Date: 2026-12-02
 """
 
