@@ -184,6 +184,10 @@ class MemoryService:
         cases: list[dict[str, Any]] = []
         shortlist = 0
         with self._lock:
+            # Another process may have stored this store's first vector since we last looked;
+            # until we sync, our dimension is unknown and every retrieval would come back empty.
+            if self.memory.dim is None:
+                self.memory.sync(force=True)
             if policy is not None and query is not None and self.memory.dim == query.shape[0]:
                 candidates = self.memory.candidates(query, namespace=ns)
                 shortlist = len(candidates)
