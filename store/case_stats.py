@@ -246,10 +246,11 @@ class CaseStats:
         ids = sorted({*targets, *check_only})
         out: dict[int, StageStats] = {}
         with self._sessions.begin() as session:
+            if targets:
+                _serialise_first_writes(session, stage, targets)
             self.check_cases(session, namespace, ids)
             if not targets:
                 return out
-            _serialise_first_writes(session, stage, targets)
             query = select(CaseStatRow).where(
                 CaseStatRow.case_id.in_(list(targets)), CaseStatRow.stage == stage
             )
@@ -283,12 +284,12 @@ class CaseStats:
             return
         now = utcnow()
         with self._sessions.begin() as session:
+            _serialise_first_writes(session, stage, case_ids)
             live = set(
                 session.scalars(
                     select(CaseRow.id).where(CaseRow.id.in_(case_ids), CaseRow.deleted_at.is_(None))
                 )
             )
-            _serialise_first_writes(session, stage, live)
             for case_id in sorted(live):
                 row = session.get(CaseStatRow, (case_id, stage))
                 if row is None:
@@ -316,13 +317,18 @@ class CaseStats:
 
 
 def _serialise_first_writes(session: Session, stage: str, case_ids: Iterable[int]) -> None:
-    """On PostgreSQL, take a transaction-scoped advisory lock per (case, stage) before reading
-    its statistics. SELECT ... FOR UPDATE locks only rows that exist, so two processes giving a
-    case its first feedback at once both inserted it (UniqueViolation on case_stats_pkey, found
-    by `bench load`), and `credit`'s read-modify-write could lose an update. Locks are taken in
-    id order so two transactions cannot deadlock; SQLite serialises writers already."""
+    """Serialise read-modify-writes of these cases' statistics; call it as the transaction's
+    first statement. `bench load` found two races: two processes giving a case its first
+    feedback both inserted it (UNIQUE/primary-key violation), and two updates of one case read
+    the same old row, so one visit was lost.
+    PostgreSQL: a transaction-scoped advisory lock per (case, stage), in id order so two
+    transactions cannot deadlock (SELECT ... FOR UPDATE locks only rows that exist).
+    SQLite: the driver runs reads before the first write outside any transaction, so a write
+    that changes nothing first makes this transaction the database's one writer before it
+    reads (as `index_sync.lock_vector_writes_first` does)."""
     bind = session.get_bind()
     if bind.dialect.name != "postgresql":
+        session.execute(text("UPDATE namespaces SET name = name WHERE 1 = 0"))
         return
     for case_id in sorted(set(case_ids)):
         session.execute(
