@@ -20,6 +20,7 @@ from sqlalchemy import Subquery, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from memory_agent.errors import CaseNotFoundError, InvalidInputError
+from memory_agent.store.database import become_sqlite_writer
 from memory_agent.store.models import CaseRow, CaseStatRow, utcnow
 from memory_agent.store.records import RankedCase, StageStats
 
@@ -247,7 +248,7 @@ class CaseStats:
         out: dict[int, StageStats] = {}
         with self._sessions.begin() as session:
             if targets:
-                _serialise_first_writes(session, stage, targets)
+                _lock_stats_for_update(session, stage, targets)
             self.check_cases(session, namespace, ids)
             if not targets:
                 return out
@@ -284,7 +285,7 @@ class CaseStats:
             return
         now = utcnow()
         with self._sessions.begin() as session:
-            _serialise_first_writes(session, stage, case_ids)
+            _lock_stats_for_update(session, stage, case_ids)
             live = set(
                 session.scalars(
                     select(CaseRow.id).where(CaseRow.id.in_(case_ids), CaseRow.deleted_at.is_(None))
@@ -316,7 +317,7 @@ class CaseStats:
             return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _serialise_first_writes(session: Session, stage: str, case_ids: Iterable[int]) -> None:
+def _lock_stats_for_update(session: Session, stage: str, case_ids: Iterable[int]) -> None:
     """Serialise read-modify-writes of these cases' statistics; call it as the transaction's
     first statement. `bench load` found two races: two processes giving a case its first
     feedback both inserted it (UNIQUE/primary-key violation), and two updates of one case read
@@ -325,10 +326,10 @@ def _serialise_first_writes(session: Session, stage: str, case_ids: Iterable[int
     transactions cannot deadlock (SELECT ... FOR UPDATE locks only rows that exist).
     SQLite: the driver runs reads before the first write outside any transaction, so a write
     that changes nothing first makes this transaction the database's one writer before it
-    reads (as `index_sync.lock_vector_writes_first` does)."""
+    reads (`become_sqlite_writer`)."""
     bind = session.get_bind()
     if bind.dialect.name != "postgresql":
-        session.execute(text("UPDATE namespaces SET name = name WHERE 1 = 0"))
+        become_sqlite_writer(session)
         return
     for case_id in sorted(set(case_ids)):
         session.execute(

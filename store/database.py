@@ -329,3 +329,10 @@ def insert_if_absent(session: Any, table: Any, values: dict[str, Any]) -> None:
 
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     session.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
+
+
+def become_sqlite_writer(session: Any) -> None:
+    """Make this SQLite transaction the database's one writer before it reads: the driver runs
+    reads before the first write outside any transaction, and a transaction that read first
+    could not become the writer once another one committed. A write that changes nothing."""
+    session.execute(text("UPDATE namespaces SET name = name WHERE 1 = 0"))

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from memory_agent.store.change_models import VectorChangeRow
+from memory_agent.store.database import become_sqlite_writer
 
 # Stable key for the advisory lock that orders change numbers on PostgreSQL.
 _CHANGE_LOCK_KEY = 7_204_118_935
@@ -77,7 +78,7 @@ def lock_vector_writes_first(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHANGE_LOCK_KEY})
     else:
-        session.execute(text("UPDATE namespaces SET name = name WHERE 1 = 0"))
+        become_sqlite_writer(session)
 
 
 @contextmanager
