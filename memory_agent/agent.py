@@ -165,7 +165,15 @@ class MemoryAgent:
         if self._skills is None:
             from memory_agent.skills.inject import SkillInjector
 
-            self._skills = SkillInjector(self._skills_choice, self.memory, self.llm)
+            runtime = self.settings.runtime
+            self._skills = SkillInjector(
+                self._skills_choice,
+                self.memory,
+                self.llm,
+                threshold=runtime.skill_router_threshold,
+                top=runtime.skill_router_top,
+                max_skills=runtime.skill_router_max,
+            )
         return self._skills
 
     @property

@@ -325,6 +325,20 @@ class RuntimeSettings(BaseSettings):
     docs_dir: Path | None = Field(
         default=None, description="Folder the `search_docs` tool searches (off when unset)."
     )
+    skill_router_threshold: float = Field(
+        default=0.6,
+        ge=-1.0,
+        le=1.0,
+        description="A stored skill is injected for a task when the task's mean cosine "
+        "similarity to the skill's most similar training tasks reaches this. MiniLM scores "
+        "unrelated text ~0.15 and another question of the same kind ~0.8.",
+    )
+    skill_router_top: int = Field(
+        default=3, ge=1, le=64, description="Training tasks per skill the router averages over."
+    )
+    skill_router_max: int = Field(
+        default=2, ge=0, le=16, description="Most skills the router injects into one run."
+    )
 
 
 class ServeSettings(BaseSettings):

@@ -205,6 +205,28 @@ def test_router_picks_skills_by_task_similarity() -> None:
     assert router.score(torch.ones(4), gcd) == float("-inf")  # another embedder's vectors
 
 
+def test_router_knobs_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    gcd = torch.tensor([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]])
+    lcm = torch.tensor([[0.95, 0.31, 0.0]])
+    task = torch.tensor([1.0, 0.05, 0.0])
+    both = router.route(task, [("gcd@1", gcd), ("lcm@1", lcm)], threshold=0.5, top=1)
+    assert [r.chosen for r in both] == [True, True]
+    # averaging over two training tasks pulls gcd below lcm; a stricter threshold drops both
+    assert [r.name for r in router.route(task, [("gcd@1", gcd), ("lcm@1", lcm)], top=2)] == [
+        "lcm@1", "gcd@1"]  # fmt: skip
+    strict = router.route(task, [("gcd@1", gcd), ("lcm@1", lcm)], threshold=0.999, top=1)
+    assert not any(r.chosen for r in strict)
+    one = router.route(task, [("gcd@1", gcd), ("lcm@1", lcm)], threshold=0.5, max_skills=1)
+    assert sum(r.chosen for r in one) == 1
+    monkeypatch.setenv("MEMORY_AGENT_SKILL_ROUTER_THRESHOLD", "0.75")
+    monkeypatch.setenv("MEMORY_AGENT_SKILL_ROUTER_MAX", "1")
+    runtime = Settings().runtime
+    assert (runtime.skill_router_threshold, runtime.skill_router_max) == (0.75, 1)
+    monkeypatch.setenv("MEMORY_AGENT_SKILL_ROUTER_THRESHOLD", "3")
+    with pytest.raises(ValueError, match="skill_router_threshold"):
+        Settings()
+
+
 def test_cli_bad_input(isolated_home: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["skills", "list"])

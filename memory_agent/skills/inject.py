@@ -39,9 +39,19 @@ def _specs(choice: Sequence[str | tuple[str, float]] | str) -> list[SkillSpec]:
 class SkillInjector:
     """Decides and applies the skills of each run of one agent."""
 
-    def __init__(self, choice: SkillsOption, memory: CaseMemory, llm: Any) -> None:
+    def __init__(
+        self,
+        choice: SkillsOption,
+        memory: CaseMemory,
+        llm: Any,
+        *,
+        threshold: float = router.THRESHOLD,
+        top: int = router.TOP,
+        max_skills: int = router.MAX_SKILLS,
+    ) -> None:
         self.memory = memory
         self.llm = llm
+        self.threshold, self.top, self.max_skills = threshold, top, max_skills
         self.fixed: list[SkillSpec] | None = None
         self.enabled = choice is not False
         if choice not in (None, True, False):
@@ -124,13 +134,15 @@ class SkillInjector:
         if not candidates:
             return [], {"mode": "router", "skills": [], "scores": {}}
         vector = self.memory.embedder.embed([task])[0]
-        routed = router.route(vector, candidates)
+        routed = router.route(
+            vector, candidates, threshold=self.threshold, max_skills=self.max_skills, top=self.top
+        )
         chosen = [self._load(SkillSpec.parse(r.name)) for r in routed if r.chosen]
         return chosen, {
             "mode": "router",
             "skills": _described(chosen),
             "scores": {r.name: round(r.score, 4) for r in routed},
-            "threshold": router.THRESHOLD,
+            "threshold": self.threshold,
             **({"skipped": dict(self.skipped)} if self.skipped else {}),
         }
 

@@ -2,7 +2,8 @@
 
 A skill's score is the mean cosine similarity of the task to its `top` most similar
 training tasks (the vectors its file carries); skills scoring at least `threshold` are
-injected, best first, at most `max_skills` of them. The threshold is far above what unrelated
+injected, best first, at most `max_skills` of them (settings `runtime.skill_router_*`; the
+defaults below). The threshold is far above what unrelated
 text scores with MiniLM (~0.15, see policy.min_similarity), and far below what another
 instance of the same kind of question scores (~0.8 for the reasoning-gym families).
 """
@@ -45,11 +46,12 @@ def route(
     *,
     threshold: float = THRESHOLD,
     max_skills: int = MAX_SKILLS,
+    top: int = TOP,
 ) -> list[Routed]:
     """Every skill (name, case vectors) with its score, best first; `chosen` marks those to
     inject."""
     scored = sorted(
-        ((name, score(task_vector, vectors)) for name, vectors in skills),
+        ((name, score(task_vector, vectors, top)) for name, vectors in skills),
         key=lambda pair: -pair[1],
     )
     routed = []
