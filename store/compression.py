@@ -22,21 +22,24 @@ from memory_agent.store.codebook import Codebook, Codes, nlist_for
 from memory_agent.store.embedder import Vectors, normalise
 from memory_agent.store.index_sync import lock_vector_writes
 from memory_agent.store.models import CaseRow, CodebookRow, ReservoirRow, utcnow
+from memory_agent.store.rerank import (
+    RERANK_DTYPE,
+    copies_dropped,
+    copies_fit,
+    drop_copies,
+    mark_dropped,
+    rerank_bytes,
+)
 
 RESERVOIR_DTYPE = np.dtype(np.float16)
-RERANK_DTYPE = np.dtype(np.float16)  # the copy each case keeps for exact re-ranking
-
-
-def rerank_bytes(vector: Vectors) -> bytes:
-    return np.ascontiguousarray(vector, RERANK_DTYPE).tobytes()
-
 
 ReEmbed = Callable[[list[str]], Vectors]
 """Embeds task texts with the store's own embedder (for re-encoding from the case text)."""
 
 
-InForce = tuple[int | None, int | None]
-"""(active codebook version, pending codebook version); None where there is none."""
+InForce = tuple[int | None, int | None, bool]
+"""(active codebook version, pending codebook version, whether the store dropped its float16
+re-rank copies); None where there is no such version."""
 
 
 class CodebookMoved(Exception):
@@ -52,6 +55,8 @@ class Compression:
     versions in the database are the ones it worked with (`check_in_force`); if another
     process moved them meanwhile it raises `CodebookMoved` and nothing is committed. So a
     code of a retired version is never stored, and no case misses a pending version's code.
+    The same check covers the float16 re-rank copies: once another process dropped them
+    (store/rerank.py), a write that carries copies is rolled back and made again without.
     """
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
@@ -65,6 +70,7 @@ class Compression:
         self._reservoir_next = 0
         self._reservoir_dirty: set[int] = set()
         self._usage_dirty = False
+        self.copies_dropped = False
         self.load()
 
     # ------------------------------------------------------------------ loading
@@ -84,6 +90,7 @@ class Compression:
                 else:
                     self.pending = book
             slots = session.execute(select(ReservoirRow.slot, ReservoirRow.vector)).all()
+            self.copies_dropped = copies_dropped(session)
         if slots:
             dim = len(slots[0][1]) // RESERVOIR_DTYPE.itemsize
             self._reservoir = np.zeros((len(slots), dim), RESERVOIR_DTYPE)
@@ -106,16 +113,25 @@ class Compression:
         to decode old codes)."""
         return list(self._books.values())
 
+    @property
+    def reranks(self) -> bool:
+        """Whether this process writes float16 re-rank copies with new codes and re-ranks
+        the codes' candidates with them: `store.rerank`, unless the store dropped its copies
+        past `store.rerank_disk_budget_mb`."""
+        return self.settings.store.rerank and not self.copies_dropped
+
     def in_force(self) -> InForce:
-        """The versions this process encodes with."""
+        """The versions this process encodes with, and whether copies are gone."""
         return (
             self.active.version if self.active is not None else None,
             self.pending.version if self.pending is not None else None,
+            self.copies_dropped,
         )
 
     def moved(self, session: Session, expected: InForce | None = None) -> bool:
         """Whether the active and pending versions in the database, as this session sees
-        them, differ from `expected` (by default the ones this process encodes with)."""
+        them, differ from `expected` (by default the ones this process encodes with), or the
+        store dropped its re-rank copies since."""
         rows = session.execute(
             select(CodebookRow.status, CodebookRow.version).where(
                 CodebookRow.status.in_(("active", "pending"))
@@ -124,11 +140,12 @@ class Compression:
         found = {
             status: sorted(v for s, v in rows if s == status) for status in ("active", "pending")
         }
+        active, pending, dropped = expected or self.in_force()
         want = {
             status: [] if v is None else [v]
-            for status, v in zip(("active", "pending"), expected or self.in_force(), strict=True)
+            for status, v in zip(("active", "pending"), (active, pending), strict=True)
         }
-        return found != want
+        return found != want or copies_dropped(session) != dropped
 
     def check_in_force(self, session: Session, expected: InForce) -> None:
         """Raise `CodebookMoved` unless the database's active and pending versions, as this
@@ -158,7 +175,7 @@ class Compression:
             {"embedding": None, "code": codes[i].tobytes(), "codebook_version": self.active.version}
             for i in range(n)
         ]
-        if self.settings.store.rerank:
+        if self.reranks:
             for i in range(n):
                 out[i]["rerank_vector"] = rerank_bytes(vectors[i])
         if self.pending is not None:
@@ -219,6 +236,15 @@ class Compression:
         self._reservoir_dirty.clear()
         self._usage_dirty = False
 
+    # ------------------------------------------------------------------ re-rank copies
+
+    def drop_copies(self, rows: int, dim: int) -> None:
+        """Drop every float16 re-rank copy, for good (one transaction, store/rerank.py); from
+        now on this process ranks by codes alone and other processes follow at their next
+        sync or write."""
+        drop_copies(self._sessions, rows, dim, self.settings.store.rerank_disk_budget_mb)
+        self.copies_dropped = True
+
     # ------------------------------------------------------------------ the switch
 
     def switch_to_codes(self, vectors: Vectors, ids: list[int]) -> Codebook:
@@ -237,10 +263,18 @@ class Compression:
             reduce_to=self.settings.store.codebook_dim,
         )
         codes = book.encode(vectors)
+        # Every stored case gets a copy at the switch, so a store already past the copies'
+        # disk budget starts without them (and says so, in the same transaction).
+        keep = self.reranks and copies_fit(self.settings, len(vectors), book.dim)
+        dropped = self.copies_dropped or (self.settings.store.rerank and not keep)
         with self._storing(book, "active", "first") as session:
-            rerank = vectors if self.settings.store.rerank else None
+            rerank = vectors if keep else None
             _write_codes(session, ids, codes, book.version, column="code", rerank=rerank)
-            self.check_in_force(session, (book.version, None))
+            if dropped and not self.copies_dropped:
+                mark_dropped(
+                    session, len(vectors), book.dim, self.settings.store.rerank_disk_budget_mb
+                )
+            self.check_in_force(session, (book.version, None, dropped))
             # A raw vector another process committed after `vectors` were read would
             # outlive the switch: then switch again later, from all of them.
             raw_left = session.scalar(
@@ -249,6 +283,7 @@ class Compression:
             if raw_left:
                 raise CodebookMoved(f"{raw_left} raw vector(s) arrived during the switch")
         self.active = book
+        self.copies_dropped = dropped
         self._books[book.version] = book
         self.remember(
             vectors[-self.settings.store.reservoir_size :]
@@ -337,7 +372,7 @@ class Compression:
                 # from them look drifted at once (a retrain loop at 540k cases).
                 book.distortion = book.measure_distortion(recent)
         with self._storing(book, "pending", reason) as session:
-            self.check_in_force(session, (self.active.version, version))
+            self.check_in_force(session, (self.active.version, version, self.copies_dropped))
         self.pending = book
         self._books[version] = book
         return book

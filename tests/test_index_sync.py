@@ -248,7 +248,7 @@ def test_two_processes_switching_to_codes_at_once_keep_one_codebook(
         assert [tuple(b) for b in books] == [(1, "active")]
         assert _codes_by_version(database_url) == {1: 1000}
         more = add_synthetic(second, SPACE.sample(10, seed=38), "more", start=1000)
-        assert second._compression.in_force() == (1, None)
+        assert second._compression.in_force() == (1, None, False)
         assert _each_in_own_top10(first, SPACE.sample(10, seed=38), more)
     finally:
         second.close()
