@@ -16,7 +16,7 @@ within 32 bytes a case at 1M. Copies cannot come back: nothing raw is left to ma
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ COPIES_KEY = "rerank_copies"
 """The `store_meta` row whose presence says the store dropped its copies for good."""
 
 Halves = dict[int, npt.NDArray[np.float16]]
+"""Float16 copies by case id."""
 
 
 def rerank_bytes(vector: Vectors) -> bytes:
@@ -122,10 +123,11 @@ def read_copies(engine: Engine, ids: Sequence[int]) -> Halves:
 
 
 def rerank(
-    queries: Vectors, scores: Scores, ids: Ids, k: int, halves: Halves
+    queries: Vectors, scores: Scores, ids: Ids, k: int, halves: Mapping[int, npt.NDArray[Any]]
 ) -> tuple[Scores, Ids]:
-    """Re-score candidates with their float16 copies and keep the best k per query. A case
-    without a copy (stored before 0007, or with `rerank` off) keeps its code score."""
+    """Re-score candidates with their finer vectors (the float16 copies) and keep the best k
+    per query. A case without one (stored before 0007, or with `rerank` off) keeps its code
+    score."""
     k = min(k, ids.shape[1])
     out_scores = np.full((len(ids), k), -np.inf, np.float32)
     out_ids = np.full((len(ids), k), -1, np.int64)

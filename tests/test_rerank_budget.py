@@ -233,3 +233,49 @@ def test_the_budget_setting_reads_its_environment_variable(
     monkeypatch.setenv("MEMORY_AGENT_RERANK_DISK_BUDGET_MB", "12.5")
     assert Settings().store.rerank_disk_budget_mb == 12.5
     assert Settings(store={"rerank_disk_budget_mb": 0}).store.rerank_disk_budget_mb == 0
+
+
+def crowded_pairs(pairs: int, crowd: int, dim: int = 128) -> tuple[np.ndarray, list[int]]:
+    """`pairs` groups of unit vectors: two at cosine 0.97 (duplicates at 0.95) and a crowd of
+    `crowd` at 0.935 from both (not duplicates of them, and under 0.95 among themselves: at
+    128-d random directions stay far enough apart). Returns the vectors and the position of
+    each pair's first member (the second follows it)."""
+    rng = np.random.default_rng(0)
+    out, firsts = [], []
+    b = np.sqrt(1 / 0.97 - 1)  # p + b v1, p + b v2 (p, v1, v2 orthonormal): cosine 0.97
+    d = np.sqrt(1 / (0.935**2 * (1 + b * b)) - 1)  # p + d w, w orthogonal to all three
+    for _ in range(pairs):
+        basis = np.linalg.qr(rng.standard_normal((dim, dim)))[0].T  # orthonormal rows
+        p, v1, v2, rest = basis[0], basis[1], basis[2], basis[3:]
+        firsts.append(len(out))
+        out += [p + b * v1, p + b * v2]
+        for _ in range(crowd):
+            w = rng.standard_normal(len(rest)) @ rest
+            out.append(p + d * w / np.linalg.norm(w))
+    vectors = np.asarray(out, np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True), firsts
+
+
+def test_find_duplicates_ranks_candidates_by_the_copies(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    """In a crowd of near misses (0.935), codes too coarse to tell them apart (2 bytes) do not
+    always rank a case's one duplicate (0.97) among its 32 nearest; re-ranked by the float16
+    copies it comes first: every pair is found, and nothing else."""
+    vectors, firsts = crowded_pairs(pairs=10, crowd=100)
+    unit = vectors @ vectors.T
+    np.fill_diagonal(unit, 0)
+    assert sorted(zip(*np.nonzero(np.triu(unit) >= 0.95), strict=True)) == [
+        (f, f + 1) for f in firsts
+    ]  # the data: exactly the pairs are duplicates
+    url = f"sqlite:///{tmp_path / 'dupes.db'}"
+    memory = open_store(isolated_home, url, rerank_disk_budget_mb=10, code_bytes=2)
+    try:
+        ids = memory.add_many(
+            [NewCase(task=f"case {i}") for i in range(len(vectors))], embeddings=vectors
+        )
+        assert memory.stats()["rerank_mode"] == "float16"
+        pairs = sorted([ids[f], ids[f + 1]] for f in firsts)
+        assert memory.find_duplicates(threshold=0.95) == pairs
+    finally:
+        memory.close()
