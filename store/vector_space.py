@@ -8,6 +8,7 @@ decodes stored codes back into vectors.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -59,6 +60,18 @@ class VectorSpace:
         self.writer = uuid.uuid4().hex
         self.seen_change = 0
         self.synced_at = 0.0
+
+    def known_dim(self) -> int | None:
+        """The store's dimension; until this process has seen a vector, read from the
+        database (another process may have stored the first one). Once found that way, the
+        next `sync` looks at the database at once: the indexes have none of those cases yet."""
+        if self.dim is None:
+            with self.lock:
+                if self.dim is None:
+                    self.load()
+                    # (While it is still unknown, `sync` looks at every call anyway.)
+                    self.synced_at = -math.inf
+        return self.dim
 
     def load(self) -> None:
         with self.sessions() as session:
@@ -199,7 +212,13 @@ class VectorSpace:
         indexes as soon as they commit.
         """
         now = time.monotonic()
-        if not force and now - self.synced_at < self.settings.store.index_sync_interval:
+        # A store with no vector yet (as far as this process knows) is always looked at: the
+        # first one another process stores must not wait for the interval.
+        if (
+            not force
+            and self.dim is not None
+            and now - self.synced_at < self.settings.store.index_sync_interval
+        ):
             return
         with self.lock:
             self.synced_at = now
