@@ -2,10 +2,17 @@
 Memento-style re-embedding baseline, on seeded synthetic vectors or real text.
 
 Every figure is measured here in one run: bytes per case from the store's own accounting
-(RAM and disk apart), recall against exact k-NN of the same vectors (the policy's shortlist
-through `nearest`, and `search(k=10)` through the public call), single-query latency (the
-vector search alone, and with text: `search()` beside the query's embedding time, measured
-query by query in the same run), add throughput and the time to open a store of N cases.
+(RAM and disk apart) and how it ranks (`rerank_mode`: exact float32, codes re-ranked by
+float16 copies, or codes alone past the copies' disk budget), recall against exact k-NN of
+the same vectors (the policy's shortlist through `nearest`, and `search(k=10)` through the
+public call), single-query latency, add throughput and the time to open a store of N cases.
+
+Latencies, one query at a time: `search_p50_ms` is the shortlist (`nearest`, top 50, vector
+in: index and re-rank); `vector_search_p50_ms` is the public `search(vector, k=10)`, the SQL
+that reads the hits' rows included; with text, `text_search_p50_ms` is `search(text, k=10)`
+and `query_embed_p50_ms` the same query embedded alone right before it, so
+`search_overhead_p50_ms` (their difference, query by query) is what the store adds to the
+embedding.
 """
 
 from __future__ import annotations
@@ -127,6 +134,7 @@ def measure_store(
         start = time.perf_counter()
         ids = []
         versions = []
+        dropped_at: int | None = None  # cases stored when the re-rank copies went
         for part in np.array_split(np.arange(n), max(1, grow_in)):
             if len(part) == 0:
                 continue
@@ -138,7 +146,10 @@ def measure_store(
             )
             if memory.reindex_remaining():
                 memory.reindex()
-            versions.append(memory.stats()["codebook_version"])
+            grown = memory.stats()
+            versions.append(grown["codebook_version"])
+            if dropped_at is None and grown["rerank_copies_dropped"]:
+                dropped_at = len(ids)
         add_seconds = time.perf_counter() - start
         memory.close()
         start = time.perf_counter()
@@ -172,10 +183,14 @@ def measure_store(
         "codebook_version": stats["codebook_version"],
         "distortion": stats["distortion"],
         "rerank": stats["rerank"],
+        "rerank_mode": stats["rerank_mode"],
+        "rerank_copies_dropped_at_cases": dropped_at,
+        "rerank_copy_bytes": stats["rerank_copy_bytes"],
         "bytes_breakdown": {
             key: stats[key]
             for key in (
                 "vector_bytes_stored",
+                "rerank_copy_bytes",
                 "index_bytes",
                 "codebook_bytes",
                 "codebook_disk_bytes",
@@ -191,52 +206,74 @@ def measure_store(
 
 @dataclass
 class SearchTimes:
-    """`search(k=10)` through the public call, query by query: the ids found, the time of
-    the whole call and (with text queries) the time embedding the same query takes alone."""
+    """`search(k=10)` through the public call, query by query: by vector always (the ids
+    found and the call's time), and with text queries by text too, beside the time embedding
+    the same query alone takes (measured right before, so the pair shares its conditions)."""
 
-    found: npt.NDArray[np.int64]
-    search_ms: list[float]
+    vector_found: npt.NDArray[np.int64]
+    vector_ms: list[float]
+    text_found: npt.NDArray[np.int64] | None
+    text_ms: list[float]
     embed_ms: list[float]
 
     def figures(self, truth: npt.NDArray[np.int64]) -> dict[str, Any]:
-        out: dict[str, Any] = {"search_recall_at_10": recall(self.found, truth)}
+        out: dict[str, Any] = {
+            "vector_search_recall_at_10": recall(self.vector_found, truth),
+            "vector_search_p50_ms": float(np.percentile(self.vector_ms, 50)),
+            "vector_search_p95_ms": float(np.percentile(self.vector_ms, 95)),
+        }
+        # What a user's call finds: by text where the workload has text.
+        found = self.text_found if self.text_found is not None else self.vector_found
+        out["search_recall_at_10"] = recall(found, truth)
         if self.embed_ms:
-            overhead = np.asarray(self.search_ms) - np.asarray(self.embed_ms)
+            overhead = np.asarray(self.text_ms) - np.asarray(self.embed_ms)
             out |= {
-                "text_search_p50_ms": float(np.percentile(self.search_ms, 50)),
-                "text_search_p95_ms": float(np.percentile(self.search_ms, 95)),
+                "text_search_p50_ms": float(np.percentile(self.text_ms, 50)),
+                "text_search_p95_ms": float(np.percentile(self.text_ms, 95)),
                 "query_embed_p50_ms": float(np.percentile(self.embed_ms, 50)),
                 "search_overhead_p50_ms": float(np.percentile(overhead, 50)),
                 "search_overhead_p95_ms": float(np.percentile(overhead, 95)),
             }
-        else:
-            out["vector_search_p50_ms"] = float(np.percentile(self.search_ms, 50))
         return out
 
 
 def _search_top10(memory: Any, work: Workload, position: npt.NDArray[np.int64]) -> SearchTimes:
-    """`memory.search(query, k=10)` for every query: by text when the workload has text (so
-    the store embeds the query itself, as a user's call does), else by vector. With text,
-    each query is also embedded alone right before, by the same embedder, to split the
-    call's time into embedding and the rest."""
-    queries: list[Any] = list(work.query_texts) if work.query_texts else list(work.queries)
-    embedder = memory.embedder if work.query_texts else None
-    if embedder is not None:
-        embedder.embed([queries[0]])  # load the model before timing
-    memory.search(queries[0], 10)  # warm-up
-    found, search_ms, embed_ms = [], [], []
-    for query in queries:
-        if embedder is not None:
-            start = time.perf_counter()
-            embedder.embed([query])
-            embed_ms.append((time.perf_counter() - start) * 1000.0)
-        start = time.perf_counter()
-        hits = memory.search(query, 10)
-        search_ms.append((time.perf_counter() - start) * 1000.0)
+    """`memory.search(query, k=10)` for every query, by vector, and by text when the
+    workload has text (the store embeds the query itself, as a user's call does; the query
+    is also embedded alone right before, by the same embedder, to split that call's time
+    into embedding and the rest)."""
+
+    def positions(hits: list[Any]) -> npt.NDArray[np.int64]:
         row = np.full(10, -1, np.int64)
         row[: len(hits)] = [position[h.case.id] for h in hits]
-        found.append(row)
-    return SearchTimes(np.vstack(found), search_ms, embed_ms)
+        return row
+
+    def timed(query: Any) -> tuple[list[Any], float]:
+        start = time.perf_counter()
+        hits = memory.search(query, 10)
+        return hits, (time.perf_counter() - start) * 1000.0
+
+    texts = work.query_texts
+    embedder = memory.embedder if texts else None
+    if embedder is not None and texts:
+        embedder.embed([texts[0]])  # load the model before timing
+        memory.search(texts[0], 10)  # warm-up
+    memory.search(work.queries[0], 10)
+    by_vector, vector_ms, by_text, text_ms, embed_ms = [], [], [], [], []
+    for number, vector in enumerate(work.queries):
+        if embedder is not None and texts:
+            start = time.perf_counter()
+            embedder.embed([texts[number]])
+            embed_ms.append((time.perf_counter() - start) * 1000.0)
+            hits, ms = timed(texts[number])
+            by_text.append(positions(hits))
+            text_ms.append(ms)
+        hits, ms = timed(vector)
+        by_vector.append(positions(hits))
+        vector_ms.append(ms)
+    return SearchTimes(
+        np.vstack(by_vector), vector_ms, np.vstack(by_text) if by_text else None, text_ms, embed_ms
+    )
 
 
 def measure_exact(work: Workload, truth: npt.NDArray[np.int64], k: int) -> dict[str, Any]:
@@ -345,9 +382,25 @@ def run_store_benchmark(
         "cases": len(work.base),
         "queries": len(work.queries),
         "shortlist_size": k,
+        "settings": store_settings(settings),
         **result,
         "baselines": baselines,
     }
+
+
+def store_settings(settings: Settings) -> dict[str, Any]:
+    """The store knobs that shape the figures (what a run is to be compared by)."""
+    keys = (
+        "exact_ram_budget_mb",
+        "codebook_min_cases",
+        "code_bytes",
+        "codebook_dim",
+        "ivf_nprobe",
+        "rerank",
+        "rerank_candidates",
+        "rerank_disk_budget_mb",
+    )
+    return {key: getattr(settings.store, key) for key in keys}
 
 
 def run_sizes(
@@ -399,18 +452,7 @@ def run_sizes(
         "workload": work.name,
         "queries": len(work.queries),
         "shortlist_size": k,
-        "settings": {
-            key: getattr(settings.store, key)
-            for key in (
-                "exact_ram_budget_mb",
-                "codebook_min_cases",
-                "code_bytes",
-                "codebook_dim",
-                "ivf_nprobe",
-                "rerank",
-                "rerank_candidates",
-            )
-        },
+        "settings": store_settings(settings),
         "sizes": rows,
         "baselines": baselines,
     }

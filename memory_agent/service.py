@@ -184,10 +184,8 @@ class MemoryService:
         cases: list[dict[str, Any]] = []
         shortlist = 0
         with self._lock:
-            # Another process may have stored this store's first vector since we last looked;
-            # until we sync, our dimension is unknown and every retrieval would come back empty.
-            if self.memory.dim is None:
-                self.memory.sync(force=True)
+            # `dim` asks the database while this process has seen no vector (another process
+            # may have stored the first one), and the shortlist's search then syncs at once.
             if policy is not None and query is not None and self.memory.dim == query.shape[0]:
                 candidates = self.memory.candidates(query, namespace=ns)
                 shortlist = len(candidates)

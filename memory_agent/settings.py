@@ -93,6 +93,14 @@ class StoreSettings(BaseSettings):
         le=10_000,
         description="Candidates the codes propose for re-ranking (at least the k asked for).",
     )
+    rerank_disk_budget_mb: float = Field(
+        default=256.0,
+        ge=0.0,
+        description="Keep the float16 re-rank copies while every stored case's copy fits in "
+        "this many MB of disk (dim x 2 bytes a case: 256 MB is ~350k cases of 384-d); past it "
+        "the store drops them, once and for good, and ranks by codes alone (~30 bytes a case "
+        "in RAM and on disk). 0: never keep copies.",
+    )
     codebook_upkeep: bool = Field(
         default=True,
         description="Retrain or re-seed the codebook automatically as the data shifts (dead "

@@ -137,8 +137,9 @@ class CaseMemory:
 
     @property
     def dim(self) -> int | None:
-        """The vector size of this store, once the first vector is stored."""
-        return self._space.dim
+        """The vector size of this store, once the first vector is stored (by any process:
+        until this one has seen a vector, the database is asked)."""
+        return self._space.known_dim()
 
     @property
     def _indexes(self) -> dict[str, VectorIndex]:

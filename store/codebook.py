@@ -43,6 +43,15 @@ def nlist_for(cases: int, train_points: int | None = None) -> int:
     return int(power)
 
 
+def training_sample(vectors: Vectors, limit: int) -> Vectors:
+    """At most `limit` of these vectors, drawn without replacement (seeded by the count, so
+    the same store trains on the same sample), in their stored order."""
+    if len(vectors) <= limit:
+        return vectors
+    rng = np.random.default_rng(len(vectors))
+    return vectors[np.sort(rng.choice(len(vectors), size=limit, replace=False))]
+
+
 @dataclass
 class Codebook:
     """One trained, versioned quantiser (an empty trained FAISS index) and its usage EMA."""

@@ -10,11 +10,15 @@ from sqlalchemy import Select, func, or_, select, update
 
 from memory_agent.errors import CaseNotFoundError, InvalidInputError
 from memory_agent.store.case_stats import combine
+from memory_agent.store.codebook import CodeIndex
 from memory_agent.store.embedder import normalise
 from memory_agent.store.models import CaseRow, utcnow
 from memory_agent.store.records import Case, Merge, StageStats
+from memory_agent.store.rerank import rerank
 from memory_agent.store.room import Room
 from memory_agent.store.rows import require_namespace
+
+_QUERY_CHUNK = 1024  # cases searched at once by find_duplicates (bounds the candidates held)
 
 
 class Maintenance(Room):
@@ -65,7 +69,11 @@ class Maintenance(Room):
     def find_duplicates(
         self, namespace: str | None = None, *, threshold: float = 0.95
     ) -> list[list[int]]:
-        """Groups of live cases whose tasks are at least `threshold` cosine-similar."""
+        """Groups of live cases whose tasks are at least `threshold` cosine-similar.
+
+        The cosine is that of the stored vectors: exact float32 before the switch to codes,
+        the float16 re-rank copies after it, decoded codes once the copies are dropped.
+        """
         ns = self.namespace(namespace)
         with self.sessions() as session:
             require_namespace(session, ns)
@@ -81,7 +89,9 @@ class Maintenance(Room):
         if not live or self.space.dim is None:
             return []
         ids = np.asarray(live, dtype=np.int64)
-        vectors = self.space.vectors(live)
+        # The exact vectors, or float16 copies where codes are searched; decoded codes once
+        # the store keeps codes alone (not unit length: normalised before any cosine).
+        unit = normalise(self.space.vectors(live))
         parent = {int(i): int(i) for i in ids}
 
         def root(x: int) -> int:
@@ -93,18 +103,29 @@ class Maintenance(Room):
         neighbours = min(len(ids), 32)
         self.space.sync(force=True)
         with self.lock:
-            _, found = self.space.index_for(ns).search(vectors, neighbours)
-        # Candidates come from the index; the similarity that decides is the cosine of the two
-        # stored vectors (decoded codes are not unit length, so raw index scores would not do).
-        unit = normalise(vectors)
+            index = self.space.index_for(ns)
+        # Over codes, the codes propose a wider set and the stored vectors (float16 copies
+        # while the store keeps them) rank it, so each case's candidates are its nearest by
+        # the same cosine that decides, not by a code's score.
+        wide = neighbours
+        if isinstance(index, CodeIndex):
+            wide = min(len(ids), max(neighbours, self.settings.store.rerank_candidates))
+        stored = {int(i): unit[p] for p, i in enumerate(ids)}
         position = {int(i): p for p, i in enumerate(ids)}
-        for row, (row_id, row_found) in enumerate(zip(ids, found, strict=True)):
-            for other in row_found:
-                other_at = position.get(int(other))
-                if other_at is None or other == row_id:
-                    continue
-                if float(unit[row] @ unit[other_at]) >= threshold:
-                    parent[root(int(row_id))] = root(int(other))
+        for start in range(0, len(ids), _QUERY_CHUNK):
+            queries = unit[start : start + _QUERY_CHUNK]
+            with self.lock:
+                scores, found = index.search(queries, wide)
+            if wide > neighbours:
+                _, found = rerank(queries, scores, found, neighbours, stored)
+            for row, row_found in enumerate(found, start):
+                row_id = int(ids[row])
+                for other in row_found:
+                    other_at = position.get(int(other))
+                    if other_at is None or other == row_id:
+                        continue
+                    if float(unit[row] @ unit[other_at]) >= threshold:
+                        parent[root(row_id)] = root(int(other))
         groups: dict[int, list[int]] = defaultdict(list)
         for case_id in parent:
             groups[root(case_id)].append(case_id)

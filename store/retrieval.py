@@ -81,7 +81,7 @@ class Retrieval(Room):
                 setting="MEMORY_AGENT_MAX_TASK_CHARS",
             )  # fmt: skip
             assert text is not None
-            if self.space.dim is None:
+            if self.space.known_dim() is None:
                 return []
             vector = self.space.embed([text])
         else:

@@ -1,6 +1,6 @@
-"""`CodebookUpkeep`: when the store switches to codes, retrains or re-seeds a codebook, and the
-re-encode job that moves every case to a new codebook version (store/compression.py holds
-the codebooks themselves)."""
+"""`CodebookUpkeep`: when the store switches to codes, retrains or re-seeds a codebook, drops its
+float16 re-rank copies past their disk budget, and the re-encode job that moves every case
+to a new codebook version (store/compression.py holds the codebooks themselves)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,15 @@ from memory_agent.errors import InvalidInputError
 from memory_agent.store.compression import CodebookMoved, ReindexWorker
 from memory_agent.store.index_sync import reindex_job
 from memory_agent.store.models import CaseRow
+from memory_agent.store.rerank import copies_fit, stored_cases
 from memory_agent.store.room import Room
 from memory_agent.store.rows import Progress
 
 
 def compact(engine: Engine) -> None:
-    """Give the freed float32 pages back after the switch (SQLite keeps them in the file
-    otherwise, 1.5 KB per case at 384-d). PostgreSQL's autovacuum does this on its own.
+    """Give the freed pages back after the switch (float32 vectors, 1.5 KB per case at 384-d)
+    or after the re-rank copies are dropped (768 B): SQLite keeps them in the file otherwise.
+    PostgreSQL's autovacuum does this on its own.
     Best effort: while another connection holds the database, the freed pages are reused by
     later writes instead."""
     if engine.dialect.name != "sqlite":
@@ -54,7 +56,8 @@ class CodebookUpkeep(Room):
             self.worker = None
 
     def after_write(self) -> None:
-        """After new vectors: the automatic switch to codes, codebook upkeep, persistence."""
+        """After new vectors: the automatic switch to codes, codebook upkeep, the re-rank
+        copies' disk budget, persistence."""
         keeper = self.keeper
         if keeper.active is None:
             if self.settings.store.index_kind == "auto":
@@ -63,6 +66,7 @@ class CodebookUpkeep(Room):
             reason = keeper.upkeep_reason(self.live_cases())
             if reason is not None:
                 self.new_codebook(reason)
+        self.maybe_drop_copies()
         keeper.flush()
         if (
             keeper.pending is not None
@@ -115,6 +119,21 @@ class CodebookUpkeep(Room):
                 self.space.reload_codebooks()
                 return
             self.space.rebuild()
+        compact(self.engine)
+
+    def maybe_drop_copies(self) -> None:
+        """Once the float16 re-rank copies of every stored case outgrow
+        `store.rerank_disk_budget_mb`, drop them and rank by codes alone (store/rerank.py);
+        the freed pages go back as after the switch. Checked after each write call, so a
+        store may pass the budget by one call's cases before the copies go."""
+        dim = self.space.dim
+        if dim is None or self.keeper.active is None or not self.keeper.reranks:
+            return
+        with self.sessions() as session:
+            rows = stored_cases(session)
+        if copies_fit(self.settings, rows, dim):
+            return
+        self.keeper.drop_copies(rows, dim)
         compact(self.engine)
 
     def live_cases(self) -> int:

@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from memory_agent.store.codebook import CodeIndex
 from memory_agent.store.database import redact
 from memory_agent.store.models import CaseRow, CodebookRow, ReservoirRow
+from memory_agent.store.rerank import copies_dropped
 from memory_agent.store.room import Room
 from memory_agent.store.rows import require_namespace
 
@@ -34,6 +35,11 @@ class Usage(Room):
           version, the reservoir;
         - `bytes_per_case`: the larger of the two; `database_file_bytes_per_case`: the whole
           SQLite file (and its WAL) with the case text, for comparison.
+
+        `rerank_mode` says how a search ranks: `exact` (float32 vectors, before the switch),
+        `float16` (codes propose, the float16 copies on disk re-rank) or `codes` (codes
+        alone: `store.rerank` off, or the copies dropped past `store.rerank_disk_budget_mb`,
+        which `rerank_copies_dropped` records for the whole store).
         """
         with self.sessions() as session:
             length = sum(func.coalesce(func.length(c), 0) for c in _VECTOR_COLUMNS)
@@ -41,6 +47,7 @@ class Usage(Room):
                 CaseRow.namespace,
                 func.count(),
                 func.sum(length),
+                func.sum(func.coalesce(func.length(CaseRow.rerank_vector), 0)),
                 CaseRow.deleted_at.is_(None),
             ).group_by(CaseRow.namespace, CaseRow.deleted_at.is_(None))
             if namespace is not None:
@@ -48,9 +55,10 @@ class Usage(Room):
                 require_namespace(session, ns)
                 base = base.where(CaseRow.namespace == ns)
             per_ns: dict[str, int] = {}
-            stored = tombstoned = 0
-            for name, n, size, live in session.execute(base):
+            stored = tombstoned = copies = 0
+            for name, n, size, half, live in session.execute(base):
                 stored += int(size or 0)
+                copies += int(half or 0)
                 if live:
                     per_ns[name] = per_ns.get(name, 0) + int(n)
                 else:
@@ -69,6 +77,8 @@ class Usage(Room):
             reservoir_disk = int(
                 session.scalar(select(func.sum(func.length(ReservoirRow.vector)))) or 0
             )
+            # From the database, not this process's view: another process may have dropped them.
+            dropped = copies_dropped(session)
         cases = sum(per_ns.values())
         keeper = self.keeper
         book, pending = keeper.active, keeper.pending
@@ -89,13 +99,23 @@ class Usage(Room):
             return total / cases if cases else 0.0
 
         file_bytes = _sqlite_file_bytes(self.memory.url)
+        if book is None:
+            mode = "exact"
+        elif self.settings.store.rerank and not dropped:
+            mode = "float16"
+        else:
+            mode = "codes"
         return {
             "database": redact(self.memory.url),
             "cases": cases,
             "tombstoned": tombstoned,
             "namespaces": dict(sorted(per_ns.items())),
             "index_kind": "flat" if book is None else "opq-ivf-pq",
-            "rerank": bool(book is not None and self.settings.store.rerank),
+            "rerank": mode == "float16",
+            "rerank_mode": mode,
+            "rerank_copies_dropped": dropped,
+            "rerank_copy_bytes": copies,
+            "rerank_disk_budget_mb": self.settings.store.rerank_disk_budget_mb,
             "dim": self.space.dim,
             "embedder": self.space.embedder_name,
             "vector_bytes_stored": stored,

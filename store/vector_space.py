@@ -8,6 +8,7 @@ decodes stored codes back into vectors.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -23,12 +24,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from memory_agent.errors import EmbedderError, InvalidInputError
 from memory_agent.settings import Settings
 from memory_agent.store.codebook import CodeIndex
-from memory_agent.store.compression import RERANK_DTYPE, Compression
+from memory_agent.store.compression import Compression
 from memory_agent.store.database import insert_if_absent
 from memory_agent.store.embedder import Embedder, Vectors, normalise
-from memory_agent.store.index import Ids, Scores, VectorIndex, check_vectors, make_index
+from memory_agent.store.index import Ids, VectorIndex, check_vectors, make_index
 from memory_agent.store.index_sync import changes_after, log_bounds
 from memory_agent.store.models import CaseRow, StoreMetaRow
+from memory_agent.store.rerank import RERANK_DTYPE, read_copies, rerank
 from memory_agent.store.rows import StoredVector
 
 
@@ -58,6 +60,18 @@ class VectorSpace:
         self.writer = uuid.uuid4().hex
         self.seen_change = 0
         self.synced_at = 0.0
+
+    def known_dim(self) -> int | None:
+        """The store's dimension; until this process has seen a vector, read from the
+        database (another process may have stored the first one). Once found that way, the
+        next `sync` looks at the database at once: the indexes have none of those cases yet."""
+        if self.dim is None:
+            with self.lock:
+                if self.dim is None:
+                    self.load()
+                    # (While it is still unknown, `sync` looks at every call anyway.)
+                    self.synced_at = -math.inf
+        return self.dim
 
     def load(self) -> None:
         with self.sessions() as session:
@@ -198,7 +212,13 @@ class VectorSpace:
         indexes as soon as they commit.
         """
         now = time.monotonic()
-        if not force and now - self.synced_at < self.settings.store.index_sync_interval:
+        # A store with no vector yet (as far as this process knows) is always looked at: the
+        # first one another process stores must not wait for the interval.
+        if (
+            not force
+            and self.dim is not None
+            and now - self.synced_at < self.settings.store.index_sync_interval
+        ):
             return
         with self.lock:
             self.synced_at = now
@@ -275,49 +295,17 @@ class VectorSpace:
         return vectors
 
     def search(self, namespace: str, queries: Vectors, k: int, allowed: Ids | None) -> Any:
-        """Top-k (scores, ids) of a namespace's index. Over codes, the codes propose a wider
-        candidate set and the float16 copies re-rank it (`rerank`): the result is what exact
-        search returns whenever the true top-k is among the candidates."""
+        """Top-k (scores, ids) of a namespace's index. Over codes, while the store keeps its
+        float16 copies, the codes propose a wider candidate set and the copies re-rank it
+        (store/rerank.py): the result is what exact search returns whenever the true top-k
+        is among the candidates. Past the copies' disk budget, the codes alone rank."""
         index = self.index_for(namespace)
-        if not isinstance(index, CodeIndex) or not self.settings.store.rerank:
+        if not isinstance(index, CodeIndex) or not self.keeper.reranks:
             return index.search(queries, k, allowed)
         wide = max(k, self.settings.store.rerank_candidates)
         scores, ids = index.search(queries, wide, allowed)
-        return self.rerank(queries, scores, ids, k)
-
-    def rerank(self, queries: Vectors, scores: Scores, ids: Ids, k: int) -> tuple[Scores, Ids]:
-        """Re-score candidates with their float16 copies and keep the best k per query. A
-        case without a copy (stored before 0007, or with `rerank` off) keeps its code score."""
-        k = min(k, ids.shape[1])
-        wanted = np.unique(ids[ids >= 0])
-        halves = self.rerank_vectors(wanted.tolist())
-        out_scores = np.full((len(ids), k), -np.inf, np.float32)
-        out_ids = np.full((len(ids), k), -1, np.int64)
-        for row, query in enumerate(queries):
-            valid = ids[row] >= 0
-            found, exact = ids[row][valid], scores[row][valid].astype(np.float32)
-            have = [p for p, i in enumerate(found.tolist()) if i in halves]
-            if have:
-                stacked = np.stack([halves[int(found[p])] for p in have]).astype(np.float32)
-                exact[have] = stacked @ query
-            order = np.argsort(-exact, kind="stable")[:k]
-            out_scores[row, : len(order)] = exact[order]
-            out_ids[row, : len(order)] = found[order]
-        return out_scores, out_ids
-
-    def rerank_vectors(self, ids: Sequence[int]) -> dict[int, npt.NDArray[np.float16]]:
-        """The float16 re-rank copies of these cases that have one."""
-        table: Any = CaseRow.__table__
-        out: dict[int, npt.NDArray[np.float16]] = {}
-        # Core, not the ORM: this runs once per search and must stay well under a millisecond.
-        with self.engine.connect() as conn:
-            for start in range(0, len(ids), 500):
-                query = select(table.c.id, table.c.rerank_vector).where(
-                    table.c.id.in_(ids[start : start + 500]), table.c.rerank_vector.is_not(None)
-                )
-                for case_id, blob in conn.execute(query):
-                    out[int(case_id)] = np.frombuffer(blob, RERANK_DTYPE)
-        return out
+        halves = read_copies(self.engine, np.unique(ids[ids >= 0]).tolist())
+        return rerank(queries, scores, ids, k, halves)
 
     def vectors(self, ids: Sequence[int]) -> Vectors:
         """The stored vectors of these cases, one row per id in order (zeros if unknown).

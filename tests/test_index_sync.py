@@ -248,7 +248,7 @@ def test_two_processes_switching_to_codes_at_once_keep_one_codebook(
         assert [tuple(b) for b in books] == [(1, "active")]
         assert _codes_by_version(database_url) == {1: 1000}
         more = add_synthetic(second, SPACE.sample(10, seed=38), "more", start=1000)
-        assert second._compression.in_force() == (1, None)
+        assert second._compression.in_force() == (1, None, False)
         assert _each_in_own_top10(first, SPACE.sample(10, seed=38), more)
     finally:
         second.close()
@@ -397,3 +397,31 @@ def test_processes_writing_at_once_while_codebooks_change_leave_a_consistent_sto
             fresh.close()
     finally:
         memory.close()
+
+
+def test_the_dimension_is_read_from_the_database_before_any_sync(
+    database_url: str, isolated_home: Path
+) -> None:
+    """Processes opened on an empty store learn the dimension, and find the cases, that
+    another process stored first, without waiting for their sync interval."""
+    from hash_embedder import HashEmbedder
+
+    from memory_agent.store import NewCase
+
+    settings = compressed_settings(isolated_home, index_sync_interval=3600)
+
+    def open_store() -> CaseMemory:
+        return CaseMemory(settings, embedder=HashEmbedder(), database_url=database_url)  # type: ignore[arg-type]
+
+    by_text, by_vector, first = open_store(), open_store(), open_store()
+    try:
+        assert by_text.dim is None and first.dim is None
+        ids = first.add_many([NewCase(task=f"task {i}") for i in range(5)])
+        assert by_text.dim == HashEmbedder.dim
+        assert [h.case.id for h in by_text.search("task 3", 1)] == [ids[3]]
+        query = HashEmbedder().embed(["task 4"])
+        assert by_vector.nearest(query, 1)[1][0, 0] == ids[4]
+    finally:
+        first.close()
+        by_vector.close()
+        by_text.close()
