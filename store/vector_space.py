@@ -26,7 +26,14 @@ from memory_agent.store.codebook import CodeIndex
 from memory_agent.store.compression import RERANK_DTYPE, Compression
 from memory_agent.store.database import insert_if_absent
 from memory_agent.store.embedder import Embedder, Vectors, normalise
-from memory_agent.store.index import Ids, Scores, VectorIndex, check_vectors, make_index
+from memory_agent.store.index import (
+    Ids,
+    Scores,
+    VectorIndex,
+    as_vectors,
+    check_vectors,
+    make_index,
+)
 from memory_agent.store.index_sync import changes_after, log_bounds
 from memory_agent.store.models import CaseRow, StoreMetaRow
 from memory_agent.store.rows import StoredVector
@@ -263,7 +270,7 @@ class VectorSpace:
         return vectors
 
     def prepare(self, embeddings: npt.ArrayLike, count: int) -> Vectors:
-        array = np.asarray(embeddings, dtype=np.float32)
+        array = as_vectors(embeddings, "embeddings")
         if array.ndim != 2 or array.shape[0] != count:
             raise InvalidInputError(
                 f"embeddings must be a 2-D array with one row per case ({count} rows); "
