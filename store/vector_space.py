@@ -8,11 +8,13 @@ decodes stored codes back into vectors.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -65,6 +67,10 @@ class VectorSpace:
         self.writer = uuid.uuid4().hex
         self.seen_change = 0
         self.synced_at = 0.0
+        # Set when one of this process's own logged writes failed at COMMIT, where the server
+        # may have committed it all the same: the next sync then applies this process's own
+        # change-log entries too (`logged_write`).
+        self.replay_own = False
 
     def load(self) -> None:
         with self.sessions() as session:
@@ -102,6 +108,28 @@ class VectorSpace:
                 " configure the same model, or use a new store and re-import the cases."
             )
 
+    @contextmanager
+    def logged_write(self) -> Iterator[Session]:
+        """A transaction that logs index changes (store/index_sync.py) which this process then
+        applies to its own indexes itself, after the commit (the sync skips them).
+
+        If the COMMIT itself fails, whether the database committed is unknown: the connection
+        may have broken after the server committed and before its reply came back. The next
+        sync (the next search, at once) then replays the change log including this process's
+        own entries, so its indexes end up holding exactly what was committed: an entry is
+        there only if its transaction committed, and replaying one reads the cases as stored.
+        A failure before the commit rolls back and needs nothing.
+        """
+        with self.sessions() as session:
+            session.begin()
+            yield session  # an exception here leaves the block: closing the session rolls back
+            try:
+                session.commit()
+            except BaseException:
+                self.replay_own = True
+                self.synced_at = -math.inf
+                raise
+
     def reload_codebooks(self) -> None:
         """Take the codebooks in force from the database and rebuild the indexes on them."""
         keeper = self.keeper
@@ -121,6 +149,7 @@ class VectorSpace:
         # no-op); one read after the load could be missed for good.
         with self.sessions() as session:
             self.seen_change = log_bounds(session)[1]
+        self.replay_own = False  # everything committed so far is read below
         self.synced_at = time.monotonic()
         if self.dim is None:
             self.indexes = {}
@@ -219,6 +248,7 @@ class VectorSpace:
                 self.reload_codebooks()
                 return
             if high == self.seen_change:
+                self.replay_own = False  # nothing was committed since: no own entry to replay
                 return
             if not low <= self.seen_change + 1 <= high + 1:
                 # The log was pruned past what this process has seen.
@@ -229,13 +259,17 @@ class VectorSpace:
                 changes = changes_after(session, self.seen_change, high)
             if self.dim is None:
                 self.load()
-            self.apply(changes)
+            self.apply(changes, own=self.replay_own)
             self.seen_change = high
+            self.replay_own = False
 
-    def apply(self, changes: Sequence[Any]) -> None:
-        """Other writers' changes, in order, to the in-memory indexes."""
+    def apply(self, changes: Sequence[Any], *, own: bool = False) -> None:
+        """Other writers' changes, in order, to the in-memory indexes; with `own`, this
+        process's too (after a write whose commit failed: `logged_write`). Applying a change
+        again is harmless: an add reads the cases as they are now, a remove of an absent id
+        is a no-op."""
         for change in changes:
-            if change.writer == self.writer or self.dim is None:
+            if (change.writer == self.writer and not own) or self.dim is None:
                 continue
             index = self.index_for(change.namespace)
             index.remove(change.case_ids)  # an add replaces: the case may be indexed already
