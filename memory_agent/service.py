@@ -226,18 +226,14 @@ class MemoryService:
         return self.memory.embedder.embed([text])[0]
 
     def _check_vector(self, vector: Any) -> Any:
-        import numpy as np
+        from memory_agent.store.index import as_vectors
 
-        try:
-            array = np.asarray(vector, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise InvalidInputError("vector must be a list of numbers.") from None
+        # Numbers only, finite and within float32 (a clear error, never a numpy warning).
+        array = as_vectors(vector, "vector", "a list of numbers")
         if array.ndim != 1 or array.size == 0:
             raise InvalidInputError(
                 f"vector must be a flat list of numbers; got shape {list(array.shape)}."
             )
-        if not np.all(np.isfinite(array)):
-            raise InvalidInputError("vector holds NaN or infinite values; send finite numbers.")
         if self.memory.dim is not None and array.shape[0] != self.memory.dim:
             raise InvalidInputError(
                 f"vector has {array.shape[0]} numbers but the store's embeddings have "

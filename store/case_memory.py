@@ -36,7 +36,7 @@ from memory_agent.store.case_stats import CaseStats
 from memory_agent.store.compression import Compression, ReindexWorker
 from memory_agent.store.database import corrupt_store_error, create_store_engine
 from memory_agent.store.embedder import Embedder, Vectors, embedder_from_settings
-from memory_agent.store.index import Ids, VectorIndex
+from memory_agent.store.index import Ids, VectorIndex, as_vectors
 from memory_agent.store.maintenance import Maintenance
 from memory_agent.store.models import CaseRow, NamespaceRow
 from memory_agent.store.policy_state import PolicyStates
@@ -301,7 +301,7 @@ class CaseMemory:
             source=source,
             meta=meta or {},
         )
-        vectors = None if embedding is None else np.asarray(embedding, dtype=np.float32)[None, :]
+        vectors = None if embedding is None else as_vectors(embedding, "embedding")[None, :]
         ids = self.add_many([new], namespace=namespace, embeddings=vectors)
         return self.get(ids[0], namespace=namespace)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Set
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -37,9 +37,42 @@ class VectorIndex(Protocol):
         ...
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+A_VECTOR = "a vector of numbers (a list or numpy array of floats)"
+
+
+def as_vectors(values: Any, what: str = "vectors", accepted: str = A_VECTOR) -> Vectors:
+    """`values` as a float32 array, or a clear error saying what is accepted: numbers only
+    (not text, mappings, sets or None), finite, and within float32's range. Checked before
+    the cast, so numpy never warns about an overflow: a value past float32 is refused."""
+    if isinstance(values, np.ndarray) and values.dtype == np.float32:
+        wide: npt.NDArray[Any] = values  # the usual case, and already in range: no copy
+    elif values is None or isinstance(values, str | bytes | bytearray | Mapping | Set):
+        raise InvalidInputError(f"{what} must be {accepted}; got {type(values).__name__}.")
+    else:
+        try:
+            wide = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidInputError(
+                f"{what} must be {accepted}; got {type(values).__name__} that is not one ({exc})."
+            ) from None
+    if wide.ndim == 0:
+        raise InvalidInputError(
+            f"{what} must be {accepted}; got {type(values).__name__} (a single number)."
+        )
+    if not np.all(np.isfinite(wide)):
+        raise InvalidInputError(f"{what} contain NaN or infinite values; pass finite numbers.")
+    if wide.dtype != np.float32 and wide.size and float(np.max(np.abs(wide))) > _FLOAT32_MAX:
+        raise InvalidInputError(
+            f"{what} hold values beyond the float32 range (magnitude up to {_FLOAT32_MAX:.3g}),"
+            " which is how vectors are stored; pass embeddings (unit-length vectors)."
+        )
+    return wide.astype(np.float32, copy=False)
+
+
 def check_vectors(vectors: npt.ArrayLike, dim: int, what: str = "vectors") -> Vectors:
     """A (n, dim) contiguous float32 array, or a clear error about the shape or values."""
-    array = np.asarray(vectors, dtype=np.float32)
+    array = as_vectors(vectors, what)
     if array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2 or array.shape[1] != dim:
@@ -49,8 +82,6 @@ def check_vectors(vectors: npt.ArrayLike, dim: int, what: str = "vectors") -> Ve
             "Embed with the store's embedder (see `memory-agent memory stats`), or use a new "
             "store for a different model."
         )
-    if not np.all(np.isfinite(array)):
-        raise InvalidInputError(f"{what} contain NaN or infinite values; pass finite numbers.")
     return np.ascontiguousarray(array)
 
 

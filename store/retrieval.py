@@ -12,7 +12,7 @@ from sqlalchemy import and_, select
 
 from memory_agent.errors import InvalidInputError
 from memory_agent.store.embedder import normalise
-from memory_agent.store.index import Ids, check_vectors
+from memory_agent.store.index import A_VECTOR, Ids, as_vectors, check_vectors
 from memory_agent.store.models import CaseRow
 from memory_agent.store.records import Candidate, SearchHit
 from memory_agent.store.room import Room
@@ -52,7 +52,8 @@ class Retrieval(Room):
                     dtype=np.int64,
                 )
         if self.space.dim is None:
-            n = np.asarray(vectors).reshape(-1, np.asarray(vectors).shape[-1]).shape[0]
+            array = as_vectors(vectors, "query vectors")
+            n = array.reshape(-1, array.shape[-1]).shape[0]
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
         queries = normalise(check_vectors(vectors, self.space.dim, "query vectors"))
         with self.lock:
@@ -85,7 +86,7 @@ class Retrieval(Room):
                 return []
             vector = self.space.embed([text])
         else:
-            vector = np.asarray(query, dtype=np.float32)
+            vector = as_vectors(query, "query", f"text (a string) or {A_VECTOR}")
         scores, ids = self.nearest(vector, k, namespace=ns, filters=filters)
         found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         cases = {c.id: c for c in self.memory.get_many([i for i, _ in found])}

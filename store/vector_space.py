@@ -13,7 +13,8 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,13 @@ from memory_agent.store.codebook import CodeIndex
 from memory_agent.store.compression import Compression
 from memory_agent.store.database import insert_if_absent
 from memory_agent.store.embedder import Embedder, Vectors, normalise
-from memory_agent.store.index import Ids, VectorIndex, check_vectors, make_index
+from memory_agent.store.index import (
+    Ids,
+    VectorIndex,
+    as_vectors,
+    check_vectors,
+    make_index,
+)
 from memory_agent.store.index_sync import changes_after, log_bounds
 from memory_agent.store.models import CaseRow, StoreMetaRow
 from memory_agent.store.rerank import RERANK_DTYPE, read_copies, rerank
@@ -60,6 +67,10 @@ class VectorSpace:
         self.writer = uuid.uuid4().hex
         self.seen_change = 0
         self.synced_at = 0.0
+        # Set when one of this process's own logged writes failed at COMMIT, where the server
+        # may have committed it all the same: the next sync then applies this process's own
+        # change-log entries too (`logged_write`).
+        self.replay_own = False
 
     def known_dim(self) -> int | None:
         """The store's dimension; until this process has seen a vector, read from the
@@ -109,6 +120,28 @@ class VectorSpace:
                 " configure the same model, or use a new store and re-import the cases."
             )
 
+    @contextmanager
+    def logged_write(self) -> Iterator[Session]:
+        """A transaction that logs index changes (store/index_sync.py) which this process then
+        applies to its own indexes itself, after the commit (the sync skips them).
+
+        If the COMMIT itself fails, whether the database committed is unknown: the connection
+        may have broken after the server committed and before its reply came back. The next
+        sync (the next search, at once) then replays the change log including this process's
+        own entries, so its indexes end up holding exactly what was committed: an entry is
+        there only if its transaction committed, and replaying one reads the cases as stored.
+        A failure before the commit rolls back and needs nothing.
+        """
+        with self.sessions() as session:
+            session.begin()
+            yield session  # an exception here leaves the block: closing the session rolls back
+            try:
+                session.commit()
+            except BaseException:
+                self.replay_own = True
+                self.synced_at = -math.inf
+                raise
+
     def reload_codebooks(self) -> None:
         """Take the codebooks in force from the database and rebuild the indexes on them."""
         keeper = self.keeper
@@ -128,6 +161,7 @@ class VectorSpace:
         # no-op); one read after the load could be missed for good.
         with self.sessions() as session:
             self.seen_change = log_bounds(session)[1]
+        self.replay_own = False  # everything committed so far is read below
         self.synced_at = time.monotonic()
         if self.dim is None:
             self.indexes = {}
@@ -232,6 +266,7 @@ class VectorSpace:
                 self.reload_codebooks()
                 return
             if high == self.seen_change:
+                self.replay_own = False  # nothing was committed since: no own entry to replay
                 return
             if not low <= self.seen_change + 1 <= high + 1:
                 # The log was pruned past what this process has seen.
@@ -242,13 +277,17 @@ class VectorSpace:
                 changes = changes_after(session, self.seen_change, high)
             if self.dim is None:
                 self.load()
-            self.apply(changes)
+            self.apply(changes, own=self.replay_own)
             self.seen_change = high
+            self.replay_own = False
 
-    def apply(self, changes: Sequence[Any]) -> None:
-        """Other writers' changes, in order, to the in-memory indexes."""
+    def apply(self, changes: Sequence[Any], *, own: bool = False) -> None:
+        """Other writers' changes, in order, to the in-memory indexes; with `own`, this
+        process's too (after a write whose commit failed: `logged_write`). Applying a change
+        again is harmless: an add reads the cases as they are now, a remove of an absent id
+        is a no-op."""
         for change in changes:
-            if change.writer == self.writer or self.dim is None:
+            if (change.writer == self.writer and not own) or self.dim is None:
                 continue
             index = self.index_for(change.namespace)
             index.remove(change.case_ids)  # an add replaces: the case may be indexed already
@@ -283,7 +322,7 @@ class VectorSpace:
         return vectors
 
     def prepare(self, embeddings: npt.ArrayLike, count: int) -> Vectors:
-        array = np.asarray(embeddings, dtype=np.float32)
+        array = as_vectors(embeddings, "embeddings")
         if array.ndim != 2 or array.shape[0] != count:
             raise InvalidInputError(
                 f"embeddings must be a 2-D array with one row per case ({count} rows); "

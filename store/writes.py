@@ -174,7 +174,7 @@ class CaseWriter(Room):
         the index. The caller holds the write lock (`write_batch`)."""
         now = utcnow()
         in_force = self.keeper.in_force()
-        with self.sessions.begin() as session:
+        with self.space.logged_write() as session:
             if only_new:
                 lock_vector_writes_first(session)
                 keep = self.without_duplicates(namespaces, hashes, session)
@@ -284,7 +284,7 @@ class CaseWriter(Room):
             in_force = self.keeper.in_force()
             if vector is not None:
                 values.update(self.keeper.columns_for(vector)[0])
-            with self.sessions.begin() as session:
+            with self.space.logged_write() as session:
                 session.execute(
                     update(CaseRow)
                     .where(CaseRow.id == case_id, CaseRow.namespace == current.namespace)
@@ -317,7 +317,7 @@ class CaseWriter(Room):
         if not ids:
             return
         with self.lock:
-            with self.sessions.begin() as session:
+            with self.space.logged_write() as session:
                 query = select(CaseRow.id, CaseRow.namespace).where(
                     CaseRow.id.in_(ids), CaseRow.deleted_at.is_(None)
                 )

@@ -190,3 +190,43 @@ def test_sqlite_file_in_a_place_that_cannot_exist(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(StoreConnectionError, match="MEMORY_AGENT_HOME"):
         CaseMemory(Settings(home=tmp_path), database_url=f"sqlite:///{blocker}/sub/cases.db")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [object(), {"a": 1}, None, b"bytes", [1.0, "x"], [[1.0, 2.0], [3.0]], 3.5, {1.0, 2.0}],
+    ids=["object", "dict", "None", "bytes", "mixed-list", "ragged", "scalar", "set"],
+)
+def test_a_query_that_is_neither_text_nor_a_vector_is_a_clear_error(
+    seeded: CaseMemory, query: object
+) -> None:
+    """Found by fuzzing: an arbitrary object as the query raised a raw TypeError (or
+    ValueError) from numpy; now the store's own error says what a query may be."""
+    with pytest.raises(InvalidInputError, match="text .* or a vector of numbers") as refused:
+        seeded.search(query)  # type: ignore[arg-type]
+    assert f"got {type(query).__name__}" in str(refused.value)  # says what it was given
+    with pytest.raises(InvalidInputError, match="a vector of numbers"):
+        seeded.candidates(query)  # type: ignore[arg-type]
+    if query is not None:  # add's embedding=None means "embed the task"
+        with pytest.raises(InvalidInputError, match="a vector of numbers"):
+            seeded.add("a new task", embedding=query)  # type: ignore[arg-type]
+    assert_untouched(seeded)
+
+
+@pytest.mark.parametrize("value", [1e39, -1e39, 3.5e38, 1e308])
+def test_a_vector_beyond_float32_range_is_a_clear_error_without_a_warning(
+    seeded: CaseMemory, value: float
+) -> None:
+    """Found by fuzzing: numpy printed "RuntimeWarning: overflow encountered in cast" before
+    the store's error. pytest turns warnings into errors here (filterwarnings = error), so a
+    warning fails this test."""
+    vector = [0.0] * 383 + [value]
+    with pytest.raises(InvalidInputError, match="beyond the float32 range"):
+        seeded.search(vector)
+    with pytest.raises(InvalidInputError, match="beyond the float32 range"):
+        seeded.nearest(vector, 2)
+    with pytest.raises(InvalidInputError, match="beyond the float32 range"):
+        seeded.add("a new task", embedding=vector)
+    with pytest.raises(InvalidInputError, match="beyond the float32 range"):
+        seeded.add_many([NewCase(task="a new task")], embeddings=[vector])
+    assert_untouched(seeded)
