@@ -290,3 +290,227 @@ def test_a_token_must_be_text(database_url: str, isolated_home: Path) -> None:
             memory.nearest(vector, 1, namespace="typed")
     finally:
         memory.close()
+
+
+# ---------------------------------------------------------------------- the CLI
+
+
+def test_cli_sets_rotates_and_removes_a_token_and_every_command_needs_it(
+    database_url: str, isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from memory_agent.cli import app
+
+    seed = open_memory(database_url, isolated_home)
+    seed.add_many([NewCase(task=f"secret task {i}", answer=f"secret {i}") for i in range(2)],
+                  namespace="secret")  # fmt: skip
+    seed.add("an open task", namespace="open")
+    seed.close()
+    monkeypatch.setenv("MEMORY_AGENT_DATABASE_URL", database_url)
+    runner = CliRunner()
+
+    def run(*args: str, token: str | None = None) -> Any:
+        env = {"MEMORY_AGENT_NAMESPACE_TOKEN": token} if token is not None else {}
+        return runner.invoke(app, list(args), env=env)
+
+    made = run("memory", "namespace", "token", "set", "secret")
+    assert made.exit_code == 0, made.output
+    token = made.stdout.strip()
+    assert token.startswith("mans_") and "\n" not in token  # alone on stdout, for $(...)
+    assert "shown only now" in made.stderr
+    with open_memory(database_url, isolated_home, token=token) as check:
+        before = dump(check)
+    export = tmp_path / "out.jsonl"
+    protected_commands = [
+        ("memory", "list", "-n", "secret"),
+        ("memory", "show", "1", "-n", "secret"),
+        ("memory", "delete", "1", "-n", "secret"),
+        ("memory", "export", str(export), "-n", "secret"),
+        ("memory", "export", str(export)),  # every namespace, "secret" among them
+        ("memory", "stats", "-n", "secret"),
+        ("memory", "budget", "1", "-n", "secret"),
+        ("memory", "dedupe", "-n", "secret"),
+        ("policy", "stats", "-n", "secret"),
+        ("policy", "reset", "-n", "secret", "-y"),
+        ("policy", "reset", "-y"),  # every namespace
+        ("memory", "namespace", "token", "rotate", "secret"),
+        ("memory", "namespace", "token", "remove", "secret"),
+    ]
+    for args in protected_commands:
+        for presented in (None, token[:-1] + ("A" if token[-1] != "A" else "B")):
+            refused = run(*args, token=presented)
+            assert refused.exit_code == NamespaceAccessError.exit_code == 8, (args, refused.output)
+            assert refused.output.startswith("Error: ") and "secret" in refused.output, args
+            assert "Traceback" not in refused.output
+            assert not export.exists()
+    with open_memory(database_url, isolated_home, token=token) as check:
+        assert dump(check) == before  # nothing refused changed anything
+    # Namespaces without a token: as before, no token needed.
+    assert run("memory", "list", "-n", "open").exit_code == 0
+    listed = run("memory", "namespace", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout) == [
+        {"namespace": "open", "cases": 1, "protected": False},
+        {"namespace": "secret", "cases": 2, "protected": True},
+    ]
+    # With the token, through the environment or the global flag.
+    shown = run("memory", "show", "1", "-n", "secret", "--json", token=token)
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["answer"] == "secret 0"
+    flagged = runner.invoke(app, ["--namespace-token", token, "memory", "list", "-n", "secret"])
+    assert flagged.exit_code == 0 and "secret task 1" in flagged.stdout
+    assert run("memory", "export", str(export), token=token).exit_code == 0
+    assert export.read_text().count("\n") == 3  # both namespaces' cases
+    # Rotate: the old token stops working, the new one works; then remove it.
+    rotated = run("memory", "namespace", "token", "rotate", "secret", token=token)
+    assert rotated.exit_code == 0, rotated.output
+    new = rotated.stdout.strip()
+    assert new != token and new.startswith("mans_")
+    assert run("memory", "list", "-n", "secret", token=token).exit_code == 8
+    assert run("memory", "list", "-n", "secret", token=new).exit_code == 0
+    again = run("memory", "namespace", "token", "set", "secret", token=new)
+    assert again.exit_code == 2 and "already has an access token" in again.output
+    removed = run("memory", "namespace", "token", "remove", "secret", token=new)
+    assert removed.exit_code == 0 and "open to every caller" in removed.stdout
+    assert run("memory", "list", "-n", "secret").exit_code == 0
+
+
+def test_cli_logs_show_a_protected_namespaces_runs_only_with_its_token(
+    database_url: str, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's log holds its namespace's task: `logs list` leaves out the runs of protected
+    namespaces the caller has no token for, `logs show` refuses them."""
+    from typer.testing import CliRunner
+
+    from memory_agent.cli import app
+
+    RUN = {"model": "m", "policy": "value", "prompt_style": "plain", "learn": True}
+    with open_memory(database_url, isolated_home) as memory:
+        log = memory.run_log()
+        log.start("run-secret-0001", namespace="secret", task="the secret plan", **RUN)
+        log.start("run-open-0002", namespace="open", task="an open task", **RUN)
+        token = memory.set_namespace_token("secret")
+    monkeypatch.setenv("MEMORY_AGENT_DATABASE_URL", database_url)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["logs", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [r["run_id"] for r in json.loads(listed.stdout)] == ["run-open-0002"]
+    shown = runner.invoke(app, ["logs", "show", "run-secret"])
+    assert shown.exit_code == 8 and "the secret plan" not in shown.output
+    env = {"MEMORY_AGENT_NAMESPACE_TOKEN": token}
+    listed = runner.invoke(app, ["logs", "list", "--json"], env=env)
+    assert {r["run_id"] for r in json.loads(listed.stdout)} == {"run-open-0002", "run-secret-0001"}
+    shown = runner.invoke(app, ["logs", "show", "run-secret"], env=env)
+    assert shown.exit_code == 0 and "the secret plan" in shown.output
+
+
+# ---------------------------------------------------------------------- the HTTP service
+
+
+def test_http_requests_on_a_protected_namespace_need_its_token_header(
+    database_url: str, isolated_home: Path
+) -> None:
+    """A real uvicorn server on loopback over the same database. It is started with the
+    token in its own settings (MEMORY_AGENT_NAMESPACE_TOKEN): the server must present each
+    request's own header only, never that one."""
+    import httpx
+    from http_server import serving
+
+    from memory_agent.client import ApiForbiddenError, MemoryClient
+
+    admin = open_memory(database_url, isolated_home)
+    secret_id = admin.add("a secret task about sorting", answer="the secret", namespace="secret").id
+    admin.add("an open task about sorting", namespace="open")
+    token = admin.set_namespace_token("secret")
+    before = dump(admin)
+    header = {"X-Namespace-Token": token}
+    wrong = {"X-Namespace-Token": token[:-1] + ("A" if token[-1] != "A" else "B")}
+    home = isolated_home / "served"
+    with serving(home, DATABASE_URL=database_url, INDEX_SYNC_INTERVAL="0",
+                 NAMESPACE_TOKEN=token) as url, httpx.Client(base_url=url) as http:  # fmt: skip
+        # A retrieval made with the token, to report an outcome on below.
+        opened = http.post("/v1/retrieve", json={"task": "sorting", "namespace": "secret"},
+                           headers=header)  # fmt: skip
+        assert opened.status_code == 200, opened.text
+        assert [c["case_id"] for c in opened.json()["cases"]] == [secret_id]
+        retrieval_id = opened.json()["retrieval_id"]
+        before = dump(admin)  # the retrieval is logged in the run log, not in these tables
+        requests = [
+            ("POST", "/v1/retrieve", {"task": "sorting", "namespace": "secret"}, None),
+            ("POST", "/v1/cases", {"task": "a new secret", "namespace": "secret"}, None),
+            ("POST", "/v1/outcomes", {"retrieval_id": retrieval_id, "reward": 1.0}, None),
+            ("GET", "/v1/cases", None, {"namespace": "secret"}),
+            ("GET", f"/v1/cases/{secret_id}", None, {"namespace": "secret"}),
+            ("DELETE", f"/v1/cases/{secret_id}", None, {"namespace": "secret"}),
+            ("GET", "/v1/stats", None, {"namespace": "secret"}),
+        ]
+        for method, path, body, params in requests:
+            for headers, says in ((None, "none was given"), (wrong, "is wrong")):
+                refused = http.request(method, path, json=body, params=params, headers=headers)
+                assert refused.status_code == 403, (method, path, refused.text)
+                error = refused.json()["error"]
+                assert error["type"] == "forbidden" and says in error["message"], error
+                assert "the secret" not in refused.text
+        assert dump(admin) == before  # every refused request left everything as it was
+        # Namespaces without a token: no header needed, as before.
+        open_list = http.get("/v1/cases", params={"namespace": "open"})
+        assert open_list.status_code == 200 and len(open_list.json()["cases"]) == 1
+        # With the header, everything works; the outcome is applied once.
+        for method, path, body, params in requests:
+            done = http.request(method, path, json=body, params=params, headers=header)
+            assert done.status_code in (200, 201), (method, path, done.text)
+        with admin.presenting(token):
+            deleted = admin.get(secret_id, namespace="secret", include_deleted=True)
+        assert deleted.answer == "the secret"
+        # The Python client sends it with namespace_token=; without it, a clear error.
+        with MemoryClient(url, namespace="secret", namespace_token=token) as client:
+            new_id = client.record("recorded through the client")
+            assert client.get(new_id)["task"] == "recorded through the client"
+        with (
+            MemoryClient(url, namespace="secret") as client,
+            pytest.raises(ApiForbiddenError, match="protected by an access token") as forbidden,
+        ):
+            client.list()
+        assert isinstance(forbidden.value, NamespaceAccessError) and forbidden.value.status == 403
+        # Rotated elsewhere: the server refuses the old token at once, takes the new one.
+        with admin.presenting(token):
+            new = admin.rotate_namespace_token("secret")
+        stale = http.get("/v1/cases", params={"namespace": "secret"}, headers=header)
+        assert stale.status_code == 403 and "rotated" in stale.json()["error"]["message"]
+        fresh = http.get("/v1/cases", params={"namespace": "secret"},
+                         headers={"X-Namespace-Token": new})  # fmt: skip
+        assert fresh.status_code == 200 and len(fresh.json()["cases"]) == 2
+    admin.close()
+
+
+def test_the_service_presents_its_settings_token_as_an_mcp_server_does(
+    database_url: str, isolated_home: Path
+) -> None:
+    """`memory-agent mcp` serves one agent: its token comes from MEMORY_AGENT_NAMESPACE_TOKEN
+    (the settings), and every call on a protected namespace needs it."""
+    from memory_agent.service import MemoryService
+
+    admin = open_memory(database_url, isolated_home)
+    admin.add("a protected task", namespace="agent")
+    token = admin.set_namespace_token("agent")
+    settings = Settings(home=isolated_home, database_url=database_url, namespace="agent",
+                        policy={"name": "similarity"})  # fmt: skip
+    without = MemoryService(settings, memory=open_memory(database_url, isolated_home),
+                            owns_memory=True)  # fmt: skip
+    holder_settings = settings.replace(namespace_token=token)
+    holder = MemoryService(holder_settings, owns_memory=True, memory=CaseMemory(
+        holder_settings, embedder=HashEmbedder()))  # type: ignore[arg-type]  # fmt: skip
+    try:
+        for call in (lambda s: s.retrieve("a protected task"), lambda s: s.list(),
+                     lambda s: s.record("another"), lambda s: s.stats()):  # fmt: skip
+            with pytest.raises(NamespaceAccessError):
+                call(without)
+            call(holder)
+        found = holder.retrieve("a protected task")
+        with pytest.raises(NamespaceAccessError):  # an outcome acts on the retrieval's namespace
+            without.report_outcome(found["retrieval_id"], 1.0)
+        assert holder.report_outcome(found["retrieval_id"], 1.0)["credited"]
+    finally:
+        without.close()
+        holder.close()
+        admin.close()
