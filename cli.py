@@ -45,9 +45,18 @@ def root(
         str | None,
         typer.Option(help="SQLAlchemy database URL (env MEMORY_AGENT_DATABASE_URL)."),
     ] = None,
+    namespace_token: Annotated[
+        str | None,
+        typer.Option(
+            help="Access token of a protected namespace (env MEMORY_AGENT_NAMESPACE_TOKEN, "
+            "which keeps it out of the process list).",
+        ),
+    ] = None,
 ) -> None:
     """memory-agent: case memory, learned case selection and evaluation."""
-    ctx.obj = CliState({"home": home, "database_url": database_url})
+    ctx.obj = CliState(
+        {"home": home, "database_url": database_url, "namespace_token": namespace_token}
+    )
 
 
 def main() -> None:

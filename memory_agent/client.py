@@ -20,7 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from memory_agent.errors import CaseNotFoundError, InvalidInputError, MemoryAgentError
+from memory_agent.errors import (
+    CaseNotFoundError,
+    InvalidInputError,
+    MemoryAgentError,
+    NamespaceAccessError,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -53,6 +58,11 @@ class ApiAuthError(ApiError):
     """401: the token is missing or wrong."""
 
 
+class ApiForbiddenError(ApiError, NamespaceAccessError):
+    """403: the namespace has an access token and the request did not carry it (or a wrong
+    one): pass `namespace_token=`."""
+
+
 @dataclass(frozen=True)
 class _Call:
     method: str
@@ -78,6 +88,8 @@ def _result(response: httpx.Response) -> Any:
         raise ApiNotFoundError(status, kind, message)
     if status == 401:
         raise ApiAuthError(status, kind, message)
+    if status == 403:
+        raise ApiForbiddenError(status, kind, message)
     if status in (400, 413, 415, 422):
         raise ApiInputError(status, kind, message)
     raise ApiError(status, kind, message)
@@ -121,13 +133,17 @@ class _Calls:
         return _Call("GET", "/v1/stats", params=_without_none({"namespace": self._ns(namespace)}))
 
 
-def _headers(token: str | None) -> dict[str, str]:
-    return {} if token is None else {"Authorization": f"Bearer {token}"}
+def _headers(token: str | None, namespace_token: str | None) -> dict[str, str]:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    if namespace_token is not None:
+        headers["X-Namespace-Token"] = namespace_token
+    return headers
 
 
 class MemoryClient(_Calls):
     """A blocking client for the memory's HTTP API. `namespace` is the default for calls
-    that name none (None: the server's default)."""
+    that name none (None: the server's default); `namespace_token` is sent with every call
+    (`X-Namespace-Token`) for a namespace that has an access token."""
 
     def __init__(
         self,
@@ -135,14 +151,15 @@ class MemoryClient(_Calls):
         *,
         token: str | None = None,
         namespace: str | None = None,
+        namespace_token: str | None = None,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         import httpx
 
         self.namespace = namespace
-        self._http = httpx.Client(base_url=base_url, headers=_headers(token), timeout=timeout,
-                                  transport=transport)  # fmt: skip
+        self._http = httpx.Client(base_url=base_url, headers=_headers(token, namespace_token),
+                                  timeout=timeout, transport=transport)  # fmt: skip
 
     def _send(self, call: _Call) -> Any:
         return _result(self._http.request(call.method, call.path, json=call.json,
@@ -208,13 +225,14 @@ class AsyncMemoryClient(_Calls):
         *,
         token: str | None = None,
         namespace: str | None = None,
+        namespace_token: str | None = None,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         import httpx
 
         self.namespace = namespace
-        self._http = httpx.AsyncClient(base_url=base_url, headers=_headers(token),
+        self._http = httpx.AsyncClient(base_url=base_url, headers=_headers(token, namespace_token),
                                        timeout=timeout, transport=transport)  # fmt: skip
 
     async def _send(self, call: _Call) -> Any:

@@ -69,6 +69,12 @@ class DependencyMissingError(MemoryAgentError):
     exit_code = 6
 
 
+class NamespaceAccessError(MemoryAgentError, PermissionError):
+    """A namespace with an access token, and the token was not presented or is wrong."""
+
+    exit_code = 8
+
+
 class RunFailedError(MemoryAgentError):
     """An agent run, or every attempt of an evaluation, ended with an error."""
 

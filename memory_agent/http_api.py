@@ -14,8 +14,10 @@ The same operations as the MCP server, through the same `MemoryService`:
 The schema is at /openapi.json (and /docs). Every error is JSON,
 `{"error": {"status", "type", "message"}}`, and the message says what is wrong and how to
 fix the request. With a token set, each /v1 request needs `Authorization: Bearer <token>`
-(compared in constant time). Bodies past `serve.max_request_bytes` get 413 before they are
-parsed.
+(compared in constant time). A request acting on a namespace that has an access token must
+carry it in `X-Namespace-Token` (403 otherwise, and nothing changes); the server presents only
+the request's own token, never one from its settings. Bodies past `serve.max_request_bytes`
+get 413 before they are parsed.
 
 Each worker process opens its own service (and store) when it starts; the workers share the
 database, and each store keeps its index in step with the others' writes through the
@@ -32,7 +34,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,6 +46,7 @@ from memory_agent.errors import (
     EmbedderError,
     InvalidInputError,
     MemoryAgentError,
+    NamespaceAccessError,
     StoreBusyError,
     StoreConnectionError,
     UnknownNamespaceError,
@@ -83,6 +86,14 @@ NamespaceQuery = Annotated[
     str | None, Query(max_length=128, description="Namespace (default: the server's).")
 ]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Most cases to return.")]
+NamespaceToken = Annotated[
+    str | None,
+    Header(
+        alias="X-Namespace-Token",
+        description="The access token of the namespace, if it has one (`memory-agent memory "
+        "namespace token set`); 403 without it. Namespaces without a token need none.",
+    ),
+]
 
 
 class RetrieveRequest(_Body):
@@ -140,6 +151,7 @@ ERROR_STATUS: list[tuple[type[MemoryAgentError], int, str]] = [
     (CaseNotFoundError, 404, "not_found"),
     (UnknownNamespaceError, 404, "not_found"),
     (InvalidInputError, 400, "invalid_input"),
+    (NamespaceAccessError, 403, "forbidden"),
     (StoreBusyError, 503, "busy"),
     (StoreConnectionError, 503, "store_unavailable"),
     (EmbedderError, 503, "embedder_unavailable"),
@@ -368,48 +380,66 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
         return {"status": "ok", "worker": int(pid)}
 
     @app.post("/v1/retrieve", dependencies=auth, tags=["memory"])
-    def retrieve(body: RetrieveRequest) -> dict[str, Any]:
+    def retrieve(body: RetrieveRequest, token: NamespaceToken = None) -> dict[str, Any]:
         """Past cases that may help with `task`, best first, chosen by the learned policy
         among the most similar stored cases, with the reasons for each and a `retrieval_id`
         to report the outcome with."""
-        return service().retrieve(body.task, body.namespace, body.k, body.vector)
+        svc = service()
+        with svc.presenting(token):
+            return svc.retrieve(body.task, body.namespace, body.k, body.vector)
 
     @app.post("/v1/cases", dependencies=auth, tags=["memory"], status_code=201)
-    def record(body: RecordRequest) -> RecordResponse:
+    def record(body: RecordRequest, token: NamespaceToken = None) -> RecordResponse:
         """Store a solved (or failed) task as a new case."""
         svc = service()
-        case_id = svc.record(body.task, body.plan, body.answer, body.reward, body.namespace)
-        return RecordResponse(case_id=case_id, namespace=svc.namespace_of(body.namespace))
+        with svc.presenting(token):
+            case_id = svc.record(body.task, body.plan, body.answer, body.reward, body.namespace)
+            return RecordResponse(case_id=case_id, namespace=svc.namespace_of(body.namespace))
 
     @app.post("/v1/outcomes", dependencies=auth, tags=["memory"])
-    def report_outcome(body: OutcomeRequest) -> dict[str, Any]:
+    def report_outcome(body: OutcomeRequest, token: NamespaceToken = None) -> dict[str, Any]:
         """How a retrieval's task went: the used cases' learned values move toward the
         reward, the shown but unused ones toward the policy's unused target."""
-        return service().report_outcome(body.retrieval_id, body.reward, body.used_case_ids)
+        svc = service()
+        with svc.presenting(token):
+            return svc.report_outcome(body.retrieval_id, body.reward, body.used_case_ids)
 
     @app.get("/v1/cases", dependencies=auth, tags=["cases"])
     def list_cases(
         namespace: NamespaceQuery = None,
         limit: Limit = 20,
+        token: NamespaceToken = None,
     ) -> dict[str, Any]:
         """The namespace's newest cases, with their learned values."""
-        return {"cases": service().list(namespace, limit)}
+        svc = service()
+        with svc.presenting(token):
+            return {"cases": svc.list(namespace, limit)}
 
     @app.get("/v1/cases/{case_id}", dependencies=auth, tags=["cases"])
-    def get_case(case_id: int, namespace: NamespaceQuery = None) -> dict[str, Any]:
+    def get_case(
+        case_id: int, namespace: NamespaceQuery = None, token: NamespaceToken = None
+    ) -> dict[str, Any]:
         """One case with its learned values per stage."""
-        return service().get(case_id, namespace)
+        svc = service()
+        with svc.presenting(token):
+            return svc.get(case_id, namespace)
 
     @app.delete("/v1/cases/{case_id}", dependencies=auth, tags=["cases"])
-    def delete_case(case_id: int, namespace: NamespaceQuery = None) -> DeleteResponse:
+    def delete_case(
+        case_id: int, namespace: NamespaceQuery = None, token: NamespaceToken = None
+    ) -> DeleteResponse:
         """Remove a case from retrieval and listings."""
-        service().delete(case_id, namespace)
+        svc = service()
+        with svc.presenting(token):
+            svc.delete(case_id, namespace)
         return DeleteResponse(deleted=case_id)
 
     @app.get("/v1/stats", dependencies=auth, tags=["cases"])
-    def stats(namespace: NamespaceQuery = None) -> dict[str, Any]:
+    def stats(namespace: NamespaceQuery = None, token: NamespaceToken = None) -> dict[str, Any]:
         """Counts and sizes of a namespace and the learned values of its visited cases."""
-        return service().stats(namespace)
+        svc = service()
+        with svc.presenting(token):
+            return svc.stats(namespace)
 
     app.add_middleware(WorkerHeader, pid=pid)
     app.add_middleware(BodyLimit, limit=settings.serve.max_request_bytes)

@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from memory_agent.errors import CaseNotFoundError, InvalidInputError
@@ -140,10 +141,17 @@ class MemoryService:
         self.close()
 
     def namespace_of(self, namespace: str | None) -> str:
-        """The namespace a call with `namespace` works in (None: the default), checked."""
-        from memory_agent.store.validation import check_namespace
+        """The namespace a call with `namespace` works in (None: the default), checked: a
+        valid name, and the token presented if it has one (NamespaceAccessError otherwise,
+        before the call does anything)."""
+        return self.memory.namespace_for(
+            self.settings.namespace if namespace is None else namespace
+        )
 
-        return check_namespace(self.settings.namespace if namespace is None else namespace)
+    def presenting(self, token: str | None) -> AbstractContextManager[None]:
+        """Calls inside the block present `token` (None: none) for protected namespaces,
+        instead of `settings.namespace_token`: a server passes each request's own token."""
+        return self.memory.presenting(token)
 
     _ns = namespace_of
 
@@ -320,6 +328,8 @@ class MemoryService:
                     f"Unknown retrieval id {retrieval_id!r}; pass the retrieval_id that "
                     "retrieve_cases returned."
                 )
+            # The retrieval's namespace, with its token if it has one, before anything moves.
+            self.memory.namespace_for(row.namespace)
             if row.status != STATUS_OPEN:
                 raise InvalidInputError(
                     f"Retrieval {row.id} already has an outcome (reward {row.reward}); "

@@ -409,9 +409,10 @@ GROUPS: dict[str, type[BaseSettings]] = {
 class Settings(BaseSettings):
     """Configuration for the store, the policies and the agent.
 
-    Top-level knobs: `home` (`MEMORY_AGENT_HOME`), `database_url`, `namespace`; the rest lives
-    in the groups `store`, `policy` and `runtime` (see the module docstring for their
-    environment variables). Overrides: `Settings(policy={"name": "similarity"})` or
+    Top-level knobs: `home` (`MEMORY_AGENT_HOME`), `database_url`, `namespace`,
+    `namespace_token`; the rest lives in the groups `store`, `policy` and `runtime` (see the
+    module docstring for their environment variables). Overrides:
+    `Settings(policy={"name": "similarity"})` or
     `Settings.from_overrides({"policy.name": "similarity"})`; what a group's dict leaves out
     still comes from the environment.
     """
@@ -425,6 +426,11 @@ class Settings(BaseSettings):
         "Use postgresql+psycopg://user:pass@host/db for many processes or hosts.",
     )
     namespace: str = Field(default="default", description="Namespace used when none is given.")
+    namespace_token: SecretStr | None = Field(
+        default=None,
+        description="The access token to present for namespaces that have one (`memory-agent "
+        "memory namespace token set`); namespaces without a token need none.",
+    )
 
     store: StoreSettings = Field(default_factory=StoreSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)

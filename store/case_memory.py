@@ -6,7 +6,14 @@ with other processes), `CaseWriter` (add, update, tombstone, purge), `Maintenanc
 dedupe, budgets, eviction), `Transfer` (export, import), `CodebookUpkeep` (switch to codes,
 new codebooks, re-encode), `Usage` (counts and sizes), and the repositories `CaseStats`
 (per-case statistics) and `PolicyStates` (policies' saved state), `Retrieval` (nearest,
-search, policy candidates). Reading cases by id and listing stay here.
+search, policy candidates), `NamespaceAccess` (per-namespace access tokens). Reading cases by
+id and listing stay here.
+
+A namespace may have an access token (`set_namespace_token`): every operation on it then
+needs the token, given as `namespace_token=` (or `settings.namespace_token`, env
+MEMORY_AGENT_NAMESPACE_TOKEN), or for a block of calls with `presenting(token)`; without it
+the operation raises NamespaceAccessError before doing anything. Every namespace an operation
+acts on is resolved through one place, `namespace_for`, which checks it.
 
 Operations by case id (`get`, `update`, `delete`, `merge`) act within one namespace: the one
 passed as `namespace=`, by default the memory's configured namespace (`settings.namespace`),
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,6 +47,7 @@ from memory_agent.store.embedder import Embedder, Vectors, embedder_from_setting
 from memory_agent.store.index import Ids, VectorIndex, as_vectors
 from memory_agent.store.maintenance import Maintenance
 from memory_agent.store.models import CaseRow, NamespaceRow
+from memory_agent.store.namespace_tokens import NamespaceAccess
 from memory_agent.store.policy_state import PolicyStates
 from memory_agent.store.records import (
     Candidate,
@@ -80,19 +89,21 @@ class CaseMemory:
         *,
         embedder: Embedder | None = None,
         database_url: str | None = None,
+        namespace_token: str | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.url = database_url or self.settings.resolved_database_url()
+        token = namespace_token if namespace_token is not None else self.settings.namespace_token
         self.engine = create_store_engine(self.url)
         try:
-            self._open(embedder)
+            self._open(embedder, token)
         except DBAPIError as exc:
             self.engine.dispose()
             if (corrupt := corrupt_store_error(self.url, exc)) is not None:
                 raise corrupt from exc
             raise
 
-    def _open(self, embedder: Embedder | None) -> None:
+    def _open(self, embedder: Embedder | None, token: object) -> None:
         """Everything `__init__` sets up on the open engine; reads the whole vector index,
         so a damaged file shows here (as a clear error) rather than at the first search."""
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -103,6 +114,9 @@ class CaseMemory:
         """The per-case, per-stage value statistics: their one reader and writer."""
         self.policy_states = PolicyStates(self._sessions)
         """The policies' saved state (networks, task histories)."""
+        self._access = NamespaceAccess(
+            self._sessions, token, self.settings.store.index_sync_interval
+        )
         self._space = VectorSpace(
             self.settings, self.engine, self._sessions, self._lock, self._compression,
             lambda: self.embedder,
@@ -166,8 +180,53 @@ class CaseMemory:
         with self._sessions() as session:
             return list(session.scalars(select(NamespaceRow.name).order_by(NamespaceRow.name)))
 
-    def _namespace(self, namespace: str | None) -> str:
+    def _named(self, namespace: str | None) -> str:
+        """The namespace named (None: the configured one), a valid name; no access check."""
         return check_namespace(namespace if namespace is not None else self.settings.namespace)
+
+    def namespace_for(self, namespace: str | None) -> str:
+        """The namespace an operation with `namespace` acts on (None: the configured one),
+        checked: a valid name, and if it has an access token, the token presented opens it
+        (NamespaceAccessError otherwise, before anything is done)."""
+        ns = self._named(namespace)
+        self._access.check(ns)
+        return ns
+
+    def may_open(self, namespace: str) -> bool:
+        """Whether operations on `namespace` are allowed with the token presented (always,
+        for a namespace without a token)."""
+        return self._access.may_open(check_namespace(namespace))
+
+    def check_store_wide(self, what: str) -> None:
+        """For an operation on every namespace (`what`, e.g. "reset every namespace's
+        values"): NamespaceAccessError unless the token presented opens every protected one."""
+        self._access.check_all(what)
+
+    def presenting(self, token: str | None) -> AbstractContextManager[None]:
+        """Operations inside `with memory.presenting(token):` present `token` (None: none)
+        instead of the memory's own: a server acting for many callers passes each request's
+        token. Per thread (a context variable)."""
+        return self._access.presenting(token)
+
+    def namespace_protected(self, namespace: str | None = None) -> bool:
+        """Whether `namespace` (default: the configured one) has an access token."""
+        return self._access.protected(self._named(namespace))
+
+    def set_namespace_token(self, namespace: str | None = None) -> str:
+        """Give a namespace without a token (created if need be) a new access token and
+        return it: the only time it is shown; only a salted hash is stored. From then on
+        every operation on the namespace must present it."""
+        return self._access.set(self._named(namespace))
+
+    def rotate_namespace_token(self, namespace: str | None = None) -> str:
+        """Replace a namespace's token (the current one must be presented); returns the new
+        one. The old one stops working here at once, in other processes within
+        `store.index_sync_interval`."""
+        return self._access.rotate(self._named(namespace))
+
+    def remove_namespace_token(self, namespace: str | None = None) -> None:
+        """Make a namespace open again (the current token must be presented)."""
+        self._access.remove(self._named(namespace))
 
     # ------------------------------------------------------------------ reading
 
@@ -176,7 +235,7 @@ class CaseMemory:
     ) -> Case:
         """The case with this id in `namespace` (default: the configured one);
         CaseNotFoundError if there is none there (or it was deleted)."""
-        ns = self._namespace(namespace)
+        ns = self.namespace_for(namespace)
         with self._sessions() as session:
             row = session.get(CaseRow, case_id)
             if row is not None and row.namespace != ns:
@@ -196,7 +255,7 @@ class CaseMemory:
             return []
         query = select(CaseRow).where(CaseRow.id.in_(ids), CaseRow.deleted_at.is_(None))
         if namespace is not None:
-            query = query.where(CaseRow.namespace == namespace)
+            query = query.where(CaseRow.namespace == self.namespace_for(namespace))
         with self._sessions() as session:
             rows = {row.id: row for row in session.scalars(query)}
             stats = self.case_stats.read(session, list(rows))
@@ -206,7 +265,7 @@ class CaseMemory:
         self, namespace: str | None = None, *, limit: int = 20, offset: int = 0
     ) -> list[Case]:
         """Live cases of a namespace, newest first."""
-        ns = self._namespace(namespace)
+        ns = self.namespace_for(namespace)
         with self._sessions() as session:
             require_namespace(session, ns)
             rows = list(
@@ -224,7 +283,7 @@ class CaseMemory:
     def count(self, namespace: str | None = None) -> int:
         query = select(func.count()).select_from(CaseRow).where(CaseRow.deleted_at.is_(None))
         if namespace is not None:
-            query = query.where(CaseRow.namespace == self._namespace(namespace))
+            query = query.where(CaseRow.namespace == self.namespace_for(namespace))
         with self._sessions() as session:
             return int(session.scalar(query) or 0)
 
@@ -333,7 +392,10 @@ class CaseMemory:
         return self._writes.update(case_id, namespace, **changes)
 
     def purge(self, namespace: str | None = None) -> int:
-        """Remove tombstoned cases for good; returns how many rows were removed."""
+        """Remove tombstoned cases for good (of one namespace, or of all, which needs the
+        token of every protected one); returns how many rows were removed."""
+        if namespace is None:
+            self.check_store_wide("purge every namespace")
         return self._writes.purge(namespace)
 
     def delete(
@@ -341,7 +403,7 @@ class CaseMemory:
     ) -> None:
         """Tombstone a case of `namespace` (default: the configured one): it leaves search and
         listings but stays in the database."""
-        self._writes.tombstone([case_id], reason, namespace=self._namespace(namespace))
+        self._writes.tombstone([case_id], reason, namespace=self.namespace_for(namespace))
 
     # ------------------------------------------------------------------ maintenance, transfer
 
@@ -376,7 +438,10 @@ class CaseMemory:
         return self._maintenance.enforce_budget(namespace, protect=protect)
 
     def export(self, target: Path | IO[str], namespace: str | None = None) -> int:
-        """Write live cases as JSONL (all namespaces unless one is named); returns the count."""
+        """Write live cases as JSONL (all namespaces unless one is named, which needs the
+        token of every protected one); returns the count."""
+        if namespace is None:
+            self.check_store_wide("export every namespace")
         return self._transfer.export(target, namespace)
 
     def import_file(

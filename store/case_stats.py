@@ -23,6 +23,7 @@ from memory_agent.errors import CaseNotFoundError, InvalidInputError
 from memory_agent.store.database import become_sqlite_writer
 from memory_agent.store.models import CaseRow, CaseStatRow, utcnow
 from memory_agent.store.records import RankedCase, StageStats
+from memory_agent.store.validation import check_namespace, check_stage
 
 StatsById = dict[int, dict[str, StageStats]]
 
@@ -244,6 +245,8 @@ class CaseStats:
         `check_only` ids are validated with the others but not updated (shown cases that
         get no credit).
         """
+        # Names first: the lock below keys on the stage (PostgreSQL refuses a NUL in it).
+        namespace, stage = check_namespace(namespace), check_stage(stage)
         ids = sorted({*targets, *check_only})
         out: dict[int, StageStats] = {}
         with self._sessions.begin() as session:
@@ -283,6 +286,7 @@ class CaseStats:
         Unknown or deleted ids are passed over."""
         if not case_ids:
             return
+        stage = check_stage(stage)
         now = utcnow()
         with self._sessions.begin() as session:
             _lock_stats_for_update(session, stage, case_ids)

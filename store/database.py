@@ -150,6 +150,11 @@ def _unstorable_parameter(context: Any) -> BaseException | None:
             "are 64-bit integers, from -9223372036854775808 to 9223372036854775807; the "
             "operation was refused."
         )
+    if "cannot contain NUL" in str(exc):  # psycopg, before sending: PostgreSQL text has no NUL
+        return InvalidInputError(
+            "A text given contains a NUL character (\\x00), which PostgreSQL cannot store; "
+            "remove it. The operation was refused."
+        )
     if isinstance(exc, UnicodeEncodeError):
         return InvalidInputError(
             f"A text given is not valid Unicode ({exc.reason} at position {exc.start}: "

@@ -60,6 +60,9 @@ class NamespaceRow(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     max_cases: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The salted hash of the namespace's access token (store/namespace_tokens.py); None: open.
+    token_hash: Mapped[str | None] = mapped_column(String(255))
+    token_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class CaseRow(Base):

@@ -24,5 +24,6 @@ class Room:
         self.case_stats = memory.case_stats
 
     def namespace(self, namespace: str | None) -> str:
-        """The namespace named, or the settings' default, checked."""
-        return self.memory._namespace(namespace)
+        """The namespace named, or the settings' default, checked (the name, and its access
+        token if it has one: `CaseMemory.namespace_for`)."""
+        return self.memory.namespace_for(namespace)

@@ -1,4 +1,5 @@
-"""Property-based fuzzing of the store's public API on a real SQLite file (hypothesis).
+"""Property-based fuzzing of the store's public API on a real SQLite file and a real PostgreSQL
+database (hypothesis).
 
 Each example is a short sequence of operations with arbitrary inputs (texts with NULs, lone
 surrogates and control characters, JSON-ish metadata with NaN, huge numbers and non-JSON
@@ -19,6 +20,7 @@ import json
 import math
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -244,15 +246,19 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     migration per example)."""
     folder = tmp_path_factory.mktemp("fuzz-template")
     path = folder / "cases.db"
-    memory = CaseMemory(Settings(home=folder), embedder=HashEmbedder(),
-                        database_url=f"sqlite:///{path}")  # fmt: skip
+    _seed(folder, f"sqlite:///{path}")
+    return path
+
+
+def _seed(home: Path, url: str) -> None:
+    """The template's cases: ids 1-4 in "default", 5 and 6 in "team-a" (with statistics)."""
+    memory = CaseMemory(Settings(home=home), embedder=HashEmbedder(), database_url=url)
     memory.add_many([NewCase(task=f"seed case {i}", plan=f"plan {i}") for i in range(4)],
                     namespace="default")  # fmt: skip
     memory.add("another tenant's case", namespace="team-a", meta={"k": [1, "two"]})
     memory.add("a case with statistics", namespace="team-a")
     memory.case_stats.apply("team-a", "plan", {6: 1.0}, None)
     memory.close()
-    return path
 
 
 @pytest.fixture
@@ -268,6 +274,44 @@ def fresh_store(template: Path, tmp_path: Path) -> Iterator[Any]:
         return memory, folder
 
     yield make
+
+
+@pytest.fixture(scope="module")
+def pg_template(postgres_base_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The same seeded store in a PostgreSQL database, copied for each example with CREATE
+    DATABASE ... TEMPLATE (no migration per example)."""
+    name = f"fuzz_template_{uuid.uuid4().hex[:8]}"
+    _admin(postgres_base_url, f'CREATE DATABASE "{name}"')
+    _seed(tmp_path_factory.mktemp("fuzz-pg-template"), f"{postgres_base_url}/{name}")
+    yield name
+    _admin(postgres_base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _admin(base_url: str, statement: str) -> None:
+    import psycopg
+
+    plain = base_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain + "/postgres", autocommit=True) as conn:
+        conn.execute(statement)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def fresh_pg_store(postgres_base_url: str, pg_template: str, tmp_path: Path) -> Iterator[Any]:
+    made: list[str] = []
+
+    def make() -> tuple[CaseMemory, Path, str]:
+        name = f"fuzz_{uuid.uuid4().hex[:12]}"
+        _admin(postgres_base_url, f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+        made.append(name)
+        folder = tmp_path / name
+        folder.mkdir()
+        url = f"{postgres_base_url}/{name}"
+        memory = CaseMemory(Settings(home=folder), embedder=HashEmbedder(), database_url=url)
+        return memory, folder, url
+
+    yield make
+    for name in made:
+        _admin(postgres_base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _call(memory: CaseMemory, folder: Path, op: dict[str, Any]) -> Any:
@@ -326,12 +370,9 @@ def _check(op: dict[str, Any], result: Any, before: Dump, after: Dump) -> None:
         assert result.id == op["id"] and result.task == old_cases[op["id"]][1]
 
 
-# No warning filter: a value beyond float32 is refused before numpy could warn about it.
-@given(operations=OPERATIONS)
-def test_any_input_is_stored_or_refused_clearly_and_nothing_else_changes(
-    fresh_store: Any, operations: list[dict[str, Any]]
-) -> None:
-    memory, folder = fresh_store()
+def _run(memory: CaseMemory, folder: Path, url: str, operations: list[dict[str, Any]]) -> None:
+    """Each operation succeeds (and changes only what it is about) or is refused clearly (and
+    changes nothing); afterwards the store opens clean, every case readable."""
     try:
         for op in operations:
             before = _dump(memory)
@@ -346,11 +387,33 @@ def test_any_input_is_stored_or_refused_clearly_and_nothing_else_changes(
             _check(op, result, before, _dump(memory))
     finally:
         memory.close()
-    # And the file opens clean afterwards, with every case readable.
-    with CaseMemory(Settings(home=folder), embedder=HashEmbedder(),
-                    database_url=f"sqlite:///{folder / 'cases.db'}") as again:  # fmt: skip
+    with CaseMemory(Settings(home=folder), embedder=HashEmbedder(), database_url=url) as again:
         for ns in again.namespaces():
             again.list_cases(ns, limit=1000)
+
+
+# No warning filter: a value beyond float32 is refused before numpy could warn about it.
+@given(operations=OPERATIONS)
+def test_any_input_is_stored_or_refused_clearly_and_nothing_else_changes(
+    fresh_store: Any, operations: list[dict[str, Any]]
+) -> None:
+    memory, folder = fresh_store()
+    _run(memory, folder, f"sqlite:///{folder / 'cases.db'}", operations)
+
+
+# The same on PostgreSQL, whose types, limits and errors differ from SQLite's. A new database
+# per example (from a template) costs ~0.3 s, so fewer examples: under ~30 s in all.
+PG_EXAMPLES = 400 if os.environ.get("HYPOTHESIS_PROFILE") == "deep" else 40
+
+
+@pytest.mark.postgres
+@settings(max_examples=PG_EXAMPLES)
+@given(operations=OPERATIONS)
+def test_any_input_is_stored_or_refused_clearly_on_postgresql(
+    fresh_pg_store: Any, operations: list[dict[str, Any]]
+) -> None:
+    memory, folder, url = fresh_pg_store()
+    _run(memory, folder, url, operations)
 
 
 @pytest.mark.parametrize("case_id", [2**63, -(2**63) - 1, 2**80])
@@ -381,3 +444,41 @@ def test_a_lone_surrogate_in_any_text_field_is_a_clear_error(isolated_home: Path
         with pytest.raises(InvalidInputError, match="not valid Unicode"):
             memory.add("task", source="\ud800")
         assert memory.count() == 0
+
+
+def test_feedback_with_a_nul_in_its_stage_or_namespace_is_a_clear_error_on_both_backends(
+    database_url: str, isolated_home: Path
+) -> None:
+    """Found by the PostgreSQL fuzzing above: the statistics' lock keys on the stage before it
+    was checked, and PostgreSQL's driver raised a raw DataError ("text fields cannot contain
+    NUL"); SQLite stored statistics under a stage named "\\x00"."""
+    from memory_agent.errors import InvalidInputError
+
+    with CaseMemory(Settings(home=isolated_home), embedder=HashEmbedder(),
+                    database_url=database_url) as memory:  # fmt: skip
+        case = memory.add("a case whose statistics must stay", namespace="default")
+        before = _dump(memory)
+        for namespace, stage in (("default", "\x00"), ("default", "plan\x00"), ("\x00", "plan")):
+            with pytest.raises(InvalidInputError, match="not valid"):
+                memory.case_stats.apply(namespace, stage, {case.id: 1.0}, None)
+        with pytest.raises(InvalidInputError, match="stage name"):
+            memory.case_stats.credit([case.id], "\x00", 1.0)
+        assert _dump(memory) == before
+
+
+def test_a_nul_in_any_text_that_reaches_postgresql_is_a_clear_error(
+    database_url: str, isolated_home: Path
+) -> None:
+    """The same for any text no check stops before the database, e.g. a filter's value:
+    PostgreSQL cannot hold a NUL, SQLite can (and then simply finds nothing)."""
+    from memory_agent.errors import InvalidInputError
+
+    with CaseMemory(Settings(home=isolated_home), embedder=HashEmbedder(),
+                    database_url=database_url) as memory:  # fmt: skip
+        memory.add("a case", namespace="default", meta={"k": "v"})
+        if database_url.startswith("postgresql"):
+            with pytest.raises(InvalidInputError, match="NUL character"):
+                memory.search("a case", filters={"k": "v\x00"})
+        else:
+            assert memory.search("a case", filters={"k": "v\x00"}) == []
+        assert [h.case.task for h in memory.search("a case", filters={"k": "v"})] == ["a case"]

@@ -28,6 +28,7 @@ CHAIN = [
     "0006_reservoir_float16",
     "0007_rerank_vectors",
     "0008_skills",
+    "0009_namespace_tokens",
 ]
 RESERVOIR_ROW = np.linspace(-1, 1, 384, dtype=np.float32)
 

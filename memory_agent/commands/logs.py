@@ -27,6 +27,8 @@ def list_runs(
 
     with open_memory(ctx) as memory:
         rows = memory.run_log().recent(limit)
+        # Runs of a protected namespace show only with its token (they hold its tasks).
+        rows = [row for row in rows if memory.may_open(row.namespace)]
     if json_out:
         print_json([run_to_json(r) for r in rows])
         return
@@ -69,6 +71,7 @@ def show(
     with open_memory(ctx) as memory:
         log = memory.run_log()
         row = log.get(run_id)
+        memory.namespace_for(row.namespace)  # a protected namespace's run needs its token
         events = log.events(row.id)
         tasks = _case_tasks(memory, events, row.namespace) if why else {}
     record = run_to_json(row)

@@ -15,9 +15,11 @@ from memory_agent.commands.common import (
     print_table,
     state,
 )
+from memory_agent.commands.namespaces import app as namespace_app
 from memory_agent.errors import InvalidInputError
 
 app = new_typer("Store, search and inspect episodic cases.")
+app.add_typer(namespace_app, name="namespace")
 
 NamespaceOpt = Annotated[
     str | None, typer.Option("--namespace", "-n", help="Namespace (default: from settings).")

@@ -27,7 +27,7 @@ def stats(
     from rich.table import Table
 
     with open_memory(ctx) as memory:
-        ns = namespace if namespace is not None else memory.settings.namespace
+        ns = memory.namespace_for(namespace)  # checked, and its token if it has one
         stages = memory.case_stats.summary(ns, top=top)
         values = memory.case_stats.values(ns)
         live = memory.count(ns) if ns in memory.namespaces() else 0
@@ -129,6 +129,10 @@ def reset(
     if not yes:
         typer.confirm(f"Forget the learned case values of {scope}?", abort=True)
     with open_memory(ctx) as memory:
+        if namespace is None:
+            memory.check_store_wide("reset every namespace's learned values")
+        else:
+            memory.namespace_for(namespace)  # checked, and its token if it has one
         rows = memory.case_stats.reset(namespace)
         if namespace is None:
             states = memory.policy_states.delete_all()
