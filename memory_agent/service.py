@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     from memory_agent.policies.base import CasePolicy
     from memory_agent.settings import Settings
     from memory_agent.store import Case, CaseMemory
+    from memory_agent.store.records import Candidate
     from memory_agent.store.run_log import RunLog
+    from memory_agent.store.run_log_batch import RunLogBatcher
 
 SOURCE = "mcp"
 """The `source` of cases recorded through the service, and the `model` of its retrievals
@@ -94,6 +96,7 @@ class MemoryService:
     ):
         from memory_agent.settings import Settings
         from memory_agent.store import CaseMemory
+        from memory_agent.store.run_log_batch import RunLogBatcher
 
         self.settings = settings or (memory.settings if memory is not None else Settings())
         # A store the service opened is closed with it; a given one too if `owns_memory`.
@@ -102,6 +105,7 @@ class MemoryService:
         self._lock = threading.RLock()
         self._policy: CasePolicy | None = None
         self._log: RunLog = self.memory.run_log()
+        self._log_writer: RunLogBatcher = RunLogBatcher(self._log)
         self._known: set[str] = set()
         self._batcher: EmbedBatcher | None = None
         if embed_batch_size is not None:
@@ -127,6 +131,7 @@ class MemoryService:
     def close(self) -> None:
         if self._batcher is not None:
             self._batcher.close()
+        self._log_writer.close()  # the retrievals in flight are committed before the store closes
         with self._lock:
             if self._policy is not None:
                 self._policy.save()
@@ -163,6 +168,7 @@ class MemoryService:
         `vector`: the task's embedding by the store's embedder, when the caller has it (e.g.
         cached): the task is then not embedded again. An outcome reported later embeds the
         task text, so the vector must be the embedding of `task`."""
+        from memory_agent.store.run_log import NewEvent, NewRun
         from memory_agent.store.validation import check_text
 
         ns = self._ns(namespace)
@@ -189,21 +195,25 @@ class MemoryService:
             if self.memory.dim is None:
                 self.memory.sync(force=True)
             if policy is not None and query is not None and self.memory.dim == query.shape[0]:
-                candidates = self.memory.candidates(query, namespace=ns)
+                # The shortlist carries the cases' text: the chosen ones are shown without a
+                # second read.
+                candidates = self.memory.candidates(query, namespace=ns, with_text=True)
                 shortlist = len(candidates)
                 if candidates:
                     selection = policy.select(query, candidates, k, STAGE, explore=True)
-                    by_id = {c.case_id: c for c in candidates}
-                    cases = self._reasons(selection, by_id, ns)
-            shown = [c["case_id"] for c in cases]
-            self._log.start(retrieval_id, namespace=ns, task=text, model=SOURCE,
-                            policy=self.policy_name, prompt_style=SOURCE, learn=True)  # fmt: skip
-            self._log.update(retrieval_id, status=STATUS_OPEN, cases_shown=shown)
-            self._log.event(
-                retrieval_id, "selection", self.policy_name,
-                duration_s=time.perf_counter() - started, stage=STAGE, shown=shown,
-                scores=[c["score"] for c in cases], explored=[c["explored"] for c in cases],
-            )  # fmt: skip
+                    cases = self._reasons(selection, {c.case_id: c for c in candidates})
+        shown = [c["case_id"] for c in cases]
+        # Outside the lock, and committed with concurrent retrievals' in one transaction; it
+        # returns once this one is committed, so an outcome reported with the id (to any
+        # process sharing the store) finds it.
+        self._log_writer.record(NewRun(
+            retrieval_id,
+            {"namespace": ns, "task": text, "model": SOURCE, "policy": self.policy_name,
+             "prompt_style": SOURCE, "learn": True, "status": STATUS_OPEN, "cases_shown": shown},
+            (NewEvent("selection", self.policy_name, time.perf_counter() - started,
+                      {"stage": STAGE, "shown": shown, "scores": [c["score"] for c in cases],
+                       "explored": [c["explored"] for c in cases]}),),
+        ))  # fmt: skip
         return {
             "retrieval_id": retrieval_id,
             "namespace": ns,
@@ -248,23 +258,23 @@ class MemoryService:
             )
         return array
 
-    def _reasons(self, selection: Any, by_id: dict[int, Any], ns: str) -> list[dict[str, Any]]:
-        stored = {c.id: c for c in self.memory.get_many(selection.case_ids, namespace=ns)}
+    @staticmethod
+    def _reasons(selection: Any, by_id: dict[int, Candidate]) -> list[dict[str, Any]]:
         out = []
         for case_id, score, explored in zip(
             selection.case_ids, selection.scores, selection.explored, strict=False
         ):
-            case = stored.get(case_id)
-            if case is None:  # deleted between the shortlist and now
-                continue
-            stats = case.stats.get(STAGE)
+            candidate = by_id[case_id]
+            text = candidate.text
+            assert text is not None  # the shortlist was read with_text
+            stats = candidate.stats.get(STAGE)
             out.append({
                 "case_id": case_id,
-                "task": case.task,
-                "plan": case.plan,
-                "answer": case.answer,
-                "reward": case.reward,
-                "similarity": round(float(by_id[case_id].similarity), 4),
+                "task": text.task,
+                "plan": text.plan,
+                "answer": text.answer,
+                "reward": candidate.reward,
+                "similarity": round(float(candidate.similarity), 4),
                 "score": round(float(score), 4),
                 "explored": bool(explored),
                 "value": None if stats is None else round(stats.q_value, 4),

@@ -256,9 +256,13 @@ class CaseMemory:
         namespace: str | None = None,
         size: int | None = None,
         filters: Mapping[str, Any] | None = None,
+        with_text: bool = False,
     ) -> list[Candidate]:
-        """The shortlist for `state` as a policy sees it (best similarity first)."""
-        return self._retrieval.candidates(state, namespace=namespace, size=size, filters=filters)
+        """The shortlist for `state` as a policy sees it (best similarity first); with
+        `with_text`, each candidate carries its task, plan and answer too."""
+        return self._retrieval.candidates(
+            state, namespace=namespace, size=size, filters=filters, with_text=with_text
+        )
 
     def run_log(self, listener: EventListener | None = None) -> RunLog:
         """The log of agent runs and their events in this store's database; each caller gets

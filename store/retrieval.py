@@ -14,10 +14,11 @@ from memory_agent.errors import InvalidInputError
 from memory_agent.store.embedder import normalise
 from memory_agent.store.index import Ids, check_vectors
 from memory_agent.store.models import CaseRow
-from memory_agent.store.records import Candidate, SearchHit
+from memory_agent.store.records import Candidate, CaseText, SearchHit
 from memory_agent.store.room import Room
 from memory_agent.store.rows import filter_clause, require_namespace
 from memory_agent.store.validation import check_text
+from memory_agent.store.vector_space import VECTOR_COLUMNS
 
 
 class Retrieval(Room):
@@ -98,14 +99,19 @@ class Retrieval(Room):
         namespace: str | None = None,
         size: int | None = None,
         filters: Mapping[str, Any] | None = None,
+        with_text: bool = False,
     ) -> list[Candidate]:
         """The shortlist for `state` as a policy sees it (best similarity first).
 
         `filters` (as in `nearest`) restricts it to the cases the caller can use, e.g.
         `{"outcome": "success"}` for a planner that is only ever shown successes: a policy
         must choose among the cases that will reach the planner, not fill its slots with
-        ones that will be dropped. Reads only what a policy needs (reward, per-stage stats,
-        the vector) in few small queries: this runs once per decision, so it must stay cheap.
+        ones that will be dropped. `with_text`: each candidate also carries its task, plan
+        and answer (`Candidate.text`), for a caller that shows the chosen ones.
+
+        Reads only what a policy needs (reward, per-stage stats, the vector) in one
+        read-only session of two queries: this runs once per decision, so it must stay
+        cheap.
         """
         n = size or self.settings.store.shortlist_size
         ns = self.namespace(namespace)
@@ -114,17 +120,20 @@ class Retrieval(Room):
         if not found:
             return []
         wanted = [i for i, _ in found]
+        texts = (CaseRow.task, CaseRow.plan, CaseRow.answer) if with_text else ()
         with self.sessions() as session:
-            live = select(CaseRow.id, CaseRow.reward).where(
+            query = select(CaseRow.id, CaseRow.reward, *VECTOR_COLUMNS, *texts).where(
                 CaseRow.id.in_(wanted), CaseRow.deleted_at.is_(None)
             )
-            rewards: dict[int, float | None] = {row[0]: row[1] for row in session.execute(live)}
+            rows = {row[0]: row[1:] for row in session.execute(query)}
             stats = self.case_stats.read(session, wanted)
         # Once a case is kept only as a code, its vector is the decoded code.
-        vectors = self.space.vectors(wanted)
+        width = len(VECTOR_COLUMNS)
+        vectors = self.space.decode(wanted, {i: row[1 : 1 + width] for i, row in rows.items()})
         return [
-            Candidate(case_id=i, similarity=s, embedding=vectors[position], reward=rewards[i],
-                      stats=dict(stats.get(i, {})), namespace=ns)
+            Candidate(case_id=i, similarity=s, embedding=vectors[position], reward=rows[i][0],
+                      stats=dict(stats.get(i, {})), namespace=ns,
+                      text=CaseText(*rows[i][1 + width :]) if with_text else None)
             for position, (i, s) in enumerate(found)
-            if i in rewards
+            if i in rows
         ]  # fmt: skip
