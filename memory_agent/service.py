@@ -102,6 +102,8 @@ class MemoryService:
         # A store the service opened is closed with it; a given one too if `owns_memory`.
         self._owns_memory = memory is None if owns_memory is None else owns_memory
         self.memory = memory if memory is not None else CaseMemory(self.settings)
+        # A codebook retrain inside a write held the lock every call takes for minutes.
+        self.memory.upkeep_in_background()
         self._lock = threading.RLock()
         self._policy: CasePolicy | None = None
         self._log: RunLog = self.memory.run_log()

@@ -150,6 +150,12 @@ class CaseMemory:
         """The background re-encode job of this process, if one was started."""
         return self._upkeep.worker
 
+    def upkeep_in_background(self) -> None:
+        """Run the codebook upkeep after writes in a background thread from now on, not in
+        the writing call: for a server, whose writes must not wait minutes for a codebook to
+        train (`BackgroundUpkeep`). `close` stops it."""
+        self._upkeep.in_background()
+
     def sync(self, *, force: bool = False) -> None:
         """Bring the in-memory indexes up to date with other processes' writes.
 

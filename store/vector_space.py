@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, Executable, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from memory_agent.errors import EmbedderError, InvalidInputError
 from memory_agent.settings import Settings
 from memory_agent.store.codebook import CodeIndex
 from memory_agent.store.compression import RERANK_DTYPE, Compression
-from memory_agent.store.database import insert_if_absent
+from memory_agent.store.database import id_list_value, in_id_list, insert_if_absent
 from memory_agent.store.embedder import Embedder, Vectors, normalise
 from memory_agent.store.index import Ids, Scores, VectorIndex, check_vectors, make_index
 from memory_agent.store.index_sync import changes_after, log_bounds
@@ -61,6 +61,7 @@ class VectorSpace:
         self.writer = uuid.uuid4().hex
         self.seen_change = 0
         self.synced_at = 0.0
+        self._rerank_query: Executable | None = None
 
     def load(self) -> None:
         with self.sessions() as session:
@@ -310,16 +311,20 @@ class VectorSpace:
 
     def rerank_vectors(self, ids: Sequence[int]) -> dict[int, npt.NDArray[np.float16]]:
         """The float16 re-rank copies of these cases that have one."""
-        table: Any = CaseRow.__table__
         out: dict[int, npt.NDArray[np.float16]] = {}
-        # Core, not the ORM: this runs once per search and must stay well under a millisecond.
+        if not ids:
+            return out
+        dialect = self.engine.dialect.name
+        if self._rerank_query is None:
+            # Core, compiled once (the id list is one parameter): this runs once per search.
+            table: Any = CaseRow.__table__
+            self._rerank_query = select(table.c.id, table.c.rerank_vector).where(
+                in_id_list(table.c.id, dialect), table.c.rerank_vector.is_not(None)
+            )
         with self.engine.connect() as conn:
-            for start in range(0, len(ids), 500):
-                query = select(table.c.id, table.c.rerank_vector).where(
-                    table.c.id.in_(ids[start : start + 500]), table.c.rerank_vector.is_not(None)
-                )
-                for case_id, blob in conn.execute(query):
-                    out[int(case_id)] = np.frombuffer(blob, RERANK_DTYPE)
+            found = conn.execute(self._rerank_query, {"ids": id_list_value(ids, dialect)})
+            for case_id, blob in found:
+                out[int(case_id)] = np.frombuffer(blob, RERANK_DTYPE)
         return out
 
     def vectors(self, ids: Sequence[int]) -> Vectors:
