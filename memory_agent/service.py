@@ -81,9 +81,12 @@ class MemoryService:
     """The operations other agents need: retrieve, record, report an outcome, manage cases.
 
     Opens (or is given) a `CaseMemory` and builds the policy `settings.policy.name`; calls
-    are serialised by one lock, so a server may call it from worker threads. Only the
-    embedding of a retrieve's query runs outside the lock; with `embed_batch_size`, the
-    queries of concurrent retrieves are embedded together (`EmbedBatcher`).
+    are serialised by one lock, so a server may call it from worker threads. A retrieve
+    holds it only for the policy's choice: the embedding of its query (with
+    `embed_batch_size`, together with concurrent retrieves' queries, `EmbedBatcher`), its
+    shortlist read and its run-log write (committed with concurrent retrieves', in one
+    transaction, `RunLogBatcher`) run outside it. The codebook upkeep after writes runs in
+    a background thread (`CaseMemory.upkeep_in_background`).
     """
 
     def __init__(
@@ -191,18 +194,23 @@ class MemoryService:
             query = given if given is not None else self._embed(text)
         cases: list[dict[str, Any]] = []
         shortlist = 0
-        with self._lock:
-            # Another process may have stored this store's first vector since we last looked;
-            # until we sync, our dimension is unknown and every retrieval would come back empty.
-            if self.memory.dim is None:
-                self.memory.sync(force=True)
-            if policy is not None and query is not None and self.memory.dim == query.shape[0]:
-                # The shortlist carries the cases' text: the chosen ones are shown without a
-                # second read.
+        if policy is not None and query is not None:
+            with self._lock:
+                # Another process may have stored this store's first vector since we last
+                # looked; until we sync, our dimension is unknown and every retrieval would
+                # come back empty.
+                if self.memory.dim is None:
+                    self.memory.sync(force=True)
+            if self.memory.dim == query.shape[0]:
+                # Outside the lock too: the store's reads are safe from many threads (its
+                # index is searched under its own lock), and the FAISS search and the SQL
+                # let other threads run. The shortlist carries the cases' text: the chosen
+                # ones are shown without a second read.
                 candidates = self.memory.candidates(query, namespace=ns, with_text=True)
                 shortlist = len(candidates)
                 if candidates:
-                    selection = policy.select(query, candidates, k, STAGE, explore=True)
+                    with self._lock:  # the policy's per-namespace state is one at a time
+                        selection = policy.select(query, candidates, k, STAGE, explore=True)
                     cases = self._reasons(selection, {c.case_id: c for c in candidates})
         shown = [c["case_id"] for c in cases]
         # Outside the lock, and committed with concurrent retrievals' in one transaction; it
