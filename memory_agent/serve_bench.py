@@ -18,6 +18,8 @@ on the same machine as the server and take CPU from it; the figures include that
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import random
 import socket
@@ -86,23 +88,36 @@ def build_store(settings: Settings, cases: int, say: Callable[[str], None]) -> S
     return bench
 
 
-def embedder_throughput(settings: Settings, texts: list[str], batch: int) -> dict[str, Any]:
-    """Texts/s of the embedder alone, batch by batch, and one text at a time."""
+def embedder_throughput(
+    settings: Settings, texts: list[str], batch: int, clients: int
+) -> dict[str, Any]:
+    """Texts/s of the embedder alone: in batches of `batch` (the server's largest), of
+    `clients` (the largest that as many closed-loop clients can queue), and one at a time."""
     from memory_agent.store.embedder import embedder_from_settings
 
     embedder = embedder_from_settings(settings)
     embedder.embed(texts[:batch])  # load and warm up
-    started = time.perf_counter()
-    for begin in range(0, len(texts), batch):
-        embedder.embed(texts[begin : begin + batch])
-    batched = len(texts) / (time.perf_counter() - started)
-    singles = texts[:64]
-    started = time.perf_counter()
-    for text in singles:
-        embedder.embed([text])
-    single = len(singles) / (time.perf_counter() - started)
+
+    def rate(size: int, sample: list[str]) -> float:
+        started = time.perf_counter()
+        for begin in range(0, len(sample), size):
+            embedder.embed(sample[begin : begin + size])
+        return len(sample) / (time.perf_counter() - started)
+
+    batched = rate(batch, texts)
+    at_clients = rate(min(clients, batch), texts[: max(len(texts) // 2, min(clients, batch))])
+    single = rate(1, texts[:64])
     return {"model": embedder.name, "batch_size": batch, "texts": len(texts),
-            "texts_per_s": round(batched, 1), "one_at_a_time_per_s": round(single, 1)}  # fmt: skip
+            "texts_per_s": round(batched, 1), "clients_batch_per_s": round(at_clients, 1),
+            "one_at_a_time_per_s": round(single, 1), "torch_threads": _torch_threads()}  # fmt: skip
+
+
+def _torch_threads() -> int | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return int(torch.get_num_threads())
 
 
 def _free_port() -> int:
@@ -142,29 +157,79 @@ def start_server(
         time.sleep(0.2)
 
 
-async def _load(url: str, path: str, bodies: list[dict[str, Any]], clients: int) -> dict[str, Any]:
-    """Send `bodies` to `path` from `clients` concurrent clients; rate and latencies."""
-    import httpx
+class _Connection:
+    """One client: a keep-alive HTTP/1.1 connection sending one request at a time.
 
+    A lean load generator on purpose: the clients share the machine with the server, and
+    httpx's own work per request (1-3 ms of CPU on this 2-core machine) was taken from the
+    server's cores. Requests are encoded before the clock starts; each response is read
+    whole (uvicorn always sends Content-Length)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, request: bytes) -> tuple[int, bytes]:
+        if self.reader is None or self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        body = await self.reader.readexactly(length)
+        if b"connection: close" in head.lower():
+            await self.close()
+        return status, body
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+
+def encode_post(url: str, path: str, body: dict[str, Any]) -> bytes:
+    """The bytes of `POST path` with `body` as JSON, for `_Connection.post`."""
+    data = json.dumps(body).encode()
+    host = url.split("://", 1)[-1]
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode() + data
+
+
+async def load(url: str, path: str, bodies: list[dict[str, Any]], clients: int) -> dict[str, Any]:
+    """Send `bodies` to `path` from `clients` concurrent clients, each waiting for its answer
+    before it sends the next; the rate and latencies."""
+    host, _, port = url.split("://", 1)[-1].partition(":")
+    requests = [encode_post(url, path, body) for body in bodies]
     latencies: list[float] = []
     errors: list[str] = []
-    queue = iter(bodies)
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as http:
+    queue = iter(requests)
 
-        async def client() -> None:
-            for body in queue:
+    async def client() -> None:
+        connection = _Connection(host, int(port))
+        try:
+            for request in queue:
                 started = time.perf_counter()
-                response = await http.post(path, json=body)
+                status, body = await connection.post(request)
                 latencies.append(time.perf_counter() - started)
-                if response.status_code >= 300:
-                    errors.append(response.text[:200])
+                if status >= 300:
+                    errors.append(f"{status} {body[:200].decode(errors='replace')}")
+        finally:
+            await connection.close()
 
-        cpu = time.process_time()
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        wall = time.perf_counter() - started
-        cpu = time.process_time() - cpu
+    cpu = time.process_time()
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     ms = np.asarray(latencies) * 1000
     return {
         "requests": len(bodies), "seconds": round(wall, 2),
@@ -193,23 +258,23 @@ def run_serve_benchmark(
     queries = task_texts(requests, seed=10_000_000)
     say("Embedder throughput (this process, before the server starts)")
     embedder = embedder_throughput(bench, queries[: min(len(queries), 1024)],
-                                   bench.serve.embed_batch_size)  # fmt: skip
+                                   bench.serve.embed_batch_size, clients)  # fmt: skip
     from memory_agent.store.embedder import embedder_from_settings
 
     vectors = embedder_from_settings(bench).embed(queries)  # the vector-giving clients' own
     process, url = start_server(bench, workers, folder / "server.log")
     try:
         say(f"Server up at {url} ({workers} worker(s)); warming up")
-        asyncio.run(_load(url, "/v1/retrieve", [{"task": q} for q in queries[:64]], clients))
+        asyncio.run(load(url, "/v1/retrieve", [{"task": q} for q in queries[:64]], clients))
         say(f"retrieve (text) x{requests}, {clients} clients")
-        text = asyncio.run(_load(url, "/v1/retrieve", [{"task": q} for q in queries], clients))
+        text = asyncio.run(load(url, "/v1/retrieve", [{"task": q} for q in queries], clients))
         say(f"retrieve (vector given) x{requests}")
-        given = asyncio.run(_load(url, "/v1/retrieve", [
+        given = asyncio.run(load(url, "/v1/retrieve", [
             {"task": q, "vector": [round(float(x), 6) for x in v]}
             for q, v in zip(queries, vectors, strict=True)], clients))  # fmt: skip
         adds = min(requests, 2000)
         say(f"add x{adds}")
-        added = asyncio.run(_load(url, "/v1/cases", [
+        added = asyncio.run(load(url, "/v1/cases", [
             {"task": t, "plan": "step 1", "answer": "done", "reward": 1.0}
             for t in task_texts(adds, seed=20_000_000 + int(time.time()))], clients))  # fmt: skip
     finally:

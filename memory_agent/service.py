@@ -35,7 +35,9 @@ if TYPE_CHECKING:
     from memory_agent.policies.base import CasePolicy
     from memory_agent.settings import Settings
     from memory_agent.store import Case, CaseMemory
+    from memory_agent.store.records import Candidate
     from memory_agent.store.run_log import RunLog
+    from memory_agent.store.run_log_batch import RunLogBatcher
 
 SOURCE = "mcp"
 """The `source` of cases recorded through the service, and the `model` of its retrievals
@@ -80,9 +82,12 @@ class MemoryService:
     """The operations other agents need: retrieve, record, report an outcome, manage cases.
 
     Opens (or is given) a `CaseMemory` and builds the policy `settings.policy.name`; calls
-    are serialised by one lock, so a server may call it from worker threads. Only the
-    embedding of a retrieve's query runs outside the lock; with `embed_batch_size`, the
-    queries of concurrent retrieves are embedded together (`EmbedBatcher`).
+    are serialised by one lock, so a server may call it from worker threads. A retrieve
+    holds it only for the policy's choice: the embedding of its query (with
+    `embed_batch_size`, together with concurrent retrieves' queries, `EmbedBatcher`), its
+    shortlist read and its run-log write (committed with concurrent retrieves', in one
+    transaction, `RunLogBatcher`) run outside it. The codebook upkeep after writes runs in
+    a background thread (`CaseMemory.upkeep_in_background`).
     """
 
     def __init__(
@@ -95,14 +100,18 @@ class MemoryService:
     ):
         from memory_agent.settings import Settings
         from memory_agent.store import CaseMemory
+        from memory_agent.store.run_log_batch import RunLogBatcher
 
         self.settings = settings or (memory.settings if memory is not None else Settings())
         # A store the service opened is closed with it; a given one too if `owns_memory`.
         self._owns_memory = memory is None if owns_memory is None else owns_memory
         self.memory = memory if memory is not None else CaseMemory(self.settings)
+        # A codebook retrain inside a write held the lock every call takes for minutes.
+        self.memory.upkeep_in_background()
         self._lock = threading.RLock()
         self._policy: CasePolicy | None = None
         self._log: RunLog = self.memory.run_log()
+        self._log_writer: RunLogBatcher = RunLogBatcher(self._log)
         self._known: set[str] = set()
         self._batcher: EmbedBatcher | None = None
         if embed_batch_size is not None:
@@ -128,6 +137,7 @@ class MemoryService:
     def close(self) -> None:
         if self._batcher is not None:
             self._batcher.close()
+        self._log_writer.close()  # the retrievals in flight are committed before the store closes
         with self._lock:
             if self._policy is not None:
                 self._policy.save()
@@ -171,6 +181,7 @@ class MemoryService:
         `vector`: the task's embedding by the store's embedder, when the caller has it (e.g.
         cached): the task is then not embedded again. An outcome reported later embeds the
         task text, so the vector must be the embedding of `task`."""
+        from memory_agent.store.run_log import NewEvent, NewRun
         from memory_agent.store.validation import check_text
 
         ns = self._ns(namespace)
@@ -191,25 +202,32 @@ class MemoryService:
             query = given if given is not None else self._embed(text)
         cases: list[dict[str, Any]] = []
         shortlist = 0
-        with self._lock:
+        if policy is not None and query is not None:
             # `dim` asks the database while this process has seen no vector (another process
             # may have stored the first one), and the shortlist's search then syncs at once.
-            if policy is not None and query is not None and self.memory.dim == query.shape[0]:
-                candidates = self.memory.candidates(query, namespace=ns)
+            if self.memory.dim == query.shape[0]:
+                # Outside the lock too: the store's reads are safe from many threads (its
+                # index is searched under its own lock), and the FAISS search and the SQL
+                # let other threads run. The shortlist carries the cases' text: the chosen
+                # ones are shown without a second read.
+                candidates = self.memory.candidates(query, namespace=ns, with_text=True)
                 shortlist = len(candidates)
                 if candidates:
-                    selection = policy.select(query, candidates, k, STAGE, explore=True)
-                    by_id = {c.case_id: c for c in candidates}
-                    cases = self._reasons(selection, by_id, ns)
-            shown = [c["case_id"] for c in cases]
-            self._log.start(retrieval_id, namespace=ns, task=text, model=SOURCE,
-                            policy=self.policy_name, prompt_style=SOURCE, learn=True)  # fmt: skip
-            self._log.update(retrieval_id, status=STATUS_OPEN, cases_shown=shown)
-            self._log.event(
-                retrieval_id, "selection", self.policy_name,
-                duration_s=time.perf_counter() - started, stage=STAGE, shown=shown,
-                scores=[c["score"] for c in cases], explored=[c["explored"] for c in cases],
-            )  # fmt: skip
+                    with self._lock:  # the policy's per-namespace state is one at a time
+                        selection = policy.select(query, candidates, k, STAGE, explore=True)
+                    cases = self._reasons(selection, {c.case_id: c for c in candidates})
+        shown = [c["case_id"] for c in cases]
+        # Outside the lock, and committed with concurrent retrievals' in one transaction; it
+        # returns once this one is committed, so an outcome reported with the id (to any
+        # process sharing the store) finds it.
+        self._log_writer.record(NewRun(
+            retrieval_id,
+            {"namespace": ns, "task": text, "model": SOURCE, "policy": self.policy_name,
+             "prompt_style": SOURCE, "learn": True, "status": STATUS_OPEN, "cases_shown": shown},
+            (NewEvent("selection", self.policy_name, time.perf_counter() - started,
+                      {"stage": STAGE, "shown": shown, "scores": [c["score"] for c in cases],
+                       "explored": [c["explored"] for c in cases]}),),
+        ))  # fmt: skip
         return {
             "retrieval_id": retrieval_id,
             "namespace": ns,
@@ -250,23 +268,23 @@ class MemoryService:
             )
         return array
 
-    def _reasons(self, selection: Any, by_id: dict[int, Any], ns: str) -> list[dict[str, Any]]:
-        stored = {c.id: c for c in self.memory.get_many(selection.case_ids, namespace=ns)}
+    @staticmethod
+    def _reasons(selection: Any, by_id: dict[int, Candidate]) -> list[dict[str, Any]]:
         out = []
         for case_id, score, explored in zip(
             selection.case_ids, selection.scores, selection.explored, strict=False
         ):
-            case = stored.get(case_id)
-            if case is None:  # deleted between the shortlist and now
-                continue
-            stats = case.stats.get(STAGE)
+            candidate = by_id[case_id]
+            text = candidate.text
+            assert text is not None  # the shortlist was read with_text
+            stats = candidate.stats.get(STAGE)
             out.append({
                 "case_id": case_id,
-                "task": case.task,
-                "plan": case.plan,
-                "answer": case.answer,
-                "reward": case.reward,
-                "similarity": round(float(by_id[case_id].similarity), 4),
+                "task": text.task,
+                "plan": text.plan,
+                "answer": text.answer,
+                "reward": candidate.reward,
+                "similarity": round(float(candidate.similarity), 4),
                 "score": round(float(score), 4),
                 "explored": bool(explored),
                 "value": None if stats is None else round(stats.q_value, 4),

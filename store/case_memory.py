@@ -165,6 +165,12 @@ class CaseMemory:
         """The background re-encode job of this process, if one was started."""
         return self._upkeep.worker
 
+    def upkeep_in_background(self) -> None:
+        """Run the codebook upkeep after writes in a background thread from now on, not in
+        the writing call: for a server, whose writes must not wait minutes for a codebook to
+        train (`BackgroundUpkeep`). `close` stops it."""
+        self._upkeep.in_background()
+
     def sync(self, *, force: bool = False) -> None:
         """Bring the in-memory indexes up to date with other processes' writes.
 
@@ -316,9 +322,13 @@ class CaseMemory:
         namespace: str | None = None,
         size: int | None = None,
         filters: Mapping[str, Any] | None = None,
+        with_text: bool = False,
     ) -> list[Candidate]:
-        """The shortlist for `state` as a policy sees it (best similarity first)."""
-        return self._retrieval.candidates(state, namespace=namespace, size=size, filters=filters)
+        """The shortlist for `state` as a policy sees it (best similarity first); with
+        `with_text`, each candidate carries its task, plan and answer too."""
+        return self._retrieval.candidates(
+            state, namespace=namespace, size=size, filters=filters, with_text=with_text
+        )
 
     def run_log(self, listener: EventListener | None = None) -> RunLog:
         """The log of agent runs and their events in this store's database; each caller gets

@@ -122,6 +122,19 @@ class Candidate:
     namespace: str | None = None
     """The namespace the shortlist came from: learned policies keep their state per namespace
     (None: the policy's current one)."""
+    text: CaseText | None = None
+    """The case's task, plan and answer, when the shortlist was asked for them
+    (`candidates(..., with_text=True)`): a caller that shows the chosen cases then needs no
+    second read."""
+
+
+@dataclass(frozen=True, slots=True)
+class CaseText:
+    """What a reader of a shown case needs of it: the task, how it was solved, the answer."""
+
+    task: str
+    plan: str | None
+    answer: str | None
 
 
 @dataclass(frozen=True, slots=True)

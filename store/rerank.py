@@ -25,7 +25,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from memory_agent.settings import Settings
-from memory_agent.store.database import insert_if_absent
+from memory_agent.store.database import id_list_value, in_id_list, insert_if_absent
 from memory_agent.store.embedder import Vectors
 from memory_agent.store.index import Ids, Scores
 from memory_agent.store.index_sync import lock_vector_writes
@@ -107,18 +107,27 @@ def _null_copies(session: Session) -> None:
     )
 
 
+_COPIES_QUERIES: dict[str, Any] = {}
+
+
 def read_copies(engine: Engine, ids: Sequence[int]) -> Halves:
     """The float16 copies of these cases that have one."""
-    table: Any = CaseRow.__table__
     out: Halves = {}
-    # Core, not the ORM: this runs once per search and must stay well under a millisecond.
+    if not ids:
+        return out
+    dialect = engine.dialect.name
+    query = _COPIES_QUERIES.get(dialect)
+    if query is None:
+        # Core, compiled once (the id list is one parameter): this runs once per search and
+        # must stay well under a millisecond.
+        table: Any = CaseRow.__table__
+        query = select(table.c.id, table.c.rerank_vector).where(
+            in_id_list(table.c.id, dialect), table.c.rerank_vector.is_not(None)
+        )
+        _COPIES_QUERIES[dialect] = query
     with engine.connect() as conn:
-        for start in range(0, len(ids), 500):
-            query = select(table.c.id, table.c.rerank_vector).where(
-                table.c.id.in_(ids[start : start + 500]), table.c.rerank_vector.is_not(None)
-            )
-            for case_id, blob in conn.execute(query):
-                out[int(case_id)] = np.frombuffer(blob, RERANK_DTYPE)
+        for case_id, blob in conn.execute(query, {"ids": id_list_value(ids, dialect)}):
+            out[int(case_id)] = np.frombuffer(blob, RERANK_DTYPE)
     return out
 
 

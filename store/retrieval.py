@@ -3,25 +3,35 @@ policy chooses from."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import and_, select
+from sqlalchemy import Executable, and_, select
 
 from memory_agent.errors import InvalidInputError
+from memory_agent.store.database import id_list_value, in_id_list
 from memory_agent.store.embedder import normalise
 from memory_agent.store.index import A_VECTOR, Ids, as_vectors, check_vectors
-from memory_agent.store.models import CaseRow
-from memory_agent.store.records import Candidate, SearchHit
+from memory_agent.store.models import CaseRow, CaseStatRow
+from memory_agent.store.records import Candidate, CaseText, SearchHit, StageStats
 from memory_agent.store.room import Room
 from memory_agent.store.rows import filter_clause, require_namespace
 from memory_agent.store.validation import check_text
+from memory_agent.store.vector_space import VECTOR_COLUMNS
+
+if TYPE_CHECKING:
+    from memory_agent.store.case_memory import CaseMemory
 
 
 class Retrieval(Room):
     """Search over the vector space, with the database for filters and case rows."""
+
+    def __init__(self, memory: CaseMemory) -> None:
+        super().__init__(memory)
+        self._queries: dict[tuple[str, bool], Executable] = {}
 
     def nearest(
         self,
@@ -99,14 +109,19 @@ class Retrieval(Room):
         namespace: str | None = None,
         size: int | None = None,
         filters: Mapping[str, Any] | None = None,
+        with_text: bool = False,
     ) -> list[Candidate]:
         """The shortlist for `state` as a policy sees it (best similarity first).
 
         `filters` (as in `nearest`) restricts it to the cases the caller can use, e.g.
         `{"outcome": "success"}` for a planner that is only ever shown successes: a policy
         must choose among the cases that will reach the planner, not fill its slots with
-        ones that will be dropped. Reads only what a policy needs (reward, per-stage stats,
-        the vector) in few small queries: this runs once per decision, so it must stay cheap.
+        ones that will be dropped. `with_text`: each candidate also carries its task, plan
+        and answer (`Candidate.text`), for a caller that shows the chosen ones.
+
+        Reads only what a policy needs (reward, per-stage stats, the vector; the text if
+        asked) in two queries on one connection: this runs once per decision, so it must
+        stay cheap.
         """
         n = size or self.settings.store.shortlist_size
         ns = self.namespace(namespace)
@@ -115,17 +130,44 @@ class Retrieval(Room):
         if not found:
             return []
         wanted = [i for i, _ in found]
-        with self.sessions() as session:
-            live = select(CaseRow.id, CaseRow.reward).where(
-                CaseRow.id.in_(wanted), CaseRow.deleted_at.is_(None)
-            )
-            rewards: dict[int, float | None] = {row[0]: row[1] for row in session.execute(live)}
-            stats = self.case_stats.read(session, wanted)
+        dialect = self.engine.dialect.name
+        params = {"ids": id_list_value(wanted, dialect)}
+        # Core statements compiled once per store (the id list is one parameter): an ORM read
+        # of the same rows, with the ids rendered into each statement, cost several times the
+        # queries themselves.
+        with self.engine.connect() as conn:
+            shortlist = conn.execute(self._shortlist_query(with_text), params)
+            rows = {row[0]: row[1:] for row in shortlist}
+            stats: dict[int, dict[str, StageStats]] = defaultdict(dict)
+            for case_id, stage, *values in conn.execute(self._stats_query(), params):
+                stats[case_id][stage] = StageStats(*values)
         # Once a case is kept only as a code, its vector is the decoded code.
-        vectors = self.space.vectors(wanted)
+        width = len(VECTOR_COLUMNS)
+        vectors = self.space.decode(wanted, {i: row[1 : 1 + width] for i, row in rows.items()})
         return [
-            Candidate(case_id=i, similarity=s, embedding=vectors[position], reward=rewards[i],
-                      stats=dict(stats.get(i, {})), namespace=ns)
+            Candidate(case_id=i, similarity=s, embedding=vectors[position], reward=rows[i][0],
+                      stats=stats.get(i, {}), namespace=ns,
+                      text=CaseText(*rows[i][1 + width :]) if with_text else None)
             for position, (i, s) in enumerate(found)
-            if i in rewards
+            if i in rows
         ]  # fmt: skip
+
+    def _shortlist_query(self, with_text: bool) -> Executable:
+        """A shortlist's rows: id, reward, `VECTOR_COLUMNS`, and with_text task, plan, answer."""
+        key = ("shortlist", with_text)
+        if key not in self._queries:
+            texts = (CaseRow.task, CaseRow.plan, CaseRow.answer) if with_text else ()
+            self._queries[key] = select(CaseRow.id, CaseRow.reward, *VECTOR_COLUMNS, *texts).where(
+                in_id_list(CaseRow.id, self.engine.dialect.name), CaseRow.deleted_at.is_(None)
+            )
+        return self._queries[key]
+
+    def _stats_query(self) -> Executable:
+        """The shortlist's statistics: case id, stage, and `StageStats`' fields in order."""
+        key = ("stats", False)
+        if key not in self._queries:
+            self._queries[key] = select(
+                CaseStatRow.case_id, CaseStatRow.stage, CaseStatRow.visits,
+                CaseStatRow.q_value, CaseStatRow.reward_sum, CaseStatRow.last_reward,
+            ).where(in_id_list(CaseStatRow.case_id, self.engine.dialect.name))  # fmt: skip
+        return self._queries[key]

@@ -4,12 +4,12 @@ database (tables from migration 0004_run_log), in the spirit of simonw/llm's log
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import sessionmaker
 
 from memory_agent.errors import InvalidInputError
@@ -40,6 +40,35 @@ class RunNotFoundError(InvalidInputError):
     """A run id the log does not hold."""
 
     exit_code = 3
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event of a run logged whole (`RunLog.record`)."""
+
+    kind: str
+    name: str | None = None
+    duration_s: float | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run whose row and events are all known when it is logged, written in one go
+    (`RunLog.record`): a retrieval through the service is one."""
+
+    run_id: str
+    fields: dict[str, Any]
+    """`RunRow` columns besides the id (status, namespace, task, cases_shown, ...)."""
+    events: tuple[NewEvent, ...] = ()
+
+
+_RUN_DEFAULTS: dict[str, Any] = {
+    "status": "running", "cases_shown": [], "cases_used": [], "prompt_tokens": 0,
+    "completion_tokens": 0, "ground_truth": None, "plan": None, "answer": None,
+    "reward": None, "reward_source": None, "citation": None, "case_id": None, "error": None,
+    "finished_at": None, "elapsed_s": None,
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +148,36 @@ class RunLog:
                         **fields,
                     )
                 )
+
+    def record(self, runs: Sequence[NewRun]) -> None:
+        """Log whole runs, rows and events, in one transaction (two multi-row INSERTs): the
+        cheap way to log many small runs at once (`RunLogBatcher`). The run ids must be new;
+        the events of each run are numbered from 1 in the order given."""
+        if not runs:
+            return
+        now = utcnow()
+        run_rows = [
+            {**_RUN_DEFAULTS, "started_at": now, **loggable(run.fields), "id": run.run_id}
+            for run in runs
+        ]
+        event_rows = [
+            {"run_id": run.run_id, "seq": seq, "kind": ev.kind, "name": loggable(ev.name),
+             "started_at": now, "duration_s": ev.duration_s, "prompt_tokens": None,
+             "completion_tokens": None, "data": loggable(ev.data)}
+            for run in runs
+            for seq, ev in enumerate(run.events, start=1)
+        ]  # fmt: skip
+        with self._sessions.begin() as session:
+            session.execute(insert(RunRow), run_rows)
+            if event_rows:
+                session.execute(insert(RunEventRow), event_rows)
+        if self.listener is not None:
+            for row in event_rows:
+                self.listener(
+                    row["kind"],
+                    {"name": row["name"], "duration_s": row["duration_s"], "prompt_tokens": None,
+                     "completion_tokens": None, **row["data"]},
+                )  # fmt: skip
 
     def update(self, run_id: str, **fields: Any) -> None:
         fields = loggable(fields)

@@ -4,7 +4,9 @@ to a new codebook version (store/compression.py holds the codebooks themselves).
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +43,8 @@ def compact(engine: Engine) -> None:
 if TYPE_CHECKING:
     from memory_agent.store.case_memory import CaseMemory
 
+log = logging.getLogger(__name__)
+
 
 class CodebookUpkeep(Room):
     """Compression orchestration after writes, and the re-encode job."""
@@ -48,16 +52,39 @@ class CodebookUpkeep(Room):
     def __init__(self, memory: CaseMemory) -> None:
         super().__init__(memory)
         self.worker: ReindexWorker | None = None
+        self.background: BackgroundUpkeep | None = None
+        self.stopped = False
 
     def stop(self) -> None:
-        """Stop the background re-encode job between batches (it resumes at the next open)."""
+        """Stop the background re-encode job between batches (it resumes at the next open),
+        and the background upkeep (a codebook in training is dropped; the next write of the
+        next open finds it due again)."""
+        self.stopped = True  # a background run still training starts no re-encode job after
+        if self.background is not None:
+            self.background.stop()
+            self.background = None
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
 
+    def in_background(self) -> None:
+        """From now on `after_write` hands the upkeep to a thread (`BackgroundUpkeep`)."""
+        if self.background is None:
+            self.background = BackgroundUpkeep(self.upkeep)
+
     def after_write(self) -> None:
         """After new vectors: the automatic switch to codes, codebook upkeep, the re-rank
-        copies' disk budget, persistence."""
+        copies' disk budget, persistence; in the writer's thread, or handed to the background
+        thread (`in_background`)."""
+        if self.background is not None:
+            self.background.due()
+            return
+        self.upkeep()
+
+    def upkeep(self) -> None:
+        """The switch to codes when due, a new codebook version when the active one needs
+        one (growth, drift, dead codewords), the re-rank copies dropped past their disk budget,
+        the reservoir written out, and the re-encode job started for a pending version."""
         keeper = self.keeper
         if keeper.active is None:
             if self.settings.store.index_kind == "auto":
@@ -67,9 +94,11 @@ class CodebookUpkeep(Room):
             if reason is not None:
                 self.new_codebook(reason)
         self.maybe_drop_copies()
-        keeper.flush()
+        with self.lock:  # writers fill the reservoir under it; flushing must not lose a slot
+            keeper.flush()
         if (
             keeper.pending is not None
+            and not self.stopped
             and self.settings.store.reindex_in_background
             and (self.worker is None or not self.worker.running)
         ):
@@ -235,3 +264,60 @@ class CodebookUpkeep(Room):
 
     def reindex_remaining(self) -> int:
         return self.keeper.remaining()
+
+
+class BackgroundUpkeep:
+    """Runs the codebook upkeep (`CodebookUpkeep.upkeep`) in a daemon thread, after writes
+    but never inside one: a server's writes then never wait for a codebook to train (a retrain
+    inside a write took minutes on a loaded 2-core machine, holding the server's lock).
+
+    One run at a time; writes while it runs make it run once more, at most every `gap`
+    seconds (the checks read a count of live cases and measure the codebook's distortion).
+    Searches and writes go on meanwhile; the switch to codes still trains under the store's
+    lock, so searches wait for that one-time step. An error is logged and the next write
+    tries again.
+    """
+
+    def __init__(self, job: Callable[[], None], gap: float = 1.0) -> None:
+        self._job = job
+        self._gap = gap
+        self._due = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+        self.runs = 0
+
+    def due(self) -> None:
+        """A write happened: run the upkeep soon."""
+        with self._start:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="codebook-upkeep",
+                                                daemon=True)  # fmt: skip
+                self._thread.start()
+        self._due.set()
+
+    def _run(self) -> None:
+        while True:
+            self._due.wait()
+            if self._stop.is_set():
+                return
+            self._due.clear()
+            try:
+                self._job()
+            except Exception:  # the next write tries again; a server must not lose its upkeep
+                log.exception("Codebook upkeep failed; it runs again after the next write.")
+            self.runs += 1
+            if self._stop.wait(self._gap):
+                return
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop after the current run; waits at most `timeout` seconds (a training run goes
+        on in its daemon thread and is dropped when the process exits)."""
+        self._stop.set()
+        self._due.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()

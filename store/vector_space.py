@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,6 +39,9 @@ from memory_agent.store.index_sync import changes_after, log_bounds
 from memory_agent.store.models import CaseRow, StoreMetaRow
 from memory_agent.store.rerank import RERANK_DTYPE, read_copies, rerank
 from memory_agent.store.rows import StoredVector
+
+VECTOR_COLUMNS = (CaseRow.embedding, CaseRow.rerank_vector, CaseRow.code, CaseRow.codebook_version)
+"""The columns a case's vector is read from (`VectorSpace.decode`)."""
 
 
 class VectorSpace:
@@ -353,18 +356,19 @@ class VectorSpace:
         there is none the code decoded: an approximation of the embedding whose error is the
         codebook's distortion.
         """
+        if not ids or self.dim is None:
+            return np.zeros((len(ids), self.dim or 0), dtype=np.float32)
+        with self.sessions() as session:
+            query = select(CaseRow.id, *VECTOR_COLUMNS).where(CaseRow.id.in_(ids))
+            rows = {r[0]: r[1:] for r in session.execute(query).all()}
+        return self.decode(ids, rows)
+
+    def decode(self, ids: Sequence[int], rows: Mapping[int, Sequence[Any]]) -> Vectors:
+        """`vectors` from rows already read: `rows[id]` holds the `VECTOR_COLUMNS` of the
+        case (a reader that needs other columns too reads them in the same query)."""
         out = np.zeros((len(ids), self.dim or 0), dtype=np.float32)
         if not ids or self.dim is None:
             return out
-        with self.sessions() as session:
-            query = select(
-                CaseRow.id,
-                CaseRow.embedding,
-                CaseRow.rerank_vector,
-                CaseRow.code,
-                CaseRow.codebook_version,
-            ).where(CaseRow.id.in_(ids))
-            rows = {r[0]: r[1:] for r in session.execute(query).all()}
         by_version: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
         for position, case_id in enumerate(ids):
             found = rows.get(case_id)
