@@ -21,6 +21,7 @@ The state vector is not stored: the task is, and embedding it again gives the sa
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 import uuid
@@ -117,7 +118,8 @@ class MemoryService:
         if embed_batch_size is not None:
             from memory_agent.embed_batch import EmbedBatcher
 
-            self._batcher = EmbedBatcher(self.memory.embedder, embed_batch_size)
+            threads = self.settings.serve.embed_threads or max(1, (os.cpu_count() or 1) - 1)
+            self._batcher = EmbedBatcher(self.memory.embedder, embed_batch_size, threads)
 
     # ------------------------------------------------------------------ lifecycle
 

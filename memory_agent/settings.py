@@ -372,6 +372,11 @@ class ServeSettings(BaseSettings):
         default=64, ge=1, le=4096,
         description="Most concurrent retrieve queries embedded in one batch.",
     )  # fmt: skip
+    embed_threads: int | None = Field(
+        default=None, ge=1, le=256,
+        description="Threads the embedding model may use in a server process; unset: one less "
+        "than the CPUs (at least 1), leaving a core for the requests themselves.",
+    )  # fmt: skip
     service_factory: str | None = Field(
         default=None,
         description="`module:function` that takes the Settings and returns the MemoryService "

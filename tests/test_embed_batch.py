@@ -51,3 +51,24 @@ def test_an_embedder_error_reaches_the_callers_and_the_batcher_goes_on() -> None
         batcher.embed("bad")
     assert batcher.embed("good").shape == (32,)
     batcher.close()
+
+
+def test_threads_limit_the_models_torch_threads_after_the_first_batch() -> None:
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    seen: list[int] = []
+
+    class TorchThreads(HashEmbedder):
+        def embed(self, texts: list[str]) -> np.ndarray:  # type: ignore[override]
+            seen.append(torch.get_num_threads())  # in the thread that runs the model
+            return super().embed(texts)
+
+    torch.set_num_threads(2)
+    try:
+        batcher = EmbedBatcher(TorchThreads(), threads=1)
+        batcher.embed("loads the model")
+        batcher.embed("runs on one thread")
+        batcher.close()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [2, 1]
