@@ -257,15 +257,8 @@ class CaseMemory:
     def get_many(self, ids: Sequence[int], *, namespace: str | None = None) -> list[Case]:
         """Live cases for these ids, in the order given (unknown ids are left out). With
         `namespace`, only that namespace's: what a caller serving one tenant must pass."""
-        if not ids:
-            return []
-        query = select(CaseRow).where(CaseRow.id.in_(ids), CaseRow.deleted_at.is_(None))
-        if namespace is not None:
-            query = query.where(CaseRow.namespace == self.namespace_for(namespace))
-        with self._sessions() as session:
-            rows = {row.id: row for row in session.scalars(query)}
-            stats = self.case_stats.read(session, list(rows))
-            return [to_case(rows[i], stats.get(i)) for i in ids if i in rows]
+        ns = None if namespace is None else self.namespace_for(namespace)
+        return self._retrieval.cases(ids, ns)
 
     def list_cases(
         self, namespace: str | None = None, *, limit: int = 20, offset: int = 0

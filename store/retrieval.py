@@ -4,21 +4,21 @@ policy chooses from."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Executable, and_, select
+from sqlalchemy import Connection, Executable, and_, bindparam, select
 
 from memory_agent.errors import InvalidInputError
 from memory_agent.store.database import id_list_value, in_id_list
 from memory_agent.store.embedder import normalise
 from memory_agent.store.index import A_VECTOR, Ids, as_vectors, check_vectors
 from memory_agent.store.models import CaseRow, CaseStatRow
-from memory_agent.store.records import Candidate, CaseText, SearchHit, StageStats
+from memory_agent.store.records import Candidate, Case, CaseText, SearchHit, StageStats
 from memory_agent.store.room import Room
-from memory_agent.store.rows import filter_clause, require_namespace
+from memory_agent.store.rows import CASE_COLUMNS, filter_clause, require_namespace, to_case
 from memory_agent.store.validation import check_text
 from memory_agent.store.vector_space import VECTOR_COLUMNS
 
@@ -99,8 +99,35 @@ class Retrieval(Room):
             vector = as_vectors(query, "query", f"text (a string) or {A_VECTOR}")
         scores, ids = self.nearest(vector, k, namespace=ns, filters=filters)
         found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-        cases = {c.id: c for c in self.memory.get_many([i for i, _ in found])}
+        cases = {c.id: c for c in self.cases([i for i, _ in found])}
         return [SearchHit(cases[i], score) for i, score in found if i in cases]
+
+    def cases(self, ids: Sequence[int], namespace: str | None = None) -> list[Case]:
+        """Live cases for these ids in the order given (unknown ids left out); with
+        `namespace` (already resolved), only that namespace's.
+
+        Two statements compiled once on one connection, without the vector columns: the ORM
+        read of the same rows (a session, every column, the ids rendered into the statement)
+        was 1.5-2 ms of a 2 ms `search()` whose index part takes 0.1 ms."""
+        if not ids:
+            return []
+        params: dict[str, Any] = {"ids": id_list_value(ids, self.engine.dialect.name)}
+        if namespace is not None:
+            params["namespace"] = namespace
+        with self.engine.connect() as conn:
+            query = self._cases_query(namespace is not None)
+            rows = {row.id: row for row in conn.execute(query, params)}
+            stats = self._read_stats(conn, params)
+        return [to_case(rows[i], stats.get(i)) for i in ids if i in rows]
+
+    def _read_stats(
+        self, conn: Connection, params: Mapping[str, Any]
+    ) -> dict[int, dict[str, StageStats]]:
+        """Per case id of `params["ids"]`, its statistics per stage."""
+        stats: dict[int, dict[str, StageStats]] = defaultdict(dict)
+        for case_id, stage, *values in conn.execute(self._stats_query(), params):
+            stats[case_id][stage] = StageStats(*values)
+        return stats
 
     def candidates(
         self,
@@ -138,9 +165,7 @@ class Retrieval(Room):
         with self.engine.connect() as conn:
             shortlist = conn.execute(self._shortlist_query(with_text), params)
             rows = {row[0]: row[1:] for row in shortlist}
-            stats: dict[int, dict[str, StageStats]] = defaultdict(dict)
-            for case_id, stage, *values in conn.execute(self._stats_query(), params):
-                stats[case_id][stage] = StageStats(*values)
+            stats = self._read_stats(conn, params)
         # Once a case is kept only as a code, its vector is the decoded code.
         width = len(VECTOR_COLUMNS)
         vectors = self.space.decode(wanted, {i: row[1 : 1 + width] for i, row in rows.items()})
@@ -160,6 +185,16 @@ class Retrieval(Room):
             self._queries[key] = select(CaseRow.id, CaseRow.reward, *VECTOR_COLUMNS, *texts).where(
                 in_id_list(CaseRow.id, self.engine.dialect.name), CaseRow.deleted_at.is_(None)
             )
+        return self._queries[key]
+
+    def _cases_query(self, in_namespace: bool) -> Executable:
+        """Live case rows by id (`CASE_COLUMNS`), in_namespace: of the `namespace` parameter."""
+        key = ("cases", in_namespace)
+        if key not in self._queries:
+            where = [in_id_list(CaseRow.id, self.engine.dialect.name), CaseRow.deleted_at.is_(None)]
+            if in_namespace:
+                where.append(CaseRow.namespace == bindparam("namespace"))
+            self._queries[key] = select(*CASE_COLUMNS).where(*where)
         return self._queries[key]
 
     def _stats_query(self) -> Executable:

@@ -29,7 +29,16 @@ def content_hash(task: str, plan: str | None, answer: str | None) -> str:
     return hashlib.sha256(joined.encode("utf-8")).hexdigest()
 
 
-def to_case(row: CaseRow, stats: Mapping[str, StageStats] | None = None) -> Case:
+CASE_COLUMNS = (
+    CaseRow.id, CaseRow.namespace, CaseRow.task, CaseRow.plan, CaseRow.trajectory, CaseRow.answer,
+    CaseRow.reward, CaseRow.outcome, CaseRow.source, CaseRow.meta, CaseRow.created_at,
+    CaseRow.updated_at, CaseRow.codebook_version,
+)  # fmt: skip
+"""The columns `to_case` reads: a read of cases to hand back selects these, not the vectors."""
+
+
+def to_case(row: Any, stats: Mapping[str, StageStats] | None = None) -> Case:
+    """A `Case` from a `CaseRow` or a row of `CASE_COLUMNS`."""
     return Case(
         id=row.id,
         namespace=row.namespace,

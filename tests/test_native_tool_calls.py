@@ -6,14 +6,9 @@ llama-cpp-python's real server when it is installed."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +17,8 @@ from typing import Any
 
 import pytest
 from hash_embedder import HashEmbedder
+from llama_server import llama_server as serve_gguf
+from llama_server import require_llama_cpp
 
 from memory_agent import MemoryAgent, Settings
 from memory_agent.llm.openai_compat import OpenAIChatModel, api_messages
@@ -211,42 +208,13 @@ def test_api_messages_translation() -> None:
 @pytest.fixture(scope="module")
 def llama_tool_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server with its function-calling chat format."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip('llama-cpp-python is not installed (pip install "llama-cpp-python[server]")')
-    from http_server import free_port
-
+    require_llama_cpp()
     from memory_agent.llm.local import smollm2_gguf_path
 
-    port = free_port()
     log = tmp_path_factory.mktemp("llama-tools") / "server.log"
-    with log.open("wb") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf_path()),
-             "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-             "--n_ctx", "2048", "--n_threads", "2", "--chat_format", "chatml-function-calling"],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"llama.cpp server did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(0.5)
+    options = ("--model_alias", "smollm2", "--chat_format", "chatml-function-calling")
+    with serve_gguf(smollm2_gguf_path(), log, *options) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 @pytest.mark.slow

@@ -1,24 +1,19 @@
 """The OpenAI-compatible backend against a real server: llama-cpp-python's OpenAI-compatible
 server with the same SmolLM2 GGUF, started here on loopback.
 
-llama-cpp-python compiles for about 8 minutes, so it is no dependency: CI installs it
-(`.ci/run`) and sets MEMORY_AGENT_TEST_REQUIRE_LLAMA_SERVER=1; elsewhere these tests skip
-when it is missing.
+The server comes from tests/llama_server.py (skips where llama-cpp-python is missing, fails
+in CI where it must be there).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from http_server import free_port
+from llama_server import llama_server as serve_gguf
+from llama_server import require_llama_cpp
 
 from memory_agent import MemoryAgent, Settings
 from memory_agent.errors import MemoryAgentError
@@ -29,50 +24,14 @@ from memory_agent.store import CaseMemory
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if importlib.util.find_spec("llama_cpp") is None:
-        if os.environ.get("MEMORY_AGENT_TEST_REQUIRE_LLAMA_SERVER"):
-            pytest.fail("llama-cpp-python[server] is required here but not installed")
-        pytest.skip('llama-cpp-python is not installed (pip install "llama-cpp-python[server]")')
+    require_llama_cpp()
     from memory_agent.llm.local import smollm2_gguf_path
 
-    port = _free_port()
     log = tmp_path_factory.mktemp("llama") / "server.log"
-    with log.open("wb") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf_path()),
-             "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-             "--n_ctx", "2048", "--n_threads", "2"],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"llama.cpp server did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(0.5)
+    with serve_gguf(smollm2_gguf_path(), log, "--model_alias", "smollm2") as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def test_chat_reports_usage_and_honours_stop(llama_server: str) -> None:
@@ -107,7 +66,7 @@ def test_agent_learns_through_the_openai_compatible_path(
 
 def test_unreachable_endpoint_is_a_clear_error() -> None:
     model = OpenAIChatModel(
-        "smollm2", base_url=f"http://127.0.0.1:{_free_port()}/v1", timeout_s=2, max_retries=0
+        "smollm2", base_url=f"http://127.0.0.1:{free_port()}/v1", timeout_s=2, max_retries=0
     )
     with pytest.raises(LLMCallError, match="--base-url"):
         model.chat([{"role": "user", "content": "hi"}], max_tokens=4)

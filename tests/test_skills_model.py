@@ -10,13 +10,7 @@ a skill helps (BENCHMARKS.md "Skills" measures that)."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +21,8 @@ import numpy as np
 import pytest
 import torch
 from hash_embedder import HashEmbedder
+from llama_server import llama_server as serve_gguf
+from llama_server import require_llama_cpp
 from typer.testing import CliRunner
 
 from memory_agent import MemoryAgent, Settings
@@ -212,31 +208,10 @@ def test_the_router_picks_skills_per_task_and_the_run_log_says_so(
     memory.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _require_llama_cpp() -> Any:
-    if importlib.util.find_spec("llama_cpp") is None:
-        if os.environ.get("MEMORY_AGENT_TEST_REQUIRE_LLAMA_SERVER") == "1":
-            pytest.fail(
-                "llama-cpp-python is required here (MEMORY_AGENT_TEST_REQUIRE_LLAMA_SERVER=1)"
-            )
-        pytest.skip(
-            "llama-cpp-python is not installed: the GGUF adapter cannot be loaded here "
-            "(pip install llama-cpp-python; CI sets MEMORY_AGENT_TEST_REQUIRE_LLAMA_SERVER)"
-        )
-    import llama_cpp
-
-    return llama_cpp
-
-
 def test_gguf_export_loads_in_llama_cpp_and_moves_its_logits_as_here(
     local_model: LocalChatModel, memory: CaseMemory, isolated_home: Path, tmp_path: Path
 ) -> None:
-    llama_cpp = _require_llama_cpp()
+    llama_cpp = require_llama_cpp()
     tokenizer, model = local_model.loaded()
     # Large enough to rise above llama.cpp's quantisation noise; q and k check the rotary
     # row order, v and down the plain layers.
@@ -272,7 +247,7 @@ def logits_with(llm: LocalChatModel, skill: LoraWeights) -> torch.Tensor:
 def test_llama_cpp_server_serves_the_base_gguf_with_the_exported_adapter(
     local_model: LocalChatModel, memory: CaseMemory, tmp_path: Path
 ) -> None:
-    llama_cpp = _require_llama_cpp()
+    llama_cpp = require_llama_cpp()
     _tokenizer, model = local_model.loaded()
     skill = random_skill(model, "shift", 5, {"v_proj", "down_proj"}, 0.1)
     SkillLibrary.of(memory).add_adapter("shift", skill, base_of(local_model.name, local_model.gguf))
@@ -287,36 +262,13 @@ def test_llama_cpp_server_serves_the_base_gguf_with_the_exported_adapter(
     plain = llama_cpp.Llama(model_path=str(local_model.gguf), n_ctx=256, verbose=False,
                             n_threads=1)(prompt, max_tokens=8, temperature=0.0)  # fmt: skip
     assert plain["choices"][0]["text"][:8] != expected[:8]  # the adapter changes the reply
-    port = _free_port()
     log = tmp_path / "server.log"
-    with log.open("wb") as sink:  # a file: a full pipe would block the server's logging
-        server = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(local_model.gguf),
-             "--lora_path", str(target), "--host", "127.0.0.1", "--port", str(port),
-             "--n_ctx", "256", "--n_threads", "1"],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2).read()
-                break
-            except OSError:
-                if server.poll() is not None or time.time() > deadline:
-                    raise AssertionError(log.read_text(errors="replace")) from None
-                time.sleep(0.5)
+    options = ("--lora_path", str(target))
+    with serve_gguf(local_model.gguf, log, *options, n_ctx=256, threads=1) as url:
         body = json.dumps({"prompt": prompt, "max_tokens": 8, "temperature": 0.0}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=body,
+        request = urllib.request.Request(f"{url}/completions", data=body,
                                          headers={"Content-Type": "application/json"})  # fmt: skip
         reply = json.loads(urllib.request.urlopen(request, timeout=60).read())
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
     assert "lora" in log.read_text(errors="replace").lower()  # it did load the adapter
     # The server's batching may round the last digits differently; the start is the adapter's.
     assert reply["choices"][0]["text"][:8] == expected[:8], (reply, expected)
