@@ -204,6 +204,13 @@ class PolicySettings(BaseSettings):
         default=0.7, ge=0.0, le=1.0,
         description="value: a new case borrows its prior from visited cases this similar (1: off).",
     )  # fmt: skip
+    neighbour_margin: float = Field(
+        default=0.0, ge=0.0, le=2.0,
+        description="value: a new case borrows its prior only from visited neighbours at most this "
+        "much less similar to the task than itself (0: only neighbours that match the task as "
+        "well, so a new case closest to the task is not buried under its stale look-alikes' "
+        "values; 2: any neighbour).",
+    )  # fmt: skip
     prior_visits: float = Field(
         default=1.0, ge=0.0, description="How many visits the prior value counts for."
     )
@@ -247,6 +254,13 @@ class PolicySettings(BaseSettings):
         default=0.0, ge=-1.0, le=1.0,
         description="Target for shown cases the planner did not use (None: leave unchanged).",
     )  # fmt: skip
+    unused_when_failed: bool = Field(
+        default=False,
+        description="Cited credit: give unused cases `unused_target` in a failed episode too "
+        "(reward at most `unused_target`). False: a failure teaches nothing about the cases "
+        "the planner passed over (they were not tried; a correction shown beside a stale "
+        "example is not buried by the stale one's failure).",
+    )
     hidden: int = Field(default=128, ge=4, le=4096, description="Neural Q hidden units.")
     learning_rate: float = Field(default=1e-2, gt=0.0, le=1.0, description="Neural Adam step.")
     replay_size: int = Field(default=2000, ge=16, description="Neural replay buffer size.")

@@ -70,17 +70,28 @@ def check_feedback(feedback: Feedback, dim: int | None = None) -> None:
 
 
 def credit_targets(
-    feedback: Feedback, mode: CreditMode = "cited", unused_target: float | None = 0.0
+    feedback: Feedback,
+    mode: CreditMode = "cited",
+    unused_target: float | None = 0.0,
+    *,
+    unused_when_failed: bool = True,
 ) -> dict[int, float]:
     """The learning target of each shown case for this feedback (cases left out: no update).
 
     Flat credit applies when the policy is configured for it or when the feedback itself
-    says the planner gave no citations (`citation="flat"`).
+    says the planner gave no citations (`citation="flat"`). With `unused_when_failed=False`
+    a failed episode (reward at most `unused_target`) leaves the cases the planner did not
+    use unchanged: the unused target says "contributed nothing, unlike the used cases", and
+    when the used cases earned nothing either, that compares nothing. Above all, a case the
+    planner passed over was not tried: a correction shown beside a stale example the planner
+    copied must keep its chance rather than be buried by one failure that was not its own.
     """
     reward = float(feedback.reward)
     if mode == "flat" or feedback.citation == "flat":
         return {int(i): reward for i in feedback.shown}
     used = {int(i) for i in feedback.used}
+    if unused_target is not None and not unused_when_failed and reward <= unused_target:
+        unused_target = None
     targets: dict[int, float] = {}
     for case_id in (int(i) for i in feedback.shown):
         if case_id in used:

@@ -154,7 +154,10 @@ class LearnedPolicy(ABC):
         """
         check_feedback(feedback, self.memory.dim)
         self.use_namespace(feedback.namespace)
-        targets = credit_targets(feedback, self.credit, self.settings.policy.unused_target)
+        targets = credit_targets(
+            feedback, self.credit, self.settings.policy.unused_target,
+            unused_when_failed=self.settings.policy.unused_when_failed,
+        )  # fmt: skip
         stats = self.memory.case_stats.apply(
             feedback.namespace,
             feedback.stage,
