@@ -211,6 +211,11 @@ class PolicySettings(BaseSettings):
         "well, so a new case closest to the task is not buried under its stale look-alikes' "
         "values; 2: any neighbour).",
     )  # fmt: skip
+    neighbour_margin_scope: Literal["all", "nearest"] = Field(
+        default="all",
+        description="value: `neighbour_margin` holds for every new case (all) or only for the "
+        "one most similar to the task (nearest; the others borrow from any neighbour).",
+    )
     prior_visits: float = Field(
         default=1.0, ge=0.0, description="How many visits the prior value counts for."
     )
@@ -254,12 +259,12 @@ class PolicySettings(BaseSettings):
         default=0.0, ge=-1.0, le=1.0,
         description="Target for shown cases the planner did not use (None: leave unchanged).",
     )  # fmt: skip
-    unused_when_failed: bool = Field(
-        default=False,
-        description="Cited credit: give unused cases `unused_target` in a failed episode too "
-        "(reward at most `unused_target`). False: a failure teaches nothing about the cases "
-        "the planner passed over (they were not tried; a correction shown beside a stale "
-        "example is not buried by the stale one's failure).",
+    failed_unused: Literal["zero", "spare_untried", "spare"] = Field(
+        default="spare_untried",
+        description="Cited credit in a failed episode (reward at most `unused_target`) for the "
+        "cases the planner did not use: `unused_target` as in a success (zero), no update for "
+        "those with no outcome yet at the stage (spare_untried: a correction shown beside a "
+        "stale example is not buried by the stale one's failure), or no update for any (spare).",
     )
     hidden: int = Field(default=128, ge=4, le=4096, description="Neural Q hidden units.")
     learning_rate: float = Field(default=1e-2, gt=0.0, le=1.0, description="Neural Adam step.")
