@@ -8,6 +8,11 @@ correction again after it had been shown once beside them in a failed episode. H
 stream runs through the real store, the real MiniLM and the real `ValuePolicy`; the planner is
 scripted (it copies the procedure the shown cases of the task's family agree on, as the small
 model did: one new-format example among stale ones is drowned out).
+
+The policy runs with the drift rules on (`DRIFT_RULES`); they are not the default because
+they cost 3.7 points of the oracle ratio on `bench policy`. With the defaults the correction
+is never shown (`test_the_default_shows_the_correction`, a strict xfail that records the
+open failure: when a default fixes it, it passes and the mark must go).
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ FAMILIES = ("count_bits", "spell_backward", "sort_letters")
 WORDS = ("planet", "garden", "silver", "window", "rocket", "forest", "candle", "market",
          "bridge", "pepper", "castle", "marble")  # fmt: skip
 BEFORE, AFTER, HELD_OUT = 15, 9, 3  # tasks before the change, after it, and held out
+# A new case most similar to the task keeps the task prior rather than its stale look-alikes'
+# values, and a failed episode does not mark down a case the planner passed over untried.
+DRIFT_RULES: dict[str, Any] = {
+    "failed_unused": "spare_untried", "neighbour_margin": 0.0, "neighbour_margin_scope": "nearest"
+}  # fmt: skip
 
 
 class DriftStream:
@@ -95,11 +105,12 @@ class DriftStream:
         return self.policy.select(state, candidates, 3, STAGE, explore=False).case_ids
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a_correction_is_shown_after_a_format_change(
-    minilm: Any, isolated_home: Path, seed: int
-) -> None:
-    settings = Settings(home=isolated_home)
+def drift_stream(
+    minilm: Any, home: Path, seed: int, rules: dict[str, Any]
+) -> tuple[list[bool], list[bool]]:
+    """Run the stream; per held-out new-format task, whether the correction was the most
+    similar case and whether the policy showed it (greedy)."""
+    settings = Settings(home=home, policy=rules)
     with CaseMemory(settings, embedder=minilm) as memory:
         policy = ValuePolicy(memory, settings, seed=seed)
         stream = DriftStream(memory, policy, minilm, seed)
@@ -121,11 +132,27 @@ def test_a_correction_is_shown_after_a_format_change(
         for i in range(AFTER):
             family = FAMILIES[i % 3]
             stream.episode(family, "hex" if family == "count_bits" else "decimal")
-        # The correction is the case most similar to a new-format task ...
         held_out = [stream.task("count_bits", "hex") for _ in range(HELD_OUT)]
-        for text in held_out:
-            assert memory.candidates(stream.embed(text), size=50)[0].case_id == correction
-        # ... and the policy shows it: values earned before the change must not bury it.
-        for text in held_out:
-            shown = stream.shown_greedy(text)
-            assert correction in shown, (seed, shown, stream.kind)
+        nearest = [memory.candidates(stream.embed(t), size=50)[0].case_id for t in held_out]
+        shown = [correction in stream.shown_greedy(t) for t in held_out]
+        return [i == correction for i in nearest], shown
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_correction_is_shown_after_a_format_change(
+    minilm: Any, isolated_home: Path, seed: int
+) -> None:
+    nearest, shown = drift_stream(minilm, isolated_home, seed, DRIFT_RULES)
+    assert all(nearest)  # the correction is the case most similar to a new-format task ...
+    assert all(shown)  # ... and the policy shows it: old values must not bury it
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 open: the drift rules cost `bench policy` 3.7 points, so the "
+    "default leaves them off and buries the correction (XPASS: a default now fixes it)",
+)
+def test_the_default_shows_the_correction(minilm: Any, isolated_home: Path) -> None:
+    nearest, shown = drift_stream(minilm, isolated_home, 0, {})
+    assert all(nearest)
+    assert any(shown)
