@@ -204,6 +204,19 @@ class PolicySettings(BaseSettings):
         default=0.7, ge=0.0, le=1.0,
         description="value: a new case borrows its prior from visited cases this similar (1: off).",
     )  # fmt: skip
+    neighbour_margin: float = Field(
+        default=2.0, ge=0.0, le=2.0,
+        description="value: a new case borrows its prior only from visited neighbours at most this "
+        "much less similar to the task than itself (0: only neighbours that match the task as "
+        "well, so a new case closest to the task is not buried under its stale look-alikes' "
+        "values, the drift rule of tests/test_policy_drift.py; 2: any neighbour, the default: "
+        "0 costs 2.5-2.8 points of the oracle on `bench policy`).",
+    )  # fmt: skip
+    neighbour_margin_scope: Literal["all", "nearest"] = Field(
+        default="nearest",
+        description="value: `neighbour_margin` holds for every new case (all) or only for the "
+        "one most similar to the task (nearest; the others borrow from any neighbour).",
+    )
     prior_visits: float = Field(
         default=1.0, ge=0.0, description="How many visits the prior value counts for."
     )
@@ -247,6 +260,15 @@ class PolicySettings(BaseSettings):
         default=0.0, ge=-1.0, le=1.0,
         description="Target for shown cases the planner did not use (None: leave unchanged).",
     )  # fmt: skip
+    failed_unused: Literal["zero", "spare_untried", "spare"] = Field(
+        default="zero",
+        description="Cited credit in a failed episode (reward at most `unused_target`) for the "
+        "cases the planner did not use: `unused_target` as in a success (zero, the default), no "
+        "update for those with no outcome yet at the stage (spare_untried: a correction shown "
+        "beside a stale example is not buried by the stale one's failure, the drift rule of "
+        "tests/test_policy_drift.py), or no update for any (spare). The drift rules cost 1-7 "
+        "points of the oracle on `bench policy`, so they are off by default.",
+    )
     hidden: int = Field(default=128, ge=4, le=4096, description="Neural Q hidden units.")
     learning_rate: float = Field(default=1e-2, gt=0.0, le=1.0, description="Neural Adam step.")
     replay_size: int = Field(default=2000, ge=16, description="Neural replay buffer size.")

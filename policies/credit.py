@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Collection
 from typing import Literal
 
 import numpy as np
@@ -70,21 +71,32 @@ def check_feedback(feedback: Feedback, dim: int | None = None) -> None:
 
 
 def credit_targets(
-    feedback: Feedback, mode: CreditMode = "cited", unused_target: float | None = 0.0
+    feedback: Feedback,
+    mode: CreditMode = "cited",
+    unused_target: float | None = 0.0,
+    *,
+    spare_when_failed: Collection[int] = (),
 ) -> dict[int, float]:
     """The learning target of each shown case for this feedback (cases left out: no update).
 
     Flat credit applies when the policy is configured for it or when the feedback itself
-    says the planner gave no citations (`citation="flat"`).
+    says the planner gave no citations (`citation="flat"`). In a failed episode (reward at
+    most `unused_target`) the unused cases in `spare_when_failed` are left unchanged: the
+    unused target says "contributed nothing, unlike the used cases", and when the used cases
+    earned nothing either, that compares nothing. Above all, a case the planner passed over
+    was not tried: a correction shown beside a stale example the planner copied must keep its
+    chance rather than be buried by one failure that was not its own.
     """
     reward = float(feedback.reward)
     if mode == "flat" or feedback.citation == "flat":
         return {int(i): reward for i in feedback.shown}
     used = {int(i) for i in feedback.used}
+    failed = unused_target is not None and reward <= unused_target
+    spared = {int(i) for i in spare_when_failed} if failed else set()
     targets: dict[int, float] = {}
     for case_id in (int(i) for i in feedback.shown):
         if case_id in used:
             targets[case_id] = reward
-        elif unused_target is not None:
+        elif unused_target is not None and case_id not in spared:
             targets[case_id] = unused_target
     return targets

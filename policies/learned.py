@@ -154,7 +154,10 @@ class LearnedPolicy(ABC):
         """
         check_feedback(feedback, self.memory.dim)
         self.use_namespace(feedback.namespace)
-        targets = credit_targets(feedback, self.credit, self.settings.policy.unused_target)
+        targets = credit_targets(
+            feedback, self.credit, self.settings.policy.unused_target,
+            spare_when_failed=self.spared_when_failed(feedback),
+        )  # fmt: skip
         stats = self.memory.case_stats.apply(
             feedback.namespace,
             feedback.stage,
@@ -166,6 +169,18 @@ class LearnedPolicy(ABC):
         )
         self.learn_targets(feedback, targets)
         return stats
+
+    def spared_when_failed(self, feedback: Feedback) -> list[int]:
+        """The shown cases a failed episode leaves unchanged if the planner did not use them
+        (`policy.failed_unused`): none, those with no outcome yet at the stage (untried), or
+        all."""
+        mode = self.settings.policy.failed_unused
+        if mode == "zero":
+            return []
+        shown = [int(i) for i in feedback.shown]
+        if mode == "spare":
+            return shown
+        return [i for i in shown if not self.context.knows(feedback.stage, i)]
 
     def learn_targets(self, feedback: Feedback, targets: Mapping[int, float]) -> None:
         """After the values moved: remember the outcome for tasks like this one, and save

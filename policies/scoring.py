@@ -39,6 +39,9 @@ def neighbour_prior(
     visits: npt.NDArray[np.float64],
     q_init: float,
     threshold: float,
+    margin: float = 2.0,
+    *,
+    nearest_only: bool = False,
 ) -> npt.NDArray[np.float64]:
     """Values with each never-visited case's prior taken from its visited near neighbours.
 
@@ -46,12 +49,24 @@ def neighbour_prior(
     likely is too: its prior is the average value of the visited candidates whose
     embeddings are at least `threshold`-cosine-similar to it, weighted by how much they
     exceed the threshold, shrunk towards `q_init`. Cases with no such neighbour keep `q_init`.
+    A neighbour lends its value only if it matches the task about as well as the new case
+    (its similarity at most `margin` below): what is known of cases that match the task
+    worse says little of one that matches it better (a correction in a changed format reads
+    like the stale examples it replaces, but it is the one closest to the new tasks). With
+    `nearest_only` that rule holds for the shortlist's most similar case alone (the others
+    borrow from every neighbour).
     """
     fresh = visits == 0
     if threshold >= 1.0 or not fresh.any() or fresh.all():
         return q
     emb = np.stack([c.embedding for c in candidates]).astype(np.float64)
     weights = np.clip(emb[fresh] @ emb[~fresh].T - threshold, 0.0, None) / (1.0 - threshold)
+    if margin < 2.0:
+        sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
+        lends = sims[~fresh][None, :] >= sims[fresh][:, None] - margin
+        if nearest_only:
+            lends |= (sims[fresh] < sims.max())[:, None]
+        weights *= lends
     total = weights.sum(axis=1)
     out = q.copy()
     out[fresh] = (q[fresh] * 0.5 + weights @ q[~fresh]) / (0.5 + total)
@@ -114,7 +129,11 @@ def value_scores(
     sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
     q_init = settings.policy.q_init
     q, visits = values if values is not None else stage_values(candidates, stage, q_init)
-    q = neighbour_prior(candidates, q, visits, q_init, settings.policy.neighbour_cos)
+    nearby, margin = settings.policy.neighbour_cos, settings.policy.neighbour_margin
+    q = neighbour_prior(
+        candidates, q, visits, q_init, nearby, margin,
+        nearest_only=settings.policy.neighbour_margin_scope == "nearest",
+    )  # fmt: skip
     w = settings.policy.value_weight
     scores = (1.0 - w) * zscore(sims) + w * zscore(q)
     # Phase A of MemRL: only the cases most similar to the task compete (a case's values are

@@ -62,6 +62,17 @@ def test_cited_credit_rewards_only_used_cases_and_flat_rewards_all() -> None:
     assert credit_targets(uncited, "cited") == {1: 0.5, 2: 0.5}
 
 
+def test_a_failed_episode_teaches_nothing_about_the_cases_the_planner_passed_over() -> None:
+    failed = feedback(np.ones(DIM, np.float32), [1, 2, 3], [2], 0.0)
+    assert credit_targets(failed, "cited", 0.0, spare_when_failed=[1, 2]) == {2: 0.0, 3: 0.0}
+    assert credit_targets(failed, "cited", 0.0) == {1: 0.0, 2: 0.0, 3: 0.0}  # none spared
+    solved = feedback(np.ones(DIM, np.float32), [1, 2, 3], [2], 0.8)
+    assert credit_targets(solved, "cited", 0.0, spare_when_failed=[1, 3]) == {
+        1: 0.0, 2: 0.8, 3: 0.0
+    }  # fmt: skip
+    assert credit_targets(failed, "flat", spare_when_failed=[1]) == {1: 0.0, 2: 0.0, 3: 0.0}
+
+
 def test_value_update_averages_early_then_steps_constantly() -> None:
     first = next_stats(None, 1.0, 0.1, q_init=0.5, prior_visits=1.0)
     assert first.visits == 1 and first.q_value == pytest.approx(0.75)  # mean with the prior
