@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from memory_agent.evals.intervals import wilson
+
 TARGET_CONDITIONS = ("none", "memory", "skill", "memory+skill")
 OTHER_CONDITIONS = ("memory", "memory+router", "memory+all-skills")
 HOLDOUT_SEED_OFFSET = 1_000_003
@@ -80,16 +82,6 @@ def interval(values: Sequence[float]) -> dict[str, Any]:
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
     return {"mean": mean, "ci95": _t95(len(values) - 1) * sd / math.sqrt(len(values)),
             "n_seeds": len(values)}  # fmt: skip
-
-
-def wilson(hits: int, n: int) -> tuple[float, float]:
-    """95% Wilson interval of a proportion (for the pooled tasks of one condition)."""
-    if n == 0:
-        return (0.0, 0.0)
-    z, p = 1.96, hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (centre - half, centre + half)
 
 
 class SkillBench:
