@@ -77,24 +77,9 @@ class StoreSettings(BaseSettings):
     exact_ram_budget_mb: float = Field(
         default=64.0,
         ge=0.0,
-        description="Keep exact vectors while the float32 vectors of every live case fit in "
-        "this many MB (64 MB: ~43k cases of 384-d; held as float16 by default, so half of it "
-        "in RAM); past it (and past codebook_min_cases) switch to codes, whose scan stays fast "
-        "where an exact one grows with the store. 0: switch at codebook_min_cases.",
-    )
-    exact_precision: Literal["float16", "float32"] = Field(
-        default="float16",
-        description="How the exact tier (before the switch to codes) holds vectors in RAM. "
-        "float16: half the RAM and memory traffic of a scan; the scan proposes "
-        "exact_rescore_candidates and the float32 vectors stored in the database re-score "
-        "them, so scores and order are those of float32. float32: the scan is the answer.",
-    )
-    exact_rescore_candidates: int = Field(
-        default=32,
-        ge=1,
-        le=10_000,
-        description="With exact_precision=float16, how many candidates the float16 scan "
-        "proposes for re-scoring (at least twice the k asked for).",
+        description="Keep exact float32 vectors while the exact index of every live case fits "
+        "in this many MB of RAM (64 MB: ~43k cases of 384-d); past it (and past "
+        "codebook_min_cases) switch to codes. 0: switch at codebook_min_cases.",
     )
     rerank: bool = Field(
         default=True,

@@ -147,25 +147,15 @@ def remove_faiss(index: Any, ids: Ids) -> None:
 
 
 class ExactIndex:
-    """Exact inner-product search (FAISS flat index with an id map).
-
-    With `half`, the vectors are held as float16 (FAISS scalar quantizer `QT_fp16`): a
-    scan reads half the bytes, which is what a flat scan is bound by (10k MiniLM cases are
-    15 MB of float32 a query). Its scores are then approximate (~1e-3); the caller re-scores
-    a wider candidate set with the stored float32 vectors (`VectorSpace.search`)."""
+    """Exact inner-product search (FAISS flat index with an id map)."""
 
     kind = "flat"
 
-    def __init__(self, dim: int, *, half: bool = False) -> None:
+    def __init__(self, dim: int) -> None:
         import faiss
 
         self.dim = dim
-        self.half = half
-        flat: Any = faiss.IndexFlatIP(dim)
-        if half:
-            fp16 = faiss.ScalarQuantizer.QT_fp16
-            flat = faiss.IndexScalarQuantizer(dim, fp16, faiss.METRIC_INNER_PRODUCT)
-        self._index: Any = faiss.IndexIDMap2(flat)
+        self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
     def add(self, ids: Ids, vectors: Vectors) -> None:
         if len(ids) == 0:
@@ -189,13 +179,12 @@ class ExactIndex:
         return int(self._index.ntotal)
 
     def nbytes(self) -> int:
-        # float16 or float32 vectors plus the int64 id map.
-        return len(self) * (self.dim * (2 if self.half else 4) + 8)
+        # float32 vectors plus the int64 id map.
+        return len(self) * (self.dim * 4 + 8)
 
 
-def make_index(kind: str, dim: int, *, half: bool = False) -> VectorIndex:
-    """The exact index (float16 in RAM with `half`); `auto` stores serve from it until their
-    first codebook is trained."""
+def make_index(kind: str, dim: int) -> VectorIndex:
+    """The exact index; `auto` stores serve from it until their first codebook is trained."""
     if kind in ("flat", "auto"):
-        return ExactIndex(dim, half=half)
+        return ExactIndex(dim)
     raise InvalidInputError(f"Unknown index kind {kind!r}; choose one of: auto, flat.")

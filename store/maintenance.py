@@ -12,7 +12,6 @@ from memory_agent.errors import CaseNotFoundError, InvalidInputError
 from memory_agent.store.case_stats import combine
 from memory_agent.store.codebook import CodeIndex
 from memory_agent.store.embedder import normalise
-from memory_agent.store.index import ExactIndex
 from memory_agent.store.models import CaseRow, utcnow
 from memory_agent.store.records import Case, Merge, StageStats
 from memory_agent.store.rerank import rerank
@@ -105,15 +104,12 @@ class Maintenance(Room):
         self.space.sync(force=True)
         with self.lock:
             index = self.space.index_for(ns)
-        # Over codes (or a float16 exact scan), the index proposes a wider set and the stored
-        # vectors (float16 copies while the store keeps them, else float32) rank it, so each
-        # case's candidates are its nearest by the same cosine that decides, not by a code's
-        # score.
+        # Over codes, the codes propose a wider set and the stored vectors (float16 copies
+        # while the store keeps them) rank it, so each case's candidates are its nearest by
+        # the same cosine that decides, not by a code's score.
         wide = neighbours
         if isinstance(index, CodeIndex):
             wide = min(len(ids), max(neighbours, self.settings.store.rerank_candidates))
-        elif isinstance(index, ExactIndex) and index.half:
-            wide = min(len(ids), max(2 * neighbours, self.settings.store.exact_rescore_candidates))
         stored = {int(i): unit[p] for p, i in enumerate(ids)}
         position = {int(i): p for p, i in enumerate(ids)}
         for start in range(0, len(ids), _QUERY_CHUNK):

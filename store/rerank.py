@@ -107,46 +107,36 @@ def _null_copies(session: Session) -> None:
     )
 
 
-_BLOB_QUERIES: dict[tuple[str, str], Any] = {}
+_COPIES_QUERIES: dict[str, Any] = {}
 
 
 def read_copies(engine: Engine, ids: Sequence[int]) -> Halves:
     """The float16 copies of these cases that have one."""
-    return _read_vectors(engine, ids, "rerank_vector", RERANK_DTYPE)
-
-
-def read_embeddings(engine: Engine, ids: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
-    """The float32 embeddings of these cases that still have one (before the switch to codes
-    every case does): what re-scores the candidates of a float16 exact scan."""
-    return _read_vectors(engine, ids, "embedding", np.dtype(np.float32))
-
-
-def _read_vectors(engine: Engine, ids: Sequence[int], column: str, dtype: Any) -> dict[int, Any]:
-    out: dict[int, Any] = {}
+    out: Halves = {}
     if not ids:
         return out
     dialect = engine.dialect.name
-    query = _BLOB_QUERIES.get((dialect, column))
+    query = _COPIES_QUERIES.get(dialect)
     if query is None:
         # Core, compiled once (the id list is one parameter): this runs once per search and
         # must stay well under a millisecond.
         table: Any = CaseRow.__table__
-        query = select(table.c.id, table.c[column]).where(
-            in_id_list(table.c.id, dialect), table.c[column].is_not(None)
+        query = select(table.c.id, table.c.rerank_vector).where(
+            in_id_list(table.c.id, dialect), table.c.rerank_vector.is_not(None)
         )
-        _BLOB_QUERIES[(dialect, column)] = query
+        _COPIES_QUERIES[dialect] = query
     with engine.connect() as conn:
         for case_id, blob in conn.execute(query, {"ids": id_list_value(ids, dialect)}):
-            out[int(case_id)] = np.frombuffer(blob, dtype)
+            out[int(case_id)] = np.frombuffer(blob, RERANK_DTYPE)
     return out
 
 
 def rerank(
     queries: Vectors, scores: Scores, ids: Ids, k: int, halves: Mapping[int, npt.NDArray[Any]]
 ) -> tuple[Scores, Ids]:
-    """Re-score candidates with their finer vectors (the float16 copies of a code index, the
-    float32 embeddings of a float16 exact index) and keep the best k per query. A case
-    without one (stored before 0007, or with `rerank` off) keeps its coarse score."""
+    """Re-score candidates with their finer vectors (the float16 copies) and keep the best k
+    per query. A case without one (stored before 0007, or with `rerank` off) keeps its code
+    score."""
     k = min(k, ids.shape[1])
     out_scores = np.full((len(ids), k), -np.inf, np.float32)
     out_ids = np.full((len(ids), k), -1, np.int64)

@@ -29,7 +29,6 @@ from memory_agent.store.compression import Compression
 from memory_agent.store.database import insert_if_absent
 from memory_agent.store.embedder import Embedder, Vectors, normalise
 from memory_agent.store.index import (
-    ExactIndex,
     Ids,
     VectorIndex,
     as_vectors,
@@ -38,7 +37,7 @@ from memory_agent.store.index import (
 )
 from memory_agent.store.index_sync import changes_after, log_bounds
 from memory_agent.store.models import CaseRow, StoreMetaRow
-from memory_agent.store.rerank import RERANK_DTYPE, read_copies, read_embeddings, rerank
+from memory_agent.store.rerank import RERANK_DTYPE, read_copies, rerank
 from memory_agent.store.rows import StoredVector
 
 VECTOR_COLUMNS = (CaseRow.embedding, CaseRow.rerank_vector, CaseRow.code, CaseRow.codebook_version)
@@ -308,8 +307,7 @@ class VectorSpace:
     def new_index(self, dim: int) -> VectorIndex:
         book = self.keeper.active
         if book is None:
-            half = self.settings.store.exact_precision == "float16"
-            return make_index(self.settings.store.index_kind, dim, half=half)
+            return make_index(self.settings.store.index_kind, dim)
         return CodeIndex(book, self.settings.store.ivf_nprobe)
 
     def index_for(self, namespace: str) -> VectorIndex:
@@ -344,14 +342,6 @@ class VectorSpace:
         (store/rerank.py): the result is what exact search returns whenever the true top-k
         is among the candidates. Past the copies' disk budget, the codes alone rank."""
         index = self.index_for(namespace)
-        if isinstance(index, ExactIndex) and index.half:
-            # The float16 scan proposes, the stored float32 vectors decide: the scores and
-            # the order are float32's whenever the true top-k is among the candidates (the
-            # float16 error, ~1e-3 on a cosine, moves a case only among near ties).
-            wide = max(2 * k, self.settings.store.exact_rescore_candidates)
-            scores, ids = index.search(queries, wide, allowed)
-            found = read_embeddings(self.engine, np.unique(ids[ids >= 0]).tolist())
-            return rerank(queries, scores, ids, k, found)
         if not isinstance(index, CodeIndex) or not self.keeper.reranks:
             return index.search(queries, k, allowed)
         wide = max(k, self.settings.store.rerank_candidates)

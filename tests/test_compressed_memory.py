@@ -327,7 +327,7 @@ def test_the_switch_waits_until_exact_vectors_outgrow_the_ram_budget(
     add_synthetic(memory, vectors[:1400])  # past codebook_min_cases, within the budget
     stats = memory.stats()
     assert stats["index_kind"] == "flat" and stats["codebook_version"] is None
-    assert stats["ram_bytes_per_case"] == pytest.approx(384 * 2 + 8)  # float16 exact tier
+    assert stats["ram_bytes_per_case"] == pytest.approx(384 * 4 + 8)
     file_before = stats["database_file_bytes_per_case"]
     add_synthetic(memory, vectors[1400:], start=1400)  # 1600 > 1500: over the budget
     stats = memory.stats()

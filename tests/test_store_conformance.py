@@ -262,9 +262,9 @@ def test_stats_reports_vector_bytes(memory: CaseMemory) -> None:
     assert stats["cases"] == 5
     assert stats["index_kind"] == "flat"
     assert stats["dim"] == 384
-    # Exact index: the float32 vector in the database; in RAM its float16 copy (the default
-    # exact_precision) and its int64 id; bytes_per_case is the larger of the two.
+    # Exact index: the float32 vector in the database; in RAM the vector and its int64 id;
+    # bytes_per_case is the larger of the two.
     assert stats["disk_bytes_per_case"] == pytest.approx(384 * 4)
-    assert stats["ram_bytes_per_case"] == pytest.approx(384 * 2 + 8)
-    assert stats["bytes_per_case"] == pytest.approx(384 * 4)
-    assert stats["total_bytes_per_case"] == pytest.approx(384 * 4 + 384 * 2 + 8)
+    assert stats["ram_bytes_per_case"] == pytest.approx(384 * 4 + 8)
+    assert stats["bytes_per_case"] == pytest.approx(384 * 4 + 8)
+    assert stats["total_bytes_per_case"] == pytest.approx(384 * 4 * 2 + 8)
