@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import io
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -81,7 +81,7 @@ class TaskContext:
         # case earns on tasks like this one on average, the prior for a case unknown here.
         self.episodes: dict[Stage, deque[tuple[Vector, float]]] = {}
         # Per stage, the last episodes' (task vector, reward): where outcomes dropped.
-        self.outcomes: dict[Stage, deque[tuple[Vector, float]]] = {}
+        self.outcomes: dict[Stage, RecentOutcomes] = {}
         self.dirty = 0
         self._memo: tuple[object, dict[int, tuple[Floats, Floats]]] | None = None
         # Per (stage, case): the ridge fit of its history (mean task, weights, mean target).
@@ -106,8 +106,8 @@ class TaskContext:
             mean = float(np.mean([float(t) for t in targets.values()]))
             self.episodes.setdefault(stage, deque(maxlen=EPISODE_MEMORY)).append((unit, mean))
         if reward is not None:
-            past = self.outcomes.setdefault(stage, deque(maxlen=EPISODE_MEMORY))
-            past.append((unit, float(reward)))
+            past = self.outcomes.setdefault(stage, RecentOutcomes(EPISODE_MEMORY))
+            past.append(unit, float(reward))
         self.dirty += 1
         self._memo = None
 
@@ -193,27 +193,27 @@ class TaskContext:
         failure is not: F(0) is then the share of older outcomes near failure.
         """
         past = self.outcomes.get(stage)
-        if not past:
+        if past is None or not len(past):
             return False
-        vectors = np.stack([v for v, _ in past])
-        rewards = np.asarray([y for _, y in past], dtype=np.float64)
-        w = kernel((vectors @ _unit(state)).astype(np.float64), threshold)
+        cosines, rewards = past.cosines(_unit(state))
+        w = kernel(cosines, threshold)
         if latest is not None:
             rewards = np.append(rewards, float(latest))
             w = np.append(w, 1.0)
         near = np.flatnonzero(w >= DROP_NEAR)[::-1][:DROP_RECENT]  # newest first
-        for j in range(1, near.size + 1):
-            first = int(near[j - 1])
-            older_w, older = w[:first], rewards[:first]
-            total = float(older_w.sum())
-            if total < DROP_MIN_OLDER:
-                break  # fewer older outcomes still for larger j
-            recent = rewards[near[:j]]
-            close = older[None, :] <= recent[:, None] + DROP_MARGIN
-            below = (older_w[None, :] * close).sum(axis=1)
-            if float(np.mean((below + 0.5) / (total + 1.0))) <= DROP_LEVEL:
-                return True
-        return False
+        if near.size == 0:
+            return False
+        # Column j: the last j + 1 near outcomes against every outcome before the oldest of
+        # them (`older weight`: total[j]); row i: recent outcome i. All in one go: this runs
+        # on every selection.
+        total = np.concatenate([[0.0], np.cumsum(w)])[near]
+        recent = rewards[near]
+        close = (rewards[None, :] <= recent[:, None] + DROP_MARGIN) * w[None, :]
+        below = np.concatenate([np.zeros((near.size, 1)), np.cumsum(close, axis=1)], axis=1)
+        chance = (below[:, near] + 0.5) / (total[None, :] + 1.0)
+        counted = np.tri(near.size, dtype=bool).T  # recent outcome i is among the last j + 1
+        mean = (chance * counted).sum(axis=0) / np.arange(1, near.size + 1)
+        return bool(np.any(mean[total >= DROP_MIN_OLDER] <= DROP_LEVEL))
 
     def _fit(self, stage: Stage, case_id: int, ridge: float) -> tuple[Floats, Floats, float]:
         """The case's ridge fit: (mean task vector, weights, mean target), so its value at a
@@ -357,9 +357,51 @@ class TaskContext:
         # Saved before the task prior existed: it starts empty (q_init until episodes come);
         # saved before episode rewards were kept: no drop is seen until new ones come.
         self.episodes = _load_recent(data, saved.meta.get("episode_stages", []), "episode", "means")
-        self.outcomes = _load_recent(
-            data, saved.meta.get("outcome_stages", []), "outcome", "rewards"
-        )
+        loaded = _load_recent(data, saved.meta.get("outcome_stages", []), "outcome", "rewards")
+        for stage, pairs in loaded.items():
+            recent = self.outcomes[stage] = RecentOutcomes(EPISODE_MEMORY)
+            for vector, reward in pairs:
+                recent.append(vector, reward)
+
+
+class RecentOutcomes:
+    """The last `size` (task vector, reward) pairs of a stage, oldest first, in a ring buffer:
+    a drop test asks for all of them on every selection, so they stay one matrix."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.count = 0  # pairs ever appended; the newest is at (count - 1) % size
+        self.vectors: npt.NDArray[np.float32] | None = None
+        self.rewards = np.zeros(size, dtype=np.float64)
+
+    def append(self, vector: Vector, reward: float) -> None:
+        if self.vectors is None:
+            self.vectors = np.zeros((self.size, vector.shape[0]), dtype=np.float32)
+        slot = self.count % self.size
+        self.vectors[slot] = vector
+        self.rewards[slot] = reward
+        self.count += 1
+
+    def __len__(self) -> int:
+        return min(self.count, self.size)
+
+    def _order(self) -> npt.NDArray[np.int64]:
+        n = len(self)
+        start = self.count - n
+        return (np.arange(start, start + n) % self.size).astype(np.int64)
+
+    def cosines(self, unit: Vector) -> tuple[Floats, Floats]:
+        """(cosine of each pair's task to the unit vector `unit`, its reward), oldest first."""
+        if self.vectors is None:
+            return np.zeros(0), np.zeros(0)
+        order = self._order()
+        cosines: Floats = (self.vectors @ unit).astype(np.float64)[order]
+        return cosines, self.rewards[order]
+
+    def __iter__(self) -> Iterator[tuple[Vector, float]]:
+        if self.vectors is None:
+            return iter(())
+        return ((self.vectors[i], float(self.rewards[i])) for i in self._order())
 
 
 def _load_recent(

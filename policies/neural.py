@@ -388,10 +388,11 @@ class NeuralPolicy(LearnedPolicy):
     def learn_targets(self, feedback: Feedback, targets: Mapping[int, float]) -> None:
         """After the values moved: one training step on the credited cases."""
         if not targets:
+            self.context.add(feedback.stage, feedback.state, targets, feedback.reward)
             return
         # Features first: they are the inputs the cases had when scored, before this outcome.
         features = self._shown_features(feedback, list(targets))
-        self.context.add(feedback.stage, feedback.state, targets)
+        self.context.add(feedback.stage, feedback.state, targets, feedback.reward)
         fresh = [(features[i], y) for i, y in targets.items() if i in features]
         if not fresh:
             return

@@ -450,6 +450,20 @@ def test_a_drop_is_a_failure_below_what_tasks_like_this_one_earned(memory: CaseM
     assert not mixed.dropped(a, "plan", 0.4, latest=0.0)
 
 
+def test_recent_outcomes_keep_the_last_ones_oldest_first() -> None:
+    from memory_agent.policies.context import RecentOutcomes
+
+    recent = RecentOutcomes(4)
+    assert len(recent) == 0 and list(recent) == []
+    for i in range(6):  # wraps around: the first two are forgotten
+        recent.append(np.full(2, float(i), np.float32), float(i) / 10)
+    assert len(recent) == 4
+    assert [y for _, y in recent] == [0.2, 0.3, 0.4, 0.5]
+    assert [float(v[0]) for v, _ in recent] == [2.0, 3.0, 4.0, 5.0]
+    cosines, rewards = recent.cosines(np.asarray([1.0, 0.0], np.float32))
+    assert cosines.tolist() == [2.0, 3.0, 4.0, 5.0] and rewards.tolist() == [0.2, 0.3, 0.4, 0.5]
+
+
 @pytest.mark.parametrize(("earlier", "spared"), [("successes", True), ("mixed", False)])
 def test_on_drop_a_failure_spares_untried_cases_only_where_outcomes_dropped(
     memory: CaseMemory, earlier: str, spared: bool
