@@ -205,12 +205,12 @@ class PolicySettings(BaseSettings):
         description="value: a new case borrows its prior from visited cases this similar (1: off).",
     )  # fmt: skip
     neighbour_margin: float = Field(
-        default=2.0, ge=0.0, le=2.0,
+        default=0.0, ge=0.0, le=2.0,
         description="value: a new case borrows its prior only from visited neighbours at most this "
-        "much less similar to the task than itself (0: only neighbours that match the task as "
-        "well, so a new case closest to the task is not buried under its stale look-alikes' "
-        "values, the drift rule of tests/test_policy_drift.py; 2: any neighbour, the default: "
-        "0 costs 2.5-2.8 points of the oracle on `bench policy`).",
+        "much less similar to the task than itself (0, the default: only neighbours that match "
+        "the task as well, so a new case closest to the task is not buried under its stale "
+        "look-alikes' values, the drift rule of tests/test_policy_drift.py; 2: any neighbour). "
+        "A drift rule: it holds where `drift_scope` says.",
     )  # fmt: skip
     neighbour_margin_scope: Literal["all", "nearest"] = Field(
         default="nearest",
@@ -261,13 +261,22 @@ class PolicySettings(BaseSettings):
         description="Target for shown cases the planner did not use (None: leave unchanged).",
     )  # fmt: skip
     failed_unused: Literal["zero", "spare_untried", "spare"] = Field(
-        default="zero",
+        default="spare_untried",
         description="Cited credit in a failed episode (reward at most `unused_target`) for the "
-        "cases the planner did not use: `unused_target` as in a success (zero, the default), no "
-        "update for those with no outcome yet at the stage (spare_untried: a correction shown "
-        "beside a stale example is not buried by the stale one's failure, the drift rule of "
-        "tests/test_policy_drift.py), or no update for any (spare). The drift rules cost 1-7 "
-        "points of the oracle on `bench policy`, so they are off by default.",
+        "cases the planner did not use: `unused_target` as in a success (zero), no "
+        "update for those with no outcome yet on tasks like this one (spare_untried: a "
+        "correction shown beside a stale example is not buried by the stale one's failure, the "
+        "drift rule of tests/test_policy_drift.py; the default), or no update for any (spare). "
+        "A drift rule: it holds where `drift_scope` says.",
+    )
+    drift_scope: Literal["everywhere", "on_drop"] = Field(
+        default="on_drop",
+        description="Where the drift rules (`failed_unused` other than zero, `neighbour_margin` "
+        "below 2) apply: to every task (everywhere: that cost 2.5-6.8 points of the oracle on "
+        "`bench policy`, BENCHMARKS.md), or only to a task whose neighbourhood shows a drop, "
+        "its latest outcomes on tasks like it clearly below the older ones (on_drop, the "
+        "default: policies/context.py `TaskContext.dropped`; `bench policy`, a stream without "
+        "such drops, keeps the figures of the rules off).",
     )
     hidden: int = Field(default=128, ge=4, le=4096, description="Neural Q hidden units.")
     learning_rate: float = Field(default=1e-2, gt=0.0, le=1.0, description="Neural Adam step.")

@@ -19,13 +19,17 @@ The one direction that separates a family from its twin explains the targets of 
 outcome, while slot values (numbers, words) vary at random, so the fit picks up the first;
 the kernel still says how much of the history is about tasks like this one (the evidence).
 Fits are kept per case until its history changes, so scoring is one dot product a case.
+
+The context also keeps the reward of each recent episode with its task, so a policy can tell
+where a kind of task has started to fail (`dropped`): the drift rules of `value` apply only
+there when `policy.drift_scope=on_drop`.
 """
 
 from __future__ import annotations
 
 import io
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -38,6 +42,18 @@ if TYPE_CHECKING:
 
 CONTEXT_FORMAT = 1
 EPISODE_MEMORY = 512
+# Drop detection (`TaskContext.dropped`): an episode counts as one of the task's neighbourhood
+# at this kernel weight (cosine >= 0.61 for the default threshold 0.4: same family or its
+# twin on MiniLM); the latest 1..DROP_RECENT such outcomes are compared with everything before
+# them; a drop needs at least DROP_MIN_OLDER (kernel-weighted) older outcomes, and the mean
+# chance of an older outcome being no more than DROP_MARGIN above each recent one at or below
+# DROP_LEVEL (the margin: "clearly below"; rewards of a partial help or noise, a few tenths,
+# are not a drop).
+DROP_NEAR = 0.5
+DROP_RECENT = 8
+DROP_MIN_OLDER = 4.0
+DROP_LEVEL = 0.1
+DROP_MARGIN = 0.25
 Floats = npt.NDArray[np.float64]
 ContextModel = Literal["kernel", "ridge"]
 
@@ -64,13 +80,23 @@ class TaskContext:
         # Per stage, the last episodes' (task vector, mean credited target): what a shown
         # case earns on tasks like this one on average, the prior for a case unknown here.
         self.episodes: dict[Stage, deque[tuple[Vector, float]]] = {}
+        # Per stage, the last episodes' (task vector, reward): where outcomes dropped.
+        self.outcomes: dict[Stage, RecentOutcomes] = {}
         self.dirty = 0
         self._memo: tuple[object, dict[int, tuple[Floats, Floats]]] | None = None
         # Per (stage, case): the ridge fit of its history (mean task, weights, mean target).
         self._fits: dict[tuple[Stage, int], tuple[Floats, Floats, float]] = {}
         self._load()
 
-    def add(self, stage: Stage, state: Vector, targets: Mapping[int, float]) -> None:
+    def add(
+        self,
+        stage: Stage,
+        state: Vector,
+        targets: Mapping[int, float],
+        reward: float | None = None,
+    ) -> None:
+        """Remember the credited targets of an episode at this task (and its reward, if given:
+        what `dropped` compares)."""
         unit = _unit(state)
         for case_id, target in targets.items():
             slot = self.history.setdefault((stage, int(case_id)), deque(maxlen=self.size))
@@ -79,6 +105,9 @@ class TaskContext:
         if targets:
             mean = float(np.mean([float(t) for t in targets.values()]))
             self.episodes.setdefault(stage, deque(maxlen=EPISODE_MEMORY)).append((unit, mean))
+        if reward is not None:
+            past = self.outcomes.setdefault(stage, RecentOutcomes(EPISODE_MEMORY))
+            past.append(unit, float(reward))
         self.dirty += 1
         self._memo = None
 
@@ -148,6 +177,44 @@ class TaskContext:
         w = kernel((vectors @ _unit(state)).astype(np.float64), threshold)
         return float((prior_weight * q_init + w @ means) / (prior_weight + w.sum()))
 
+    def dropped(
+        self, state: Vector, stage: Stage, threshold: float, latest: float | None = None
+    ) -> bool:
+        """Whether outcomes on tasks like this one have dropped: the latest few are
+        improbably low against the older ones (`latest`: an outcome not yet added, the newest).
+
+        For each j in 1..DROP_RECENT, the last j episodes of the task's neighbourhood are
+        compared with every earlier one (weighted by the kernel): each recent reward x gets
+        F(x) = (older weight at or below x + DROP_MARGIN, + 0.5) / (older weight + 1), the
+        chance that an older outcome was not clearly higher; a drop is a mean F at or below
+        DROP_LEVEL. After a run of successes a failure is a drop at once (a correction shown
+        beside the stale examples must keep its chance from the first failure on); where
+        outcomes were mixed or low (noisy rewards, partial help, a policy still exploring), a
+        failure is not: F(0) is then the share of older outcomes near failure.
+        """
+        past = self.outcomes.get(stage)
+        if past is None or not len(past):
+            return False
+        cosines, rewards = past.cosines(_unit(state))
+        w = kernel(cosines, threshold)
+        if latest is not None:
+            rewards = np.append(rewards, float(latest))
+            w = np.append(w, 1.0)
+        near = np.flatnonzero(w >= DROP_NEAR)[::-1][:DROP_RECENT]  # newest first
+        if near.size == 0:
+            return False
+        # Column j: the last j + 1 near outcomes against every outcome before the oldest of
+        # them (`older weight`: total[j]); row i: recent outcome i. All in one go: this runs
+        # on every selection.
+        total = np.concatenate([[0.0], np.cumsum(w)])[near]
+        recent = rewards[near]
+        close = (rewards[None, :] <= recent[:, None] + DROP_MARGIN) * w[None, :]
+        below = np.concatenate([np.zeros((near.size, 1)), np.cumsum(close, axis=1)], axis=1)
+        chance = (below[:, near] + 0.5) / (total[None, :] + 1.0)
+        counted = np.tri(near.size, dtype=bool).T  # recent outcome i is among the last j + 1
+        mean = (chance * counted).sum(axis=0) / np.arange(1, near.size + 1)
+        return bool(np.any(mean[total >= DROP_MIN_OLDER] <= DROP_LEVEL))
+
     def _fit(self, stage: Stage, case_id: int, ridge: float) -> tuple[Floats, Floats, float]:
         """The case's ridge fit: (mean task vector, weights, mean target), so its value at a
         task s is mean + (s - mean task)·weights. Solved in the dual (history × history)."""
@@ -165,6 +232,14 @@ class TaskContext:
             fit = (mean_task, centred.T @ alpha, mean)
             self._fits[key] = fit
         return fit
+
+    def evidence(self, state: Vector, stage: Stage, case_id: int, threshold: float) -> float:
+        """How much of the case's history was earned on tasks like this one (Σ kernel)."""
+        past = self.history.get((stage, case_id))
+        if not past:
+            return 0.0
+        vectors = np.stack([v for v, _ in past])
+        return float(kernel((vectors @ _unit(state)).astype(np.float64), threshold).sum())
 
     def knows(self, stage: Stage, case_id: int) -> bool:
         return bool(self.history.get((stage, case_id)))
@@ -211,7 +286,7 @@ class TaskContext:
             self._fits.pop(key, None)
 
     def save(self) -> None:
-        if not self.history and not self.episodes:
+        if not self.history and not self.episodes and not self.outcomes:
             return
         keys = list(self.history)
         lengths = np.asarray([len(self.history[k]) for k in keys], dtype=np.int64)
@@ -226,6 +301,12 @@ class TaskContext:
         episode_means = np.asarray(
             [y for s in episode_stages for _, y in self.episodes[s]], dtype=np.float32
         )
+        outcome_stages = list(self.outcomes)
+        outcome_lengths = np.asarray([len(self.outcomes[s]) for s in outcome_stages], np.int64)
+        outcome_vectors = _stack([v for s in outcome_stages for v, _ in self.outcomes[s]], dim)
+        outcome_rewards = np.asarray(
+            [y for s in outcome_stages for _, y in self.outcomes[s]], dtype=np.float32
+        )
         out = io.BytesIO()
         np.savez(
             out,
@@ -236,12 +317,20 @@ class TaskContext:
             episode_lengths=episode_lengths,
             episode_vectors=episode_vectors.astype(np.float16),
             episode_means=episode_means,
+            outcome_lengths=outcome_lengths,
+            outcome_vectors=outcome_vectors.astype(np.float16),
+            outcome_rewards=outcome_rewards,
         )
         self.memory.policy_states.save(
             self.key,
             out.getvalue(),
             format=CONTEXT_FORMAT,
-            meta={"stages": stages, "size": self.size, "episode_stages": episode_stages},
+            meta={
+                "stages": stages,
+                "size": self.size,
+                "episode_stages": episode_stages,
+                "outcome_stages": outcome_stages,
+            },
         )
         self.dirty = 0
 
@@ -265,21 +354,74 @@ class TaskContext:
             )
             self.history[(str(stage), int(case_id))] = slot
             start = end
-        # Saved before the task prior existed: it starts empty (q_init until episodes come).
-        episode_stages = list(saved.meta.get("episode_stages", []))
-        if "episode_lengths" not in data.files or len(episode_stages) != len(
-            data["episode_lengths"]
-        ):
-            return
-        episode_vectors = data["episode_vectors"].astype(np.float32)
-        episode_means = data["episode_means"]
-        start = 0
-        for stage, n in zip(episode_stages, data["episode_lengths"], strict=True):
-            end = start + int(n)
-            past: deque[tuple[Vector, float]] = deque(maxlen=EPISODE_MEMORY)
-            past.extend((episode_vectors[j], float(episode_means[j])) for j in range(start, end))
-            self.episodes[str(stage)] = past
-            start = end
+        # Saved before the task prior existed: it starts empty (q_init until episodes come);
+        # saved before episode rewards were kept: no drop is seen until new ones come.
+        self.episodes = _load_recent(data, saved.meta.get("episode_stages", []), "episode", "means")
+        loaded = _load_recent(data, saved.meta.get("outcome_stages", []), "outcome", "rewards")
+        for stage, pairs in loaded.items():
+            recent = self.outcomes[stage] = RecentOutcomes(EPISODE_MEMORY)
+            for vector, reward in pairs:
+                recent.append(vector, reward)
+
+
+class RecentOutcomes:
+    """The last `size` (task vector, reward) pairs of a stage, oldest first, in a ring buffer:
+    a drop test asks for all of them on every selection, so they stay one matrix."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.count = 0  # pairs ever appended; the newest is at (count - 1) % size
+        self.vectors: npt.NDArray[np.float32] | None = None
+        self.rewards = np.zeros(size, dtype=np.float64)
+
+    def append(self, vector: Vector, reward: float) -> None:
+        if self.vectors is None:
+            self.vectors = np.zeros((self.size, vector.shape[0]), dtype=np.float32)
+        slot = self.count % self.size
+        self.vectors[slot] = vector
+        self.rewards[slot] = reward
+        self.count += 1
+
+    def __len__(self) -> int:
+        return min(self.count, self.size)
+
+    def _order(self) -> npt.NDArray[np.int64]:
+        n = len(self)
+        start = self.count - n
+        return (np.arange(start, start + n) % self.size).astype(np.int64)
+
+    def cosines(self, unit: Vector) -> tuple[Floats, Floats]:
+        """(cosine of each pair's task to the unit vector `unit`, its reward), oldest first."""
+        if self.vectors is None:
+            return np.zeros(0), np.zeros(0)
+        order = self._order()
+        cosines: Floats = (self.vectors @ unit).astype(np.float64)[order]
+        return cosines, self.rewards[order]
+
+    def __iter__(self) -> Iterator[tuple[Vector, float]]:
+        if self.vectors is None:
+            return iter(())
+        return ((self.vectors[i], float(self.rewards[i])) for i in self._order())
+
+
+def _load_recent(
+    data: Mapping[str, npt.NDArray[np.generic]], stages: Sequence[str], prefix: str, values: str
+) -> dict[Stage, deque[tuple[Vector, float]]]:
+    """Per stage, the saved (task vector, number) pairs of `<prefix>_lengths`,
+    `<prefix>_vectors` and `<prefix>_<values>` (none if the blob predates them)."""
+    out: dict[Stage, deque[tuple[Vector, float]]] = {}
+    if f"{prefix}_lengths" not in data or len(stages) != len(data[f"{prefix}_lengths"]):
+        return out
+    vectors = data[f"{prefix}_vectors"].astype(np.float32)
+    numbers = data[f"{prefix}_{values}"]
+    start = 0
+    for stage, n in zip(stages, data[f"{prefix}_lengths"], strict=True):
+        end = start + int(n)
+        past: deque[tuple[Vector, float]] = deque(maxlen=EPISODE_MEMORY)
+        past.extend((vectors[j], float(numbers[j])) for j in range(start, end))
+        out[str(stage)] = past
+        start = end
+    return out
 
 
 def _stack(vectors: list[Vector], dim: int) -> npt.NDArray[np.float32]:

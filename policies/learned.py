@@ -26,7 +26,7 @@ from memory_agent.policies.base import Candidate, Feedback, Selection, Stage, Ve
 from memory_agent.policies.context import TaskContext
 from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
 from memory_agent.policies.exploration import Exploration
-from memory_agent.policies.scoring import select_shown
+from memory_agent.policies.scoring import drift_rules_hold, select_shown
 from memory_agent.store.policy_state import tenant_key
 
 Values = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
@@ -172,20 +172,34 @@ class LearnedPolicy(ABC):
 
     def spared_when_failed(self, feedback: Feedback) -> list[int]:
         """The shown cases a failed episode leaves unchanged if the planner did not use them
-        (`policy.failed_unused`): none, those with no outcome yet at the stage (untried), or
-        all."""
+        (`policy.failed_unused`): none, those with no outcome yet on tasks like this one
+        (untried), or all. With `policy.drift_scope=on_drop`, only where outcomes on tasks
+        like this one dropped (this failure counted)."""
         mode = self.settings.policy.failed_unused
         if mode == "zero":
+            return []
+        unused = self.settings.policy.unused_target
+        if unused is None or feedback.reward > unused:
+            return []  # not a failure: nothing is spared
+        if not drift_rules_hold(
+            feedback.state, feedback.stage, self.settings, self.context, latest=feedback.reward
+        ):
             return []
         shown = [int(i) for i in feedback.shown]
         if mode == "spare":
             return shown
-        return [i for i in shown if not self.context.knows(feedback.stage, i)]
+        # Untried here: no outcome on tasks like this one (an outcome on another kind of
+        # task says nothing of how the case does on this one).
+        threshold = self.settings.policy.context_cos
+        return [
+            i for i in shown
+            if self.context.evidence(feedback.state, feedback.stage, i, threshold) <= 0.0
+        ]  # fmt: skip
 
     def learn_targets(self, feedback: Feedback, targets: Mapping[int, float]) -> None:
         """After the values moved: remember the outcome for tasks like this one, and save
         the history every `policy_save_every` feedbacks."""
-        self.context.add(feedback.stage, feedback.state, targets)
+        self.context.add(feedback.stage, feedback.state, targets, feedback.reward)
         if self.context.dirty >= self.settings.policy.save_every:
             self.save_namespace()
 

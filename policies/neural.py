@@ -45,7 +45,12 @@ from memory_agent.policies.base import (
 from memory_agent.policies.context import TaskContext
 from memory_agent.policies.exploration import demote, zscore
 from memory_agent.policies.learned import LearnedPolicy, Values
-from memory_agent.policies.scoring import task_values, unrelated, value_scores
+from memory_agent.policies.scoring import (
+    drift_rules_hold,
+    task_values,
+    unrelated,
+    value_scores,
+)
 from memory_agent.store.policy_state import tenant_key
 
 if TYPE_CHECKING:
@@ -92,6 +97,11 @@ def candidate_features(
     sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
     q, visits = task_values(state, candidates, stage, settings, context)
     rewards = [c.reward for c in candidates]
+    drift = settings.policy.neighbour_margin < 2.0 and (
+        settings.policy.drift_scope == "everywhere"
+        if context is None
+        else drift_rules_hold(state, stage, settings, context)
+    )
     scalars = np.stack(
         [
             sims,
@@ -102,7 +112,7 @@ def candidate_features(
             np.log1p(visits) / 5.0,
             np.asarray([r if r is not None else 0.0 for r in rewards], dtype=np.float64),
             np.asarray([r is not None for r in rewards], dtype=np.float64),
-            value_scores(candidates, stage, settings, (q, visits)),
+            value_scores(candidates, stage, settings, (q, visits), drift_rules=drift),
         ],
         axis=1,
     ).astype(np.float32)
@@ -378,10 +388,11 @@ class NeuralPolicy(LearnedPolicy):
     def learn_targets(self, feedback: Feedback, targets: Mapping[int, float]) -> None:
         """After the values moved: one training step on the credited cases."""
         if not targets:
+            self.context.add(feedback.stage, feedback.state, targets, feedback.reward)
             return
         # Features first: they are the inputs the cases had when scored, before this outcome.
         features = self._shown_features(feedback, list(targets))
-        self.context.add(feedback.stage, feedback.state, targets)
+        self.context.add(feedback.stage, feedback.state, targets, feedback.reward)
         fresh = [(features[i], y) for i, y in targets.items() if i in features]
         if not fresh:
             return

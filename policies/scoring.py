@@ -114,22 +114,42 @@ def foreign(
     return out
 
 
+def drift_rules_hold(
+    state: Vector,
+    stage: Stage,
+    settings: Settings,
+    context: TaskContext,
+    latest: float | None = None,
+) -> bool:
+    """Whether the drift rules (`policy.failed_unused`, `policy.neighbour_margin`) hold for
+    this task (`policy.drift_scope`): everywhere, or where outcomes on tasks like it dropped
+    (`latest`: an outcome not yet learned, counted as the newest)."""
+    if settings.policy.drift_scope == "everywhere":
+        return True
+    return context.dropped(state, stage, settings.policy.context_cos, latest)
+
+
 def value_scores(
     candidates: Sequence[Candidate],
     stage: Stage,
     settings: Settings,
     values: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
+    *,
+    drift_rules: bool = True,
 ) -> npt.NDArray[np.float64]:
     """The `value` policy's score of each candidate (also a feature of `neural`).
 
-    `values` are the (value, visits) to use, by default the stored per-case ones.
+    `values` are the (value, visits) to use, by default the stored per-case ones. Without
+    `drift_rules` (`policy.drift_scope=on_drop` and no drop here) a new case borrows its
+    prior from any neighbour, whatever `policy.neighbour_margin` says.
     """
     if not candidates:
         return np.zeros(0, dtype=np.float64)
     sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
     q_init = settings.policy.q_init
     q, visits = values if values is not None else stage_values(candidates, stage, q_init)
-    nearby, margin = settings.policy.neighbour_cos, settings.policy.neighbour_margin
+    nearby = settings.policy.neighbour_cos
+    margin = settings.policy.neighbour_margin if drift_rules else 2.0
     q = neighbour_prior(
         candidates, q, visits, q_init, nearby, margin,
         nearest_only=settings.policy.neighbour_margin_scope == "nearest",

@@ -16,9 +16,11 @@ tasks. Two rules keep that correction from being buried (tests/test_policy_drift
 case most similar to the task does not borrow the stale look-alikes' values as its prior
 (`policy.neighbour_margin=0`, scoring.neighbour_prior), and a case shown for the first time
 and passed over in a failed episode is not marked down for a failure that was not its own
-(`policy.failed_unused=spare_untried`, credit.credit_targets). They are off by default:
-on `bench policy` they cost 3.7 points of the oracle ratio (5 seeds), more than the 1 point
-the default may lose.
+(`policy.failed_unused=spare_untried`, credit.credit_targets). Applied to every task they
+cost 3.7 points of the oracle ratio on `bench policy` (5 seeds), so by default
+(`policy.drift_scope=on_drop`) they hold only for a task whose neighbourhood shows a drop: its
+latest outcomes clearly below what tasks like it earned before (context.TaskContext.dropped).
+`bench policy` has no such drop and keeps its figures (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ import numpy as np
 from memory_agent.policies.base import Candidate, Stage, Vector
 from memory_agent.policies.exploration import demote
 from memory_agent.policies.learned import LearnedPolicy, Values
-from memory_agent.policies.scoring import foreign, task_values, unrelated, value_scores
+from memory_agent.policies.scoring import (
+    drift_rules_hold,
+    foreign,
+    task_values,
+    unrelated,
+    value_scores,
+)
 
 CONTEXT_KEY = "value_context"
 
@@ -45,7 +53,10 @@ class ValuePolicy(LearnedPolicy):
         self, state: Vector, candidates: Sequence[Candidate], stage: Stage
     ) -> tuple[Vector, Values]:
         values = task_values(state, candidates, stage, self.settings, self.context)
-        scores = value_scores(candidates, stage, self.settings, values)
+        drift = self.settings.policy.neighbour_margin < 2.0 and drift_rules_hold(
+            state, stage, self.settings, self.context
+        )
+        scores = value_scores(candidates, stage, self.settings, values, drift_rules=drift)
         # A case known to serve another kind of task ranks after every other: otherwise its
         # prior would beat related cases that proved weak (a bit-counting example shown for a
         # spelling task). A new unrelated case is not demoted: it is unknown and gets tried.

@@ -414,6 +414,81 @@ def test_task_context_conditions_a_case_value_on_the_task(memory: CaseMemory) ->
     assert reloaded_prior[others] == pytest.approx(prior_a[others], abs=1e-3)
 
 
+def tasks_like(rng: np.random.Generator, task: np.ndarray) -> np.ndarray:
+    """A task like `task`: cosine ~0.98 to it (another wording or other slot values)."""
+    v = task + 0.2 * unit(rng, 1)[0]
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def test_a_drop_is_a_failure_below_what_tasks_like_this_one_earned(memory: CaseMemory) -> None:
+    """`policy.drift_scope=on_drop` turns the drift rules on only where outcomes dropped: after
+    a run of successes on tasks like this one a failure is a drop; where failures were common
+    it is not; on an unrelated task, or with too few outcomes, nothing is."""
+    from memory_agent.policies.context import TaskContext
+
+    rng = np.random.default_rng(5)
+    a, b = unit(rng, 2)
+    context = TaskContext(memory, "drop_context", 16)
+    for _ in range(3):
+        context.add("plan", tasks_like(rng, a), {1: 1.0}, 1.0)
+    assert not context.dropped(a, "plan", 0.4, latest=0.0)  # three outcomes: too few to tell
+    for _ in range(3):
+        context.add("plan", tasks_like(rng, a), {1: 1.0}, 1.0)
+    assert context.dropped(a, "plan", 0.4, latest=0.0)  # six successes, then a failure
+    assert not context.dropped(a, "plan", 0.4, latest=0.8)
+    assert not context.dropped(a, "plan", 0.4)  # the latest outcome so far was a success
+    assert not context.dropped(b, "plan", 0.4, latest=0.0)  # nothing earned on tasks like b
+    assert not context.dropped(a, "refine", 0.4, latest=0.0)
+    context.add("plan", tasks_like(rng, a), {1: 0.0}, 0.0)
+    assert context.dropped(tasks_like(rng, a), "plan", 0.4)  # the failure is now the latest
+    context.save()
+    assert TaskContext(memory, "drop_context", 16).dropped(a, "plan", 0.4)  # saved with it
+    mixed = TaskContext(memory, "mixed_context", 16)
+    for i in range(12):
+        reward = float(i % 3 != 0)  # a third of the episodes failed
+        mixed.add("plan", tasks_like(rng, a), {1: reward}, reward)
+    assert not mixed.dropped(a, "plan", 0.4, latest=0.0)
+
+
+def test_recent_outcomes_keep_the_last_ones_oldest_first() -> None:
+    from memory_agent.policies.context import RecentOutcomes
+
+    recent = RecentOutcomes(4)
+    assert len(recent) == 0 and list(recent) == []
+    for i in range(6):  # wraps around: the first two are forgotten
+        recent.append(np.full(2, float(i), np.float32), float(i) / 10)
+    assert len(recent) == 4
+    assert [y for _, y in recent] == [0.2, 0.3, 0.4, 0.5]
+    assert [float(v[0]) for v, _ in recent] == [2.0, 3.0, 4.0, 5.0]
+    cosines, rewards = recent.cosines(np.asarray([1.0, 0.0], np.float32))
+    assert cosines.tolist() == [2.0, 3.0, 4.0, 5.0] and rewards.tolist() == [0.2, 0.3, 0.4, 0.5]
+
+
+@pytest.mark.parametrize(("earlier", "spared"), [("successes", True), ("mixed", False)])
+def test_on_drop_a_failure_spares_untried_cases_only_where_outcomes_dropped(
+    memory: CaseMemory, earlier: str, spared: bool
+) -> None:
+    settings = memory.settings.replace(
+        policy={"failed_unused": "spare_untried", "drift_scope": "on_drop"}
+    )
+    ids = seed_cases(memory)
+    policy = ValuePolicy(memory, settings, seed=0)
+    rng = np.random.default_rng(11)
+    task = memory.vectors([ids[0]])[0]
+    for i in range(8):
+        reward = 1.0 if earlier == "successes" or i % 2 else 0.0
+        policy.update(feedback(tasks_like(rng, task), [ids[0]], [ids[0]], reward))
+    # A failure: the planner used the case that always worked; ids[1] was shown, passed over.
+    policy.update(feedback(tasks_like(rng, task), [ids[0], ids[1]], [ids[0]], 0.0))
+    untried = stats_snapshot(memory, [ids[1]])[ids[1]].get("plan")
+    assert (untried is None or untried.visits == 0) == spared
+    # A case with outcomes on tasks like this one is marked down in a failure, drop or not.
+    policy.update(feedback(tasks_like(rng, task), [ids[0], ids[2]], [ids[2]], 1.0))
+    before = stats_snapshot(memory, [ids[2]])[ids[2]]["plan"].visits
+    policy.update(feedback(tasks_like(rng, task), [ids[0], ids[2]], [ids[0]], 0.0))
+    assert stats_snapshot(memory, [ids[2]])[ids[2]]["plan"].visits == before + 1
+
+
 def test_value_earned_on_unrelated_tasks_does_not_count_for_a_task(memory: CaseMemory) -> None:
     ids = seed_cases(memory)
     state = memory.vectors([ids[0]])[0]
