@@ -557,9 +557,11 @@ def test_filling_the_disk_with_many_files_is_stopped_at_the_workspace_cap(
     used, _entries = python_sandbox.workspace_usage(workspace, 10**6)
     assert run.disk_full and not run.timed_out, run
     assert run.elapsed_s < 10
-    # Killed past the cap, plus what it wrote between two looks of the watchdog (more on a
-    # busy machine); without the cap it would have written for 20 s, gigabytes.
-    assert 33 * 2**20 < used < (1 + 32 + 256) * 2**20, used
+    # Killed past the cap, plus what it wrote between two looks of the watchdog (0.1 s and
+    # the look itself): into the page cache that is up to ~3 GB/s here, so 257 MB over the cap
+    # was seen once (a full-suite run, 2026-12-03). Without the cap it would have written for
+    # 20 s: many gigabytes.
+    assert 33 * 2**20 < used < (1 + 32 + 768) * 2**20, used
     assert "workspace grew past its limit" in (python_sandbox.describe_failure(run, 20) or "")
 
 
