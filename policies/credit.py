@@ -70,6 +70,12 @@ def check_feedback(feedback: Feedback, dim: int | None = None) -> None:
         raise InvalidInputError("Feedback state contains NaN or infinite values.")
 
 
+def failed_episode(reward: float, unused_target: float | None) -> bool:
+    """Whether an episode failed in the sense of cited credit: its reward is at most what an
+    unused case earns (none without an unused target)."""
+    return unused_target is not None and reward <= unused_target
+
+
 def credit_targets(
     feedback: Feedback,
     mode: CreditMode = "cited",
@@ -91,7 +97,7 @@ def credit_targets(
     if mode == "flat" or feedback.citation == "flat":
         return {int(i): reward for i in feedback.shown}
     used = {int(i) for i in feedback.used}
-    failed = unused_target is not None and reward <= unused_target
+    failed = failed_episode(reward, unused_target)
     spared = {int(i) for i in spare_when_failed} if failed else set()
     targets: dict[int, float] = {}
     for case_id in (int(i) for i in feedback.shown):

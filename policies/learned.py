@@ -24,7 +24,12 @@ import numpy.typing as npt
 
 from memory_agent.policies.base import Candidate, Feedback, Selection, Stage, Vector
 from memory_agent.policies.context import TaskContext
-from memory_agent.policies.credit import CreditMode, check_feedback, credit_targets
+from memory_agent.policies.credit import (
+    CreditMode,
+    check_feedback,
+    credit_targets,
+    failed_episode,
+)
 from memory_agent.policies.exploration import Exploration
 from memory_agent.policies.scoring import drift_rules_hold, select_shown
 from memory_agent.store.policy_state import tenant_key
@@ -178,9 +183,8 @@ class LearnedPolicy(ABC):
         mode = self.settings.policy.failed_unused
         if mode == "zero":
             return []
-        unused = self.settings.policy.unused_target
-        if unused is None or feedback.reward > unused:
-            return []  # not a failure: nothing is spared
+        if not failed_episode(float(feedback.reward), self.settings.policy.unused_target):
+            return []  # not a failure: nothing is spared (and no drop test is paid for)
         if not drift_rules_hold(
             feedback.state, feedback.stage, self.settings, self.context, latest=feedback.reward
         ):

@@ -46,7 +46,7 @@ from memory_agent.policies.context import TaskContext
 from memory_agent.policies.exploration import demote, zscore
 from memory_agent.policies.learned import LearnedPolicy, Values
 from memory_agent.policies.scoring import (
-    drift_rules_hold,
+    margin_rule_holds,
     task_values,
     unrelated,
     value_scores,
@@ -97,11 +97,7 @@ def candidate_features(
     sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
     q, visits = task_values(state, candidates, stage, settings, context)
     rewards = [c.reward for c in candidates]
-    drift = settings.policy.neighbour_margin < 2.0 and (
-        settings.policy.drift_scope == "everywhere"
-        if context is None
-        else drift_rules_hold(state, stage, settings, context)
-    )
+    drift = margin_rule_holds(state, stage, settings, context)
     scalars = np.stack(
         [
             sims,

@@ -118,15 +118,29 @@ def drift_rules_hold(
     state: Vector,
     stage: Stage,
     settings: Settings,
-    context: TaskContext,
+    context: TaskContext | None,
     latest: float | None = None,
 ) -> bool:
     """Whether the drift rules (`policy.failed_unused`, `policy.neighbour_margin`) hold for
     this task (`policy.drift_scope`): everywhere, or where outcomes on tasks like it dropped
-    (`latest`: an outcome not yet learned, counted as the newest)."""
+    (`latest`: an outcome not yet learned, counted as the newest). Without a context no drop
+    can be seen."""
     if settings.policy.drift_scope == "everywhere":
         return True
+    if context is None:
+        return False
     return context.dropped(state, stage, settings.policy.context_cos, latest)
+
+
+def margin_rule_holds(
+    state: Vector, stage: Stage, settings: Settings, context: TaskContext | None
+) -> bool:
+    """Whether `policy.neighbour_margin` applies to this task's scoring: the rule is on (a
+    margin below 2) and the drift rules hold here. The drop test runs only when the rule is
+    on: it is a cost on every selection."""
+    return settings.policy.neighbour_margin < 2.0 and drift_rules_hold(
+        state, stage, settings, context
+    )
 
 
 def value_scores(

@@ -33,8 +33,8 @@ from memory_agent.policies.base import Candidate, Stage, Vector
 from memory_agent.policies.exploration import demote
 from memory_agent.policies.learned import LearnedPolicy, Values
 from memory_agent.policies.scoring import (
-    drift_rules_hold,
     foreign,
+    margin_rule_holds,
     task_values,
     unrelated,
     value_scores,
@@ -53,9 +53,7 @@ class ValuePolicy(LearnedPolicy):
         self, state: Vector, candidates: Sequence[Candidate], stage: Stage
     ) -> tuple[Vector, Values]:
         values = task_values(state, candidates, stage, self.settings, self.context)
-        drift = self.settings.policy.neighbour_margin < 2.0 and drift_rules_hold(
-            state, stage, self.settings, self.context
-        )
+        drift = margin_rule_holds(state, stage, self.settings, self.context)
         scores = value_scores(candidates, stage, self.settings, values, drift_rules=drift)
         # A case known to serve another kind of task ranks after every other: otherwise its
         # prior would beat related cases that proved weak (a bit-counting example shown for a
