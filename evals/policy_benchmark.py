@@ -10,6 +10,11 @@ minus flat credit (95% intervals over seeds), cumulative regret against the orac
 expected reward, and the time of `select` and `update` calls. `neural-no-emb` is `neural`
 without the case embedding among its inputs (the ablation: what the network gets from
 recognising cases rather than from matching them to the task).
+
+`bound` and `bound-task` (evals/policy_bound.py) run only when asked for: not policies but
+upper bounds, told the hidden family of every task (and case), which this module passes to
+them from the stream. They measure what a learner could reach if it could tell families
+apart; their figures must never be read as a policy's.
 """
 
 from __future__ import annotations
@@ -18,13 +23,20 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from memory_agent.evals.extras import eval_extra
+from memory_agent.evals.policy_bound import (
+    BOUND_KINDS,
+    TOLD,
+    BoundKind,
+    BoundSettings,
+    FamilyBound,
+)
 from memory_agent.evals.policy_stream import (
     SimCase,
     Stream,
@@ -39,8 +51,13 @@ if TYPE_CHECKING:
     from memory_agent.settings import Settings
     from memory_agent.store import Embedder
 
-PolicyKind = Literal["similarity", "value", "neural", "neural-no-emb", "oracle"]
+PolicyKind = Literal[
+    "similarity", "value", "neural", "neural-no-emb", "oracle", "bound", "bound-task"
+]
 KINDS: tuple[PolicyKind, ...] = ("similarity", "value", "neural", "neural-no-emb", "oracle")
+"""The default run."""
+ALL_KINDS: tuple[PolicyKind, ...] = (*KINDS, *BOUND_KINDS)
+"""Everything `--policies` accepts: the default run and the bounds (told hidden families)."""
 LEARNERS: tuple[PolicyKind, ...] = ("value", "neural")
 """Run with cited and with flat credit (the ablation runs with cited credit only)."""
 # Two-sided 95% Student t quantiles by degrees of freedom (seeds - 1); beyond 30, normal.
@@ -60,6 +77,9 @@ class RunResult:
     regrets: list[float]
     select_ms: list[float] = field(default_factory=list)
     update_ms: list[float] = field(default_factory=list)
+    shown_families: list[list[int]] = field(default_factory=list)
+    """Per episode, the hidden family of each case shown (how often a policy shows a twin's
+    or another family's case; the oracle's and the bounds' included)."""
 
     @property
     def final_reward(self) -> float:
@@ -78,10 +98,18 @@ def embed_texts(embedder: Embedder, texts: Sequence[str]) -> dict[str, Vector]:
     return {t: vectors[i] for i, t in enumerate(unique)}
 
 
+def as_bound(kind: str) -> BoundKind | None:
+    """The kind as a bound's, or None for a policy (or the oracle)."""
+    for bound in BOUND_KINDS:
+        if kind == bound:
+            return bound
+    return None
+
+
 def _make_policy(
     kind: PolicyKind, memory: Any, settings: Settings, credit: str, seed: int
 ) -> CasePolicy | None:
-    if kind == "oracle":
+    if kind == "oracle" or kind in BOUND_KINDS:
         return None
     if kind == "similarity":
         from memory_agent.policies.similarity import SimilarityPolicy
@@ -111,8 +139,13 @@ def run_policy(
     *,
     k: int = 3,
     on_episode: Callable[[], None] | None = None,
+    bound: BoundSettings | None = None,
 ) -> RunResult:
-    """One policy over the whole stream, on a fresh store in a temporary directory."""
+    """One policy over the whole stream, on a fresh store in a temporary directory.
+
+    A bound kind gets `bound` settings (default: `BoundSettings()`) and, per episode, the
+    hidden family of the task (and for `bound`, of every case) beside the shortlist.
+    """
     from memory_agent.policies.base import Feedback
     from memory_agent.store import CaseMemory, NewCase
 
@@ -122,7 +155,10 @@ def run_policy(
         memory = CaseMemory(run_settings, database_url=f"sqlite:///{Path(tmp) / 'bench.db'}")
         try:
             policy = _make_policy(kind, memory, run_settings, credit, seed)
+            bound_kind = as_bound(kind)
+            told = None if bound_kind is None else FamilyBound(bound_kind, seed, bound)
             cases: dict[int, SimCase] = {}
+            case_family: dict[int, int] = {}  # hidden; only a bound told case families sees it
             for episode in range(stream.episodes):
                 arriving = stream.arrivals.get(episode, [])
                 if arriving:
@@ -135,6 +171,7 @@ def run_policy(
                         embeddings=np.stack([vectors[c.text] for c in arriving]),
                     )
                     cases.update(zip(ids, arriving, strict=True))
+                    case_family.update((i, c.family) for i, c in zip(ids, arriving, strict=True))
                 family, text = stream.tasks[episode]
                 state = vectors[text]
                 candidates = memory.candidates(
@@ -144,7 +181,16 @@ def run_policy(
                     c.case_id: cases[c.case_id].utility_at(family, episode) for c in candidates
                 }
                 best = sorted(utility.values(), reverse=True)[:k]
-                if policy is None:
+                if told is not None:
+                    started = time.perf_counter()
+                    chosen = told.select(
+                        candidates,
+                        k,
+                        task_family=family,
+                        case_family=case_family if told.knows_case_family else None,
+                    )
+                    result.select_ms.append((time.perf_counter() - started) * 1000)
+                elif policy is None:
                     chosen = sorted(utility, key=lambda i: -utility[i])[:k]
                 else:
                     started = time.perf_counter()
@@ -156,15 +202,20 @@ def run_policy(
                 reward = realised_reward(utilities, used, float(stream.noise[episode]))
                 result.rewards.append(reward)
                 result.regrets.append(expected_reward(best) - expected_reward(utilities))
-                if policy is not None:
-                    feedback = Feedback(
-                        namespace=NAMESPACE,
-                        stage=STAGE,
-                        state=state,
-                        shown=chosen,
-                        used=[i for i, flag in zip(chosen, used, strict=True) if flag],
-                        reward=reward,
-                    )
+                result.shown_families.append([cases[i].family for i in chosen])
+                feedback = Feedback(
+                    namespace=NAMESPACE,
+                    stage=STAGE,
+                    state=state,
+                    shown=chosen,
+                    used=[i for i, flag in zip(chosen, used, strict=True) if flag],
+                    reward=reward,
+                )
+                if told is not None:
+                    started = time.perf_counter()
+                    told.update(feedback, task_family=family)
+                    result.update_ms.append((time.perf_counter() - started) * 1000)
+                elif policy is not None:
                     started = time.perf_counter()
                     policy.update(feedback)
                     result.update_ms.append((time.perf_counter() - started) * 1000)
@@ -264,11 +315,14 @@ def summarise(results: Sequence[RunResult], episodes: int, seeds: Sequence[int])
         return out
 
     policies: dict[str, Any] = {}
-    for kind in KINDS:
+    for kind in ALL_KINDS:
         runs = by.get((kind, "cited"))
         if not runs:
             continue
         policies[kind] = figures(runs)
+        bound_kind = as_bound(kind)
+        if bound_kind is not None:
+            policies[kind]["told"] = TOLD[bound_kind]
         if kind not in ("similarity", "oracle") and by.get(("similarity", "cited")):
             policies[kind]["minus_similarity"] = paired(runs, by[("similarity", "cited")])
         if by.get((kind, "flat")):
@@ -282,7 +336,12 @@ def curves(results: Sequence[RunResult], window: int = 25) -> dict[str, np.ndarr
     out: dict[str, np.ndarray] = {}
     groups: dict[str, list[np.ndarray]] = {}
     for r in results:
-        label = r.policy if r.policy in ("similarity", "oracle") else f"{r.policy} ({r.credit})"
+        if r.policy in BOUND_KINDS:
+            label = f"{r.policy} (told families)"
+        elif r.policy in ("similarity", "oracle"):
+            label = r.policy
+        else:
+            label = f"{r.policy} ({r.credit})"
         groups.setdefault(label, []).append(np.asarray(r.rewards))
     kernel = np.ones(window) / window
     for label, series in groups.items():
@@ -324,13 +383,28 @@ def run_benchmark(
     policies: Sequence[PolicyKind] = KINDS,
     k: int = 3,
     on_episode: Callable[[], None] | None = None,
+    bound: BoundSettings | None = None,
 ) -> tuple[dict[str, Any], list[RunResult]]:
-    """Every (policy, credit) pair on the stream of every seed."""
+    """Every (policy, credit) pair on the stream of every seed (`bound`: the bounds' settings)."""
     streams = {seed: make_stream(episodes, seed, k) for seed in seeds}
     vectors = embed_texts(embedder, [t for s in streams.values() for t in s.texts])
-    results = [
-        run_policy(kind, credit, streams[seed], vectors, settings, seed, k=k, on_episode=on_episode)
-        for seed in seeds
-        for kind, credit in plan_runs(policies)
-    ]
-    return summarise(results, episodes, seeds), results
+    results = []
+    for seed in seeds:
+        for kind, credit in plan_runs(policies):
+            results.append(
+                run_policy(
+                    kind,
+                    credit,
+                    streams[seed],
+                    vectors,
+                    settings,
+                    seed,
+                    k=k,
+                    on_episode=on_episode,
+                    bound=bound,
+                )  # fmt: skip
+            )
+    summary = summarise(results, episodes, seeds)
+    if any(kind in BOUND_KINDS for kind in policies):
+        summary["bound_settings"] = asdict(bound or BoundSettings())
+    return summary, results

@@ -23,8 +23,22 @@ def bench_policy(
     seeds: Annotated[int, typer.Option(min=1, max=20, help="How many seeds.")] = 3,
     policies: Annotated[
         str,
-        typer.Option(help="Comma-separated: similarity,value,neural,neural-no-emb,oracle."),
+        typer.Option(
+            help="Comma-separated: similarity,value,neural,neural-no-emb,oracle; on request "
+            "also the upper bounds bound (told the family of every task and case) and "
+            "bound-task (of every task only), which are not policies."
+        ),
     ] = "similarity,value,neural,neural-no-emb,oracle",
+    bound_sigma: Annotated[
+        float, typer.Option(help="Bounds only: scale of the Thompson draw (0: none).")
+    ] = 0.2,
+    bound_prior_mean: Annotated[
+        float, typer.Option(help="Bounds only: prior mean of a case's value (weight 1).")
+    ] = 0.4,
+    bound_greedy_from: Annotated[
+        int | None,
+        typer.Option(help="Bounds only: from this episode on, pick by the posterior mean."),
+    ] = None,
     out: OutOption = None,
     plot: Annotated[
         Path | None,
@@ -39,20 +53,32 @@ def bench_policy(
     ratio to the oracle's with a 95% interval over seeds, the paired difference to
     similarity, cumulative regret, the time of select (50 candidates) and update, and a
     learning curve. The curve and summary.json go to --out (default HOME/bench/policy).
+
+    The bounds (--policies bound,bound-task; evals/policy_bound.py) are told hidden families
+    no policy sees: they say how much of the oracle a learner could reach on this stream.
     """
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from memory_agent.evals.policy_benchmark import KINDS, plan_runs, plot_curves, run_benchmark
+    from memory_agent.evals.policy_benchmark import (
+        ALL_KINDS,
+        plan_runs,
+        plot_curves,
+        run_benchmark,
+    )
+    from memory_agent.evals.policy_bound import BoundSettings
     from memory_agent.store.embedder import embedder_from_settings
 
     chosen = [p.strip() for p in policies.split(",") if p.strip()]
-    unknown = [p for p in chosen if p not in KINDS]
+    unknown = [p for p in chosen if p not in ALL_KINDS]
     if unknown or not chosen:
         raise InvalidInputError(
             f"Unknown policy {unknown[0] if unknown else ''!r} in --policies; choose from "
-            f"{', '.join(KINDS)}."
+            f"{', '.join(ALL_KINDS)}."
         )
+    bound = BoundSettings(
+        sigma=bound_sigma, prior_mean=bound_prior_mean, greedy_from=bound_greedy_from
+    )
     # Per-decision networks are tiny: one thread avoids fighting the other cores' work.
     torch.set_num_threads(1)
     settings = state(ctx).settings()
@@ -74,6 +100,7 @@ def bench_policy(
             seeds=seed_list,
             policies=chosen,  # type: ignore[arg-type]
             on_episode=lambda: progress.advance(task),
+            bound=bound,
         )
     title = f"Case selection, {episodes} episodes, seeds {seed_list[0]}-{seed_list[-1]}"
     summary["plot"] = str(plot_curves(results, plot or folder / PLOT_NAME, title))
@@ -119,7 +146,9 @@ def _print_table(summary: dict[str, Any]) -> None:
         )
 
     for name, figures in summary["policies"].items():
-        row(name, "cited" if "flat" in figures else "-", figures)
+        # A bound is told hidden families: its row must not read like a policy's.
+        label = f"{name} ‡" if "told" in figures else name
+        row(label, "cited" if "flat" in figures or "told" in figures else "-", figures)
         if "flat" in figures:
             row(name, "flat", figures["flat"])
     console = Console()
@@ -128,6 +157,12 @@ def _print_table(summary: dict[str, Any]) -> None:
         "vs oracle: the mean final reward over the oracle's (worst seed in brackets); 95% CI: "
         "of the per-seed ratio, over seeds; minus similarity: paired by seed."
     )
+    for name, figures in summary["policies"].items():
+        if "told" in figures:
+            console.print(
+                f"{name} ‡: an upper bound, not a policy: told {figures['told']}, which no "
+                "policy sees (evals/policy_bound.py)."
+            )
     for name, figures in summary["policies"].items():
         if figures.get("cited_minus_flat"):
             console.print(
