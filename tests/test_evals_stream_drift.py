@@ -28,6 +28,7 @@ from memory_agent.evals.stream import (
     resolve_families,
     run_stream,
 )
+from memory_agent.evals.stream_families import drift_applies
 from memory_agent.evals.stream_report import json_figures, summary
 
 FAMILIES6 = resolve_families(["count_bits", "spell_backward", "letter_counting"],
@@ -376,3 +377,12 @@ def test_resume_refuses_another_stream(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="other settings.*lenient"):
         run_stream(config=drift_config(tasks=6, holdout=6, lenient=0.1), policies=["none"],
                    seeds=[0], solver_factory=_factory(), out=tmp_path, resume=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("number", [0x1E5, 0x12E4, 0xABC, 0x123])
+def test_a_hex_number_the_old_one_liner_cannot_run_is_a_drifted_task(number: int) -> None:
+    """ "1e5" reads as a float (bin() raises TypeError), "abc" as a name: the stale one-liner
+    gives no right answer, so the task counts as drifted instead of crashing the stream (seed 1
+    of the full drift stream crashed here); "123" reads as the decimal 123, a wrong count."""
+    entry = {"metadata": {"number": number}}
+    assert drift_applies(entry, "count_bits")
