@@ -278,6 +278,14 @@ class PolicySettings(BaseSettings):
         "default: policies/context.py `TaskContext.dropped`; `bench policy`, a stream without "
         "such drops, keeps the figures of the rules off).",
     )
+    drift_history: Literal["all", "since_onset"] = Field(
+        default="since_onset",
+        description="value, where a drop holds (`drift_scope`): a case's task-conditioned "
+        "value counts every outcome (all), or only those since the drop's onset "
+        "(since_onset, the default: values earned before a format change do not carry over "
+        "to the look-alike tasks after it, and the ranking falls back to similarity until "
+        "outcomes after the change come in; tests/test_policy_drift.py). A drift rule.",
+    )
     hidden: int = Field(default=128, ge=4, le=4096, description="Neural Q hidden units.")
     learning_rate: float = Field(default=1e-2, gt=0.0, le=1.0, description="Neural Adam step.")
     replay_size: int = Field(default=2000, ge=16, description="Neural replay buffer size.")

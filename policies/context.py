@@ -54,6 +54,7 @@ DROP_RECENT = 8
 DROP_MIN_OLDER = 4.0
 DROP_LEVEL = 0.1
 DROP_MARGIN = 0.25
+ONSET_MEMORY = 64  # drops noted per stage (`TaskContext.note_drop`)
 Floats = npt.NDArray[np.float64]
 ContextModel = Literal["kernel", "ridge"]
 
@@ -82,6 +83,14 @@ class TaskContext:
         self.episodes: dict[Stage, deque[tuple[Vector, float]]] = {}
         # Per stage, the last episodes' (task vector, reward): where outcomes dropped.
         self.outcomes: dict[Stage, RecentOutcomes] = {}
+        # Every outcome carries the tick of its episode (`clock`: episodes added so far), so
+        # that where a drop holds, what was earned before its onset can be set aside.
+        self.clock = 0
+        self.ticks: dict[tuple[Stage, int], deque[int]] = {}
+        self.episode_ticks: dict[Stage, deque[int]] = {}
+        # Per stage, the drops seen (task vector, onset tick): a drop stays noted after the
+        # outcomes that showed it are no longer the latest (`note_drop`, `noted_onset`).
+        self.onsets: dict[Stage, deque[tuple[Vector, float]]] = {}
         self.dirty = 0
         self._memo: tuple[object, dict[int, tuple[Floats, Floats]]] | None = None
         # Per (stage, case): the ridge fit of its history (mean task, weights, mean target).
@@ -98,16 +107,20 @@ class TaskContext:
         """Remember the credited targets of an episode at this task (and its reward, if given:
         what `dropped` compares)."""
         unit = _unit(state)
+        tick = self.clock
         for case_id, target in targets.items():
+            self._ticks((stage, int(case_id))).append(tick)
             slot = self.history.setdefault((stage, int(case_id)), deque(maxlen=self.size))
             slot.append((unit, float(target)))
             self._fits.pop((stage, int(case_id)), None)
         if targets:
             mean = float(np.mean([float(t) for t in targets.values()]))
+            self._episode_ticks(stage).append(tick)
             self.episodes.setdefault(stage, deque(maxlen=EPISODE_MEMORY)).append((unit, mean))
         if reward is not None:
             past = self.outcomes.setdefault(stage, RecentOutcomes(EPISODE_MEMORY))
-            past.append(unit, float(reward))
+            past.append(unit, float(reward), tick)
+        self.clock += 1
         self.dirty += 1
         self._memo = None
 
@@ -124,6 +137,7 @@ class TaskContext:
         threshold: float,
         model: ContextModel = "kernel",
         ridge: float = 0.1,
+        since: int | None = None,
     ) -> tuple[Floats, Floats]:
         """(value, relevant weight) of each candidate for this task.
 
@@ -134,7 +148,17 @@ class TaskContext:
         prior (`prior`) if none was; a case never shown gets the task prior. The weight
         returned is Σ w: the visits that count for this task. With `model="ridge"`, Σ w·target
         is replaced by Σ w times the case's ridge fit at this task (penalty `ridge`).
+
+        `since` (the onset of a drop on tasks like this one, `onset`): only outcomes from that
+        tick on count, the kernel-weighted mean of them, over the task prior of the episodes
+        since then; a case with none is unknown here (the values it earned before the change
+        say nothing of the tasks after it, so the ranking falls back to similarity).
         """
+        if since is not None:
+            return self._values_since(
+                state, candidates, stage, since,
+                q_init=q_init, prior_weight=prior_weight, threshold=threshold,
+            )  # fmt: skip
         task_prior = self.prior(
             state, stage, q_init=q_init, prior_weight=prior_weight, threshold=threshold
         )
@@ -159,8 +183,46 @@ class TaskContext:
             out_n[i] = total
         return out_q, out_n
 
+    def _values_since(
+        self,
+        state: Vector,
+        candidates: Sequence[Candidate],
+        stage: Stage,
+        since: int,
+        *,
+        q_init: float,
+        prior_weight: float,
+        threshold: float,
+    ) -> tuple[Floats, Floats]:
+        """`values` counting only the outcomes from tick `since` on (kernel model)."""
+        task_prior = self.prior(
+            state, stage, q_init=q_init, prior_weight=prior_weight, threshold=threshold,
+            since=since,
+        )  # fmt: skip
+        out_q = np.full(len(candidates), task_prior, dtype=np.float64)
+        out_n = np.zeros(len(candidates), dtype=np.float64)
+        for i, (w, targets) in self._weights(state, candidates, stage, threshold).items():
+            ticks = self.ticks.get((stage, candidates[i].case_id))
+            if ticks is None or len(ticks) != len(w):
+                continue  # no ticks (an older blob): all earned before any onset seen here
+            recent = np.asarray(ticks, dtype=np.int64) >= since
+            if not recent.any():
+                continue
+            wr = w * recent
+            total = float(wr.sum())
+            out_q[i] = (prior_weight * task_prior + float(wr @ targets)) / (prior_weight + total)
+            out_n[i] = total
+        return out_q, out_n
+
     def prior(
-        self, state: Vector, stage: Stage, *, q_init: float, prior_weight: float, threshold: float
+        self,
+        state: Vector,
+        stage: Stage,
+        *,
+        q_init: float,
+        prior_weight: float,
+        threshold: float,
+        since: int | None = None,
     ) -> float:
         """What a shown case earned on tasks like this one, on average (empirical Bayes).
 
@@ -175,6 +237,9 @@ class TaskContext:
         vectors = np.stack([v for v, _ in past])
         means = np.asarray([y for _, y in past], dtype=np.float64)
         w = kernel((vectors @ _unit(state)).astype(np.float64), threshold)
+        if since is not None:
+            # Since the onset of a drop (`since`): only the episodes from it on.
+            w = w * (np.asarray(self._episode_ticks(stage), dtype=np.int64) >= since)
         return float((prior_weight * q_init + w @ means) / (prior_weight + w.sum()))
 
     def dropped(
@@ -192,17 +257,27 @@ class TaskContext:
         outcomes were mixed or low (noisy rewards, partial help, a policy still exploring), a
         failure is not: F(0) is then the share of older outcomes near failure.
         """
+        return self.onset(state, stage, threshold, latest) is not None
+
+    def onset(
+        self, state: Vector, stage: Stage, threshold: float, latest: float | None = None
+    ) -> int | None:
+        """The tick of the first outcome of the drop on tasks like this one (`dropped`: the
+        oldest of the longest run of recent outcomes that is improbably low), None if none.
+        `latest` counts as the newest outcome, at the next tick."""
         past = self.outcomes.get(stage)
         if past is None or not len(past):
-            return False
+            return None
         cosines, rewards = past.cosines(_unit(state))
+        ticks = past.tick_order()
         w = kernel(cosines, threshold)
         if latest is not None:
             rewards = np.append(rewards, float(latest))
             w = np.append(w, 1.0)
+            ticks = np.append(ticks, self.clock)
         near = np.flatnonzero(w >= DROP_NEAR)[::-1][:DROP_RECENT]  # newest first
         if near.size == 0:
-            return False
+            return None
         # Column j: the last j + 1 near outcomes against every outcome before the oldest of
         # them (`older weight`: total[j]); row i: recent outcome i. All in one go: this runs
         # on every selection.
@@ -213,7 +288,56 @@ class TaskContext:
         chance = (below[:, near] + 0.5) / (total[None, :] + 1.0)
         counted = np.tri(near.size, dtype=bool).T  # recent outcome i is among the last j + 1
         mean = (chance * counted).sum(axis=0) / np.arange(1, near.size + 1)
-        return bool(np.any(mean[total >= DROP_MIN_OLDER] <= DROP_LEVEL))
+        low = np.flatnonzero((mean <= DROP_LEVEL) & (total >= DROP_MIN_OLDER))
+        return None if low.size == 0 else int(ticks[near[low[-1]]])
+
+    def note_drop(self, state: Vector, stage: Stage, threshold: float) -> None:
+        """After a failure: if outcomes on tasks like this one dropped, note the onset. A drop
+        already noted here goes on (the window of `onset` slides with every failure) unless
+        something succeeded here since it, and then failed again: a new change."""
+        live = self.onset(state, stage, threshold)
+        if live is None or live < 0:
+            return
+        noted = self.noted_onset(state, stage, threshold)
+        if noted is not None and live <= noted:
+            return
+        if noted is not None:
+            cosines, rewards = self.outcomes[stage].cosines(_unit(state))
+            ticks = self.outcomes[stage].tick_order()
+            near = kernel(cosines, threshold) >= DROP_NEAR
+            between = near & (ticks >= noted) & (ticks < live)
+            if not np.any(rewards[between] > DROP_LEVEL + DROP_MARGIN):
+                return
+        past = self.onsets.setdefault(stage, deque(maxlen=ONSET_MEMORY))
+        past.append((_unit(state), float(live)))
+        self.dirty += 1
+
+    def noted_onset(self, state: Vector, stage: Stage, threshold: float) -> int | None:
+        """The latest onset noted for tasks like this one (`note_drop`), None if none."""
+        past = self.onsets.get(stage)
+        if not past:
+            return None
+        vectors = np.stack([v for v, _ in past])
+        near = kernel((vectors @ _unit(state)).astype(np.float64), threshold) >= DROP_NEAR
+        if not near.any():
+            return None
+        return int(max(t for (_, t), n in zip(past, near, strict=True) if n))
+
+    def _ticks(self, key: tuple[Stage, int]) -> deque[int]:
+        """The ticks of the case's history (-1, before any onset, for outcomes loaded from a
+        blob saved without ticks)."""
+        ticks = self.ticks.get(key)
+        if ticks is None:
+            ticks = deque([-1] * len(self.history.get(key, ())), maxlen=self.size)
+            self.ticks[key] = ticks
+        return ticks
+
+    def _episode_ticks(self, stage: Stage) -> deque[int]:
+        ticks = self.episode_ticks.get(stage)
+        if ticks is None:
+            ticks = deque([-1] * len(self.episodes.get(stage, ())), maxlen=EPISODE_MEMORY)
+            self.episode_ticks[stage] = ticks
+        return ticks
 
     def _fit(self, stage: Stage, case_id: int, ridge: float) -> tuple[Floats, Floats, float]:
         """The case's ridge fit: (mean task vector, weights, mean target), so its value at a
@@ -283,10 +407,11 @@ class TaskContext:
         """Drop the history of cases no longer in memory."""
         for key in [k for k in self.history if k[1] not in keep]:
             del self.history[key]
+            self.ticks.pop(key, None)
             self._fits.pop(key, None)
 
     def save(self) -> None:
-        if not self.history and not self.episodes and not self.outcomes:
+        if not self.history and not self.episodes and not self.outcomes and not self.onsets:
             return
         keys = list(self.history)
         lengths = np.asarray([len(self.history[k]) for k in keys], dtype=np.int64)
@@ -307,6 +432,17 @@ class TaskContext:
         outcome_rewards = np.asarray(
             [y for s in outcome_stages for _, y in self.outcomes[s]], dtype=np.float32
         )
+        ticks = np.asarray([t for k in keys for t in self._ticks(k)], dtype=np.int64)
+        episode_ticks = np.asarray(
+            [t for s in episode_stages for t in self._episode_ticks(s)], dtype=np.int64
+        )
+        outcome_ticks = np.concatenate(
+            [self.outcomes[s].tick_order() for s in outcome_stages] or [np.zeros(0, np.int64)]
+        )
+        onset_stages = list(self.onsets)
+        onset_lengths = np.asarray([len(self.onsets[s]) for s in onset_stages], np.int64)
+        onset_vectors = _stack([v for s in onset_stages for v, _ in self.onsets[s]], dim)
+        onset_ticks_ = np.asarray([t for s in onset_stages for _, t in self.onsets[s]], np.float64)
         out = io.BytesIO()
         np.savez(
             out,
@@ -320,6 +456,12 @@ class TaskContext:
             outcome_lengths=outcome_lengths,
             outcome_vectors=outcome_vectors.astype(np.float16),
             outcome_rewards=outcome_rewards,
+            ticks=ticks,
+            episode_ticks=episode_ticks,
+            outcome_ticks=outcome_ticks,
+            onset_lengths=onset_lengths,
+            onset_vectors=onset_vectors.astype(np.float16),
+            onset_ticks=onset_ticks_,
         )
         self.memory.policy_states.save(
             self.key,
@@ -330,6 +472,8 @@ class TaskContext:
                 "size": self.size,
                 "episode_stages": episode_stages,
                 "outcome_stages": outcome_stages,
+                "clock": self.clock,
+                "onset_stages": onset_stages,
             },
         )
         self.dirty = 0
@@ -353,15 +497,29 @@ class TaskContext:
                 (vectors[j], float(targets[j])) for j in range(max(start, end - self.size), end)
             )
             self.history[(str(stage), int(case_id))] = slot
+            if "ticks" in data and len(data["ticks"]) == len(targets):
+                kept = range(max(start, end - self.size), end)
+                self.ticks[(str(stage), int(case_id))] = deque(
+                    (int(data["ticks"][j]) for j in kept), maxlen=self.size
+                )
             start = end
+        # Saved without ticks: every outcome loaded counts as earned before any onset.
+        self.clock = int(saved.meta.get("clock", 0))
         # Saved before the task prior existed: it starts empty (q_init until episodes come);
         # saved before episode rewards were kept: no drop is seen until new ones come.
         self.episodes = _load_recent(data, saved.meta.get("episode_stages", []), "episode", "means")
+        self.onsets = _load_recent(data, saved.meta.get("onset_stages", []), "onset", "ticks")
+        episode_ticks = _load_ticks(data, "episode", saved.meta.get("episode_stages", []))
+        for stage, ticks in episode_ticks.items():
+            if len(ticks) == len(self.episodes.get(stage, ())):
+                self.episode_ticks[stage] = deque(ticks, maxlen=EPISODE_MEMORY)
         loaded = _load_recent(data, saved.meta.get("outcome_stages", []), "outcome", "rewards")
+        outcome_ticks = _load_ticks(data, "outcome", saved.meta.get("outcome_stages", []))
         for stage, pairs in loaded.items():
             recent = self.outcomes[stage] = RecentOutcomes(EPISODE_MEMORY)
-            for vector, reward in pairs:
-                recent.append(vector, reward)
+            ticks = outcome_ticks.get(stage, [])
+            for j, (vector, reward) in enumerate(pairs):
+                recent.append(vector, reward, ticks[j] if len(ticks) == len(pairs) else -1)
 
 
 class RecentOutcomes:
@@ -373,14 +531,21 @@ class RecentOutcomes:
         self.count = 0  # pairs ever appended; the newest is at (count - 1) % size
         self.vectors: npt.NDArray[np.float32] | None = None
         self.rewards = np.zeros(size, dtype=np.float64)
+        self.ticks = np.full(size, -1, dtype=np.int64)
 
-    def append(self, vector: Vector, reward: float) -> None:
+    def append(self, vector: Vector, reward: float, tick: int = -1) -> None:
         if self.vectors is None:
             self.vectors = np.zeros((self.size, vector.shape[0]), dtype=np.float32)
         slot = self.count % self.size
         self.vectors[slot] = vector
         self.rewards[slot] = reward
+        self.ticks[slot] = tick
         self.count += 1
+
+    def tick_order(self) -> npt.NDArray[np.int64]:
+        """The tick of each pair, oldest first (-1: loaded from a blob saved without)."""
+        out: npt.NDArray[np.int64] = self.ticks[self._order()]
+        return out
 
     def __len__(self) -> int:
         return min(self.count, self.size)
@@ -421,6 +586,24 @@ def _load_recent(
         past.extend((vectors[j], float(numbers[j])) for j in range(start, end))
         out[str(stage)] = past
         start = end
+    return out
+
+
+def _load_ticks(
+    data: Mapping[str, npt.NDArray[np.generic]], prefix: str, stages: Sequence[str]
+) -> dict[Stage, list[int]]:
+    """Per stage, the saved ticks of `<prefix>_ticks` (none if the blob predates them)."""
+    key = f"{prefix}_ticks"
+    if key not in data or f"{prefix}_lengths" not in data:
+        return {}
+    lengths = data[f"{prefix}_lengths"]
+    if len(stages) != len(lengths) or int(lengths.sum()) != len(data[key]):
+        return {}
+    out: dict[Stage, list[int]] = {}
+    start = 0
+    for stage, n in zip(stages, lengths, strict=True):
+        out[str(stage)] = [int(t) for t in data[key][start : start + int(n)]]
+        start += int(n)
     return out
 
 

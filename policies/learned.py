@@ -204,6 +204,12 @@ class LearnedPolicy(ABC):
         """After the values moved: remember the outcome for tasks like this one, and save
         the history every `policy_save_every` feedbacks."""
         self.context.add(feedback.stage, feedback.state, targets, feedback.reward)
+        policy = self.settings.policy
+        if policy.drift_history == "since_onset" and failed_episode(
+            float(feedback.reward), policy.unused_target
+        ):
+            # A drop stays noted, so values from before it stay set aside after a success.
+            self.context.note_drop(feedback.state, feedback.stage, policy.context_cos)
         if self.context.dirty >= self.settings.policy.save_every:
             self.save_namespace()
 

@@ -79,8 +79,10 @@ def task_values(
     stage: Stage,
     settings: Settings,
     context: TaskContext | None,
+    since: int | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """(value, relevant visits) of each candidate for this task (stored values without context)."""
+    """(value, relevant visits) of each candidate for this task (stored values without context);
+    `since`: count only outcomes from that tick on (`drift_onset`)."""
     q, visits = stage_values(candidates, stage, settings.policy.q_init)
     if context is None:
         return q, visits
@@ -89,7 +91,7 @@ def task_values(
         q_init=settings.policy.q_init,
         prior_weight=max(settings.policy.prior_visits, 1e-3),
         threshold=settings.policy.context_cos,
-        model=settings.policy.context_model, ridge=settings.policy.context_ridge,
+        model=settings.policy.context_model, ridge=settings.policy.context_ridge, since=since,
     )  # fmt: skip
     # A value earned only on unrelated tasks says nothing about this one (a bit-counting
     # example is no better on a spelling task for having helped with bit counting).
@@ -130,6 +132,17 @@ def drift_rules_hold(
     if context is None:
         return False
     return context.dropped(state, stage, settings.policy.context_cos, latest)
+
+
+def drift_onset(
+    state: Vector, stage: Stage, settings: Settings, context: TaskContext | None
+) -> int | None:
+    """The tick from which a task's values count (`policy.drift_history=since_onset`): the
+    onset of the latest drop noted on tasks like this one (`TaskContext.note_drop`), None
+    where there is none (or the rule is off)."""
+    if context is None or settings.policy.drift_history != "since_onset":
+        return None
+    return context.noted_onset(state, stage, settings.policy.context_cos)
 
 
 def margin_rule_holds(

@@ -21,6 +21,15 @@ cost 3.7 points of the oracle ratio on `bench policy` (5 seeds), so by default
 (`policy.drift_scope=on_drop`) they hold only for a task whose neighbourhood shows a drop: its
 latest outcomes clearly below what tasks like it earned before (context.TaskContext.dropped).
 `bench policy` has no such drop and keeps its figures (BENCHMARKS.md).
+
+Those two rules keep the correction among the cases shown, but a small planner copies what
+most shown examples do, and the stale examples never yet tried on the new format still carry
+the values they earned before it (the format changed, the task vectors hardly: decimal and
+hexadecimal count_bits questions sit at cosine ~0.85). So once a drop is noted on tasks like
+this one (context.TaskContext.note_drop, after a failure; it stays noted after a success),
+only outcomes since its onset count for them (`policy.drift_history=since_onset`): a case
+with none is unknown and borrows its prior from its visited look-alikes, so the ranking falls
+back to similarity, which puts the correction and the new-format successes first.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from memory_agent.policies.base import Candidate, Stage, Vector
 from memory_agent.policies.exploration import demote
 from memory_agent.policies.learned import LearnedPolicy, Values
 from memory_agent.policies.scoring import (
+    drift_onset,
     foreign,
     margin_rule_holds,
     task_values,
@@ -52,7 +62,8 @@ class ValuePolicy(LearnedPolicy):
     def evaluate(
         self, state: Vector, candidates: Sequence[Candidate], stage: Stage
     ) -> tuple[Vector, Values]:
-        values = task_values(state, candidates, stage, self.settings, self.context)
+        since = drift_onset(state, stage, self.settings, self.context)
+        values = task_values(state, candidates, stage, self.settings, self.context, since)
         drift = margin_rule_holds(state, stage, self.settings, self.context)
         scores = value_scores(candidates, stage, self.settings, values, drift_rules=drift)
         # A case known to serve another kind of task ranks after every other: otherwise its

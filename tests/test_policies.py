@@ -450,6 +450,39 @@ def test_a_drop_is_a_failure_below_what_tasks_like_this_one_earned(memory: CaseM
     assert not mixed.dropped(a, "plan", 0.4, latest=0.0)
 
 
+def test_a_noted_drop_sets_aside_what_was_earned_before_it(memory: CaseMemory) -> None:
+    """`policy.drift_history=since_onset`: after a drop is noted, only outcomes from its onset
+    on count for tasks like it; the drop stays noted after a success and is saved (ticks and
+    onsets) with the context."""
+    from memory_agent.policies.base import Candidate
+    from memory_agent.policies.context import TaskContext
+
+    rng = np.random.default_rng(7)
+    a, b = unit(rng, 2)
+    context = TaskContext(memory, "onset_context", 16)
+    for _ in range(6):
+        context.add("plan", tasks_like(rng, a), {1: 1.0, 2: 1.0}, 1.0)
+    assert context.noted_onset(a, "plan", 0.4) is None
+    context.add("plan", tasks_like(rng, a), {1: 0.0}, 0.0)  # case 1 fails after the change
+    context.note_drop(a, "plan", 0.4)
+    assert context.noted_onset(a, "plan", 0.4) == 6  # the failure's episode, tick 6
+    assert context.noted_onset(b, "plan", 0.4) is None  # not on unrelated tasks
+    context.add("plan", tasks_like(rng, a), {3: 1.0}, 1.0)  # a success since: still noted
+    context.save()
+    loaded = TaskContext(memory, "onset_context", 16)
+    assert loaded.noted_onset(a, "plan", 0.4) == 6
+    candidates = [Candidate(i, 0.5, a.astype(np.float32), None) for i in (1, 2, 3)]
+    ones, visits = np.ones(3), np.full(3, 6.0)
+    q, n = loaded.values(a, candidates, "plan", ones, visits, q_init=0.5, prior_weight=1.0,
+                         threshold=0.4, model="ridge", since=6)  # fmt: skip
+    # Case 1 failed since the onset, case 2 earned only before it (unknown now), case 3
+    # succeeded since; the prior is the mean of the episodes since then.
+    assert q[0] < q[1] < q[2] and n[1] == 0.0 and n[0] > 0.0 and n[2] > 0.0
+    before, _ = loaded.values(a, candidates, "plan", ones, visits, q_init=0.5,
+                              prior_weight=1.0, threshold=0.4, model="ridge")  # fmt: skip
+    assert before[1] > 0.9  # without the onset, case 2's old successes count
+
+
 def test_recent_outcomes_keep_the_last_ones_oldest_first() -> None:
     from memory_agent.policies.context import RecentOutcomes
 
