@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memory_agent.policies.base import Candidate, Stage, Vector
+from memory_agent.policies.metric import TaskMetric
 
 if TYPE_CHECKING:
     from memory_agent.store import CaseMemory
@@ -72,8 +73,13 @@ def kernel(cosines: Floats, threshold: float) -> Floats:
 class TaskContext:
     """Per (stage, case) the last `size` (task vector, credited target) pairs."""
 
-    def __init__(self, memory: CaseMemory, key: str, size: int) -> None:
+    def __init__(
+        self, memory: CaseMemory, key: str, size: int, metric: TaskMetric | None = None
+    ) -> None:
         self.memory = memory
+        # How alike two tasks are for the kernel: raw cosine, or corrected by a metric
+        # learned from every case's outcomes (policies/metric.py, `policy.context_metric`).
+        self.metric = metric
         self.key = key
         self.size = size
         self.history: dict[tuple[Stage, int], deque[tuple[Vector, float]]] = {}
@@ -100,6 +106,8 @@ class TaskContext:
         unit = _unit(state)
         for case_id, target in targets.items():
             slot = self.history.setdefault((stage, int(case_id)), deque(maxlen=self.size))
+            if self.metric is not None:
+                self.metric.observe(slot, unit, float(target))
             slot.append((unit, float(target)))
             self._fits.pop((stage, int(case_id)), None)
         if targets:
@@ -174,7 +182,7 @@ class TaskContext:
             return q_init
         vectors = np.stack([v for v, _ in past])
         means = np.asarray([y for _, y in past], dtype=np.float64)
-        w = kernel((vectors @ _unit(state)).astype(np.float64), threshold)
+        w = kernel(self.cosines(vectors, _unit(state)), threshold)
         return float((prior_weight * q_init + w @ means) / (prior_weight + w.sum()))
 
     def dropped(
@@ -239,7 +247,7 @@ class TaskContext:
         if not past:
             return 0.0
         vectors = np.stack([v for v, _ in past])
-        return float(kernel((vectors @ _unit(state)).astype(np.float64), threshold).sum())
+        return float(kernel(self.cosines(vectors, _unit(state)), threshold).sum())
 
     def knows(self, stage: Stage, case_id: int) -> bool:
         return bool(self.history.get((stage, case_id)))
@@ -270,13 +278,20 @@ class TaskContext:
             pasts = [self.history[(stage, candidates[i].case_id)] for i in positions]
             vectors = np.concatenate([np.stack([v for v, _ in past]) for past in pasts])
             targets = np.concatenate([[y for _, y in past] for past in pasts]).astype(np.float64)
-            w = kernel((vectors @ _unit(state)).astype(np.float64), threshold)
+            w = kernel(self.cosines(vectors, _unit(state)), threshold)
             start = 0
             for i, past in zip(positions, pasts, strict=True):
                 end = start + len(past)
                 out[i] = (w[start:end], targets[start:end])
                 start = end
         self._memo = (key, out)
+        return out
+
+    def cosines(self, vectors: npt.NDArray[np.float32], unit: Vector) -> Floats:
+        """How alike each task of `vectors` is to the task `unit`, for the kernel."""
+        if self.metric is not None:
+            return self.metric.cosines(vectors, unit)
+        out: Floats = (vectors @ unit).astype(np.float64)
         return out
 
     def forget(self, keep: set[int]) -> None:
@@ -354,6 +369,8 @@ class TaskContext:
             )
             self.history[(str(stage), int(case_id))] = slot
             start = end
+        if self.metric is not None:
+            self.metric.rebuild(self.history.values())
         # Saved before the task prior existed: it starts empty (q_init until episodes come);
         # saved before episode rewards were kept: no drop is seen until new ones come.
         self.episodes = _load_recent(data, saved.meta.get("episode_stages", []), "episode", "means")
