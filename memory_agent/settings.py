@@ -238,12 +238,31 @@ class PolicySettings(BaseSettings):
     context_model: Literal["kernel", "ridge"] = Field(
         default="ridge",
         description="Task-conditioned values: the kernel-weighted mean of a case's outcomes on "
-        "tasks like this one (kernel), or a ridge regression of them on the task vector "
-        "(ridge: tells a task from its look-alike twin; BENCHMARKS.md compares them).",
+        "tasks like this one (kernel; with `context_metric=learned` it tells a task from its "
+        "look-alike twin), or a ridge regression of them on the task vector (ridge, the "
+        "default: tells a task from its twin with the raw cosine; BENCHMARKS.md compares them).",
     )
     context_ridge: float = Field(
         default=0.1, gt=0.0, le=100.0,
         description="Task-conditioned values, ridge model: the penalty on the fit's weights.",
+    )  # fmt: skip
+    context_metric: Literal["cosine", "learned"] = Field(
+        default="cosine",
+        description="Task-conditioned values: how alike two tasks are for the kernel (which "
+        "outcomes count as earned on tasks like this one): their cosine (the default), or a "
+        "cosine lowered along the directions where, pooled over every case, a case helps on "
+        "one task and not on a near one (learned: policies/metric.py; with "
+        "`context_model=kernel` 74.1% of the oracle on `bench policy` against 67.6%, but "
+        "tests/test_policy_drift.py fails with it, so it is off; BENCHMARKS.md).",
+    )
+    context_metric_rank: int = Field(
+        default=6, ge=1, le=128,
+        description="Task-conditioned values, learned metric: how many directions it learns.",
+    )  # fmt: skip
+    context_metric_gain: float = Field(
+        default=30.0, ge=0.0, le=1000.0,
+        description="Task-conditioned values, learned metric: a squared distance d along the "
+        "learned directions lowers the cosine by gain·d/2.",
     )  # fmt: skip
     context_size: int = Field(
         default=16, ge=1, le=1024,

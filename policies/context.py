@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memory_agent.policies.base import Candidate, Stage, Vector
+from memory_agent.policies.metric import TaskMetric
 
 if TYPE_CHECKING:
     from memory_agent.store import CaseMemory
@@ -73,8 +74,13 @@ def kernel(cosines: Floats, threshold: float) -> Floats:
 class TaskContext:
     """Per (stage, case) the last `size` (task vector, credited target) pairs."""
 
-    def __init__(self, memory: CaseMemory, key: str, size: int) -> None:
+    def __init__(
+        self, memory: CaseMemory, key: str, size: int, metric: TaskMetric | None = None
+    ) -> None:
         self.memory = memory
+        # How alike two tasks are for the kernel: raw cosine, or corrected by a metric
+        # learned from every case's outcomes (policies/metric.py, `policy.context_metric`).
+        self.metric = metric
         self.key = key
         self.size = size
         self.history: dict[tuple[Stage, int], deque[tuple[Vector, float]]] = {}
@@ -111,6 +117,8 @@ class TaskContext:
         for case_id, target in targets.items():
             self._ticks((stage, int(case_id))).append(tick)
             slot = self.history.setdefault((stage, int(case_id)), deque(maxlen=self.size))
+            if self.metric is not None:
+                self.metric.observe(slot, unit, float(target))
             slot.append((unit, float(target)))
             self._fits.pop((stage, int(case_id)), None)
         if targets:
@@ -236,7 +244,7 @@ class TaskContext:
             return q_init
         vectors = np.stack([v for v, _ in past])
         means = np.asarray([y for _, y in past], dtype=np.float64)
-        w = kernel((vectors @ _unit(state)).astype(np.float64), threshold)
+        w = kernel(self.cosines(vectors, _unit(state)), threshold)
         if since is not None:
             # Since the onset of a drop (`since`): only the episodes from it on.
             w = w * (np.asarray(self._episode_ticks(stage), dtype=np.int64) >= since)
@@ -363,7 +371,7 @@ class TaskContext:
         if not past:
             return 0.0
         vectors = np.stack([v for v, _ in past])
-        return float(kernel((vectors @ _unit(state)).astype(np.float64), threshold).sum())
+        return float(kernel(self.cosines(vectors, _unit(state)), threshold).sum())
 
     def knows(self, stage: Stage, case_id: int) -> bool:
         return bool(self.history.get((stage, case_id)))
@@ -394,13 +402,20 @@ class TaskContext:
             pasts = [self.history[(stage, candidates[i].case_id)] for i in positions]
             vectors = np.concatenate([np.stack([v for v, _ in past]) for past in pasts])
             targets = np.concatenate([[y for _, y in past] for past in pasts]).astype(np.float64)
-            w = kernel((vectors @ _unit(state)).astype(np.float64), threshold)
+            w = kernel(self.cosines(vectors, _unit(state)), threshold)
             start = 0
             for i, past in zip(positions, pasts, strict=True):
                 end = start + len(past)
                 out[i] = (w[start:end], targets[start:end])
                 start = end
         self._memo = (key, out)
+        return out
+
+    def cosines(self, vectors: npt.NDArray[np.float32], unit: Vector) -> Floats:
+        """How alike each task of `vectors` is to the task `unit`, for the kernel."""
+        if self.metric is not None:
+            return self.metric.cosines(vectors, unit)
+        out: Floats = (vectors @ unit).astype(np.float64)
         return out
 
     def forget(self, keep: set[int]) -> None:
@@ -505,6 +520,8 @@ class TaskContext:
             start = end
         # Saved without ticks: every outcome loaded counts as earned before any onset.
         self.clock = int(saved.meta.get("clock", 0))
+        if self.metric is not None:
+            self.metric.rebuild(self.history.values())
         # Saved before the task prior existed: it starts empty (q_init until episodes come);
         # saved before episode rewards were kept: no drop is seen until new ones come.
         self.episodes = _load_recent(data, saved.meta.get("episode_stages", []), "episode", "means")

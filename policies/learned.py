@@ -31,6 +31,7 @@ from memory_agent.policies.credit import (
     failed_episode,
 )
 from memory_agent.policies.exploration import Exploration
+from memory_agent.policies.metric import TaskMetric
 from memory_agent.policies.scoring import drift_rules_hold, select_shown
 from memory_agent.store.policy_state import tenant_key
 
@@ -80,15 +81,23 @@ class LearnedPolicy(ABC):
 
     def new_context(self, namespace: str) -> TaskContext:
         size = self.settings.policy.context_size
-        context = TaskContext(self.memory, tenant_key(self.context_key, namespace), size)
+        key = tenant_key(self.context_key, namespace)
+        context = TaskContext(self.memory, key, size, self.new_metric())
         if namespace == "default" and not context.history and not context.episodes:
             # Saved before contexts were kept per namespace (one for all): the default
             # namespace, where single-tenant stores keep their cases, carries it on.
-            legacy = TaskContext(self.memory, self.context_key, size)
+            legacy = TaskContext(self.memory, self.context_key, size, self.new_metric())
             if legacy.history or legacy.episodes:
                 legacy.key = context.key
                 return legacy
         return context
+
+    def new_metric(self) -> TaskMetric | None:
+        """The learned task metric of a new context (`policy.context_metric`), or None."""
+        policy = self.settings.policy
+        if policy.context_metric != "learned":
+            return None
+        return TaskMetric(rank=policy.context_metric_rank, gain=policy.context_metric_gain)
 
     def use_namespace(self, namespace: str) -> None:
         """Put `namespace`'s learned state in force (loaded from the store on first use)."""

@@ -69,8 +69,8 @@ def test_learned_policy_beats_similarity_by_a_margin(
 def test_twins_do_not_share_a_case_value(minilm: Any, isolated_home: Path) -> None:
     """A case that works for "1 bits" tasks and is ignored on their "0 bits" twins is worth
     much more on a new 1-bit task than on a new 0-bit one (numbers never seen), though the
-    two tasks read almost the same. The kernel average of the same outcomes cannot tell them
-    apart (that is why the ridge fit is the default)."""
+    two tasks read almost the same. The kernel average of the same outcomes by raw cosine
+    cannot tell them apart (the learned metric can: the next test)."""
     rng = np.random.default_rng(5)
     ones, zeros = TOPICS[0], TOPICS[1]
     train = [(fill(ones, rng), True) for _ in range(10)] + [
@@ -81,7 +81,8 @@ def test_twins_do_not_share_a_case_value(minilm: Any, isolated_home: Path) -> No
     vectors = embed_texts(minilm, [t for t, _ in train] + [new_one, new_zero])
     gaps = {}
     for model in ("ridge", "kernel"):
-        settings = Settings(home=isolated_home / model, policy={"context_model": model})
+        policy_settings = {"context_model": model, "context_metric": "cosine"}
+        settings = Settings(home=isolated_home / model, policy=policy_settings)
         with CaseMemory(settings, embedder=minilm) as memory:
             texts = [ones.task.format(n="345"), zeros.task.format(n="345")]
             ids = memory.add_many([NewCase(task=t) for t in texts])
@@ -134,3 +135,49 @@ def test_every_selection_is_explained_and_logs_show_why(minilm: Any, isolated_ho
     assert "the prior (no outcome on tasks like this yet)" in why.output
     shown = json.loads(runner.invoke(app, ["logs", "show", result.run_id, "--json"]).output)
     assert any(e["data"].get("considered") for e in shown["events"])
+
+
+def test_learned_metric_tells_twins_apart_in_the_kernel(minilm: Any, isolated_home: Path) -> None:
+    """With `policy.context_metric=learned` the kernel average itself tells a task from its
+    twin: pooled over both cases, the pairs where a case helped on one task and not on a near
+    one give the "1 bits" / "0 bits" direction, and outcomes on the twin's tasks no longer
+    count as earned on tasks like this one (raw cosine: they do, the gap is ~0)."""
+    rng = np.random.default_rng(7)
+    ones, zeros = TOPICS[0], TOPICS[1]
+    train = [(fill(ones, rng), True) for _ in range(25)] + [
+        (fill(zeros, rng), False) for _ in range(25)
+    ]
+    new_one = ones.task.format(n="1234")
+    new_zero = zeros.task.format(n="1234")
+    vectors = embed_texts(minilm, [t for t, _ in train] + [new_one, new_zero])
+    gaps = {}
+    for metric in ("cosine", "learned"):
+        policy_settings = {"context_model": "kernel", "context_metric": metric}
+        settings = Settings(home=isolated_home / metric, policy=policy_settings)
+        with CaseMemory(settings, embedder=minilm) as memory:
+            texts = [ones.task.format(n="345"), zeros.task.format(n="345")]
+            case, twin = memory.add_many([NewCase(task=t) for t in texts])
+            policy = ValuePolicy(memory, settings, seed=0)
+            for i in rng.permutation(len(train)):
+                task, is_one = train[int(i)]
+                helper = case if is_one else twin
+                reward = float(rng.uniform(0.6, 1.0))
+                policy.update(
+                    Feedback("default", "plan", vectors[task], [case, twin], [helper], reward)
+                )
+            values = {}
+            for task in (new_one, new_zero):
+                candidates = memory.candidates(vectors[task], size=2)
+                selection = policy.select(vectors[task], candidates, 2, "plan", explore=False)
+                values[task] = {
+                    c.case_id: float("nan") if c.value is None else c.value
+                    for c in selection.considered
+                }
+            # The 1-bit case is worth more than the 0-bit one on a new 1-bit task, and less
+            # on a new 0-bit task.
+            gaps[metric] = min(
+                values[new_one][case] - values[new_one][twin],
+                values[new_zero][twin] - values[new_zero][case],
+            )
+    assert gaps["cosine"] < 0.15  # raw cosine: the twins' outcomes are averaged together
+    assert gaps["learned"] > 0.3
