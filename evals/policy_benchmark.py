@@ -52,13 +52,15 @@ if TYPE_CHECKING:
     from memory_agent.store import Embedder
 
 PolicyKind = Literal[
-    "similarity", "value", "neural", "neural-no-emb", "oracle", "bound", "bound-task"
+    "similarity", "value", "neural", "neural-no-emb", "track", "oracle", "bound", "bound-task"
 ]
-KINDS: tuple[PolicyKind, ...] = ("similarity", "value", "neural", "neural-no-emb", "oracle")
+KINDS: tuple[PolicyKind, ...] = (
+    "similarity", "value", "neural", "neural-no-emb", "track", "oracle"
+)  # fmt: skip
 """The default run."""
 ALL_KINDS: tuple[PolicyKind, ...] = (*KINDS, *BOUND_KINDS)
 """Everything `--policies` accepts: the default run and the bounds (told hidden families)."""
-LEARNERS: tuple[PolicyKind, ...] = ("value", "neural")
+LEARNERS: tuple[PolicyKind, ...] = ("value", "neural", "track")
 """Run with cited and with flat credit (the ablation runs with cited credit only)."""
 # Two-sided 95% Student t quantiles by degrees of freedom (seeds - 1); beyond 30, normal.
 _T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
@@ -119,6 +121,12 @@ def _make_policy(
         from memory_agent.policies.value import ValuePolicy
 
         return ValuePolicy(
+            memory, settings, credit="flat" if credit == "flat" else "cited", seed=seed
+        )
+    if kind == "track":
+        from memory_agent.policies.track import TrackPolicy
+
+        return TrackPolicy(
             memory, settings, credit="flat" if credit == "flat" else "cited", seed=seed
         )
     from memory_agent.policies.neural import NeuralPolicy

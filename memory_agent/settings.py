@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PolicyName = Literal["similarity", "value", "neural", "none"]
+PolicyName = Literal["similarity", "value", "neural", "track", "none"]
 
 
 def _default_home() -> Path:
@@ -267,6 +267,37 @@ class PolicySettings(BaseSettings):
     context_size: int = Field(
         default=16, ge=1, le=1024,
         description="Task-conditioned values: outcomes remembered per case and stage.",
+    )  # fmt: skip
+    track_weight: float = Field(
+        default=1.0, ge=0.0, le=10.0,
+        description="track: how far a record below even (0..1, even 0.5) lowers a case's "
+        "similarity (a record of 0 takes half this off its cosine).",
+    )  # fmt: skip
+    track_rise: float = Field(
+        default=0.25, ge=0.0, le=10.0,
+        description="track: `track_weight` for a record above even (successes lift a case "
+        "less than failures sink it: a lenient judge's or a twin task's successes mislead).",
+    )  # fmt: skip
+    track_recency: float = Field(
+        default=0.5, gt=0.0, le=1.0,
+        description="track: each later outcome on tasks like this one multiplies an earlier "
+        "one's weight by this (1: every outcome counts alike).",
+    )  # fmt: skip
+    track_prior: float = Field(
+        default=2.0, gt=0.0, le=100.0,
+        description="track: how many outcomes the even prior (0.5) of a record counts for.",
+    )  # fmt: skip
+    track_unused: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="track: weight of an episode's outcome for a shown case the planner did "
+        "not use (1: as if used; 0: ignored).",
+    )  # fmt: skip
+    track_stale: float | None = Field(
+        default=0.25, ge=0.0, le=1.0,
+        description="track: where tasks like this one dropped (policies/context.py, "
+        "`TaskContext.note_drop`), only outcomes since the drop count, and a case that "
+        "succeeded on such tasks before it starts from this record instead of even (0.5): the "
+        "examples that stopped working give way to the cases new since (None: off).",
     )  # fmt: skip
     value_weight: float = Field(
         default=0.85, ge=0.0, le=1.0,

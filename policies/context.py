@@ -411,6 +411,19 @@ class TaskContext:
         self._memo = (key, out)
         return out
 
+    def near_outcomes(
+        self, state: Vector, candidates: Sequence[Candidate], stage: Stage, threshold: float
+    ) -> dict[int, tuple[Floats, Floats, npt.NDArray[np.int64]]]:
+        """Per candidate position with history: (kernel weights, targets, ticks), oldest
+        first; outcomes loaded from a blob saved without ticks carry tick -1."""
+        out: dict[int, tuple[Floats, Floats, npt.NDArray[np.int64]]] = {}
+        for i, (w, targets) in self._weights(state, candidates, stage, threshold).items():
+            ticks = np.asarray(self._ticks((stage, candidates[i].case_id)), dtype=np.int64)
+            if len(ticks) != len(w):  # cannot happen after `add`; guard a hand-built blob
+                ticks = np.full(len(w), -1, dtype=np.int64)
+            out[i] = (w, targets, ticks)
+        return out
+
     def cosines(self, vectors: npt.NDArray[np.float32], unit: Vector) -> Floats:
         """How alike each task of `vectors` is to the task `unit`, for the kernel."""
         if self.metric is not None:

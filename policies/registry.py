@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from memory_agent.policies.base import CasePolicy
     from memory_agent.store import CaseMemory
 
-POLICY_NAMES: tuple[str, ...] = ("similarity", "value", "neural")
+POLICY_NAMES: tuple[str, ...] = ("similarity", "value", "neural", "track")
 
 
 def make_policy(name: str, memory: CaseMemory) -> CasePolicy:
@@ -27,6 +27,10 @@ def make_policy(name: str, memory: CaseMemory) -> CasePolicy:
         from memory_agent.policies.neural import NeuralPolicy
 
         return NeuralPolicy(memory)
+    if name == "track":
+        from memory_agent.policies.track import TrackPolicy
+
+        return TrackPolicy(memory)
     raise InvalidInputError(
         f"Unknown policy {name!r}; choose one of: {', '.join(POLICY_NAMES)} (or 'none' for "
         "no memory)."

@@ -48,7 +48,7 @@ def feedback(
 
 
 def test_registry_knows_every_policy() -> None:
-    assert POLICY_NAMES == ("similarity", "value", "neural")
+    assert POLICY_NAMES == ("similarity", "value", "neural", "track")
     with pytest.raises(InvalidInputError, match="Unknown policy 'q'"):
         make_policy("q", None)  # type: ignore[arg-type]
 

@@ -32,6 +32,7 @@ import pytest
 
 from memory_agent.policies.base import Feedback
 from memory_agent.policies.similarity import SimilarityPolicy
+from memory_agent.policies.track import TrackPolicy
 from memory_agent.policies.value import ValuePolicy
 from memory_agent.settings import Settings
 from memory_agent.store import CaseMemory
@@ -139,6 +140,7 @@ def drift_stream(
     with CaseMemory(settings, embedder=minilm) as memory:
         policy: Any = (
             SimilarityPolicy() if policy_name == "similarity"
+            else TrackPolicy(memory, settings) if policy_name == "track"
             else ValuePolicy(memory, settings, seed=seed)
         )  # fmt: skip
         stream = DriftStream(memory, policy, minilm, seed)

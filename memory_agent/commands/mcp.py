@@ -18,7 +18,7 @@ def mcp(
     policy: Annotated[
         str | None,
         typer.Option(
-            help="Case-selection policy: value, neural or similarity (default: settings)."
+            help="Case-selection policy: value, neural, track or similarity (default: settings)."
         ),
     ] = None,
     k: Annotated[

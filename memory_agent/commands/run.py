@@ -28,7 +28,7 @@ BaseUrlOpt = Annotated[
     typer.Option("--base-url", help="OpenAI-compatible endpoint (env MEMORY_AGENT_BASE_URL)."),
 ]
 PolicyOpt = Annotated[
-    str | None, typer.Option("--policy", "-p", help="similarity, value, neural, or none.")
+    str | None, typer.Option("--policy", "-p", help="similarity, value, neural, track, or none.")
 ]
 NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n", help="Case namespace.")]
 StyleOpt = Annotated[

@@ -1,0 +1,190 @@
+"""`track`: similarity ranks the cases; each case's own track record on tasks like this one
+moves it up or down.
+
+Why not `value`'s learned values with similarity as a weaker feature: with a real planner
+(SmolLM2 on the drift stream, BENCHMARKS.md) similarity beat `value` by 32 points. The
+records show how: a case the planner was shown but did not copy was marked down in a success
+(the right worked example, beside a wrong one the lenient judge passed), and cases never tried
+since a format change kept the values they earned before it. Both come from values standing
+in for the similarity ranking. Here nothing stands in for it: a case's score is its
+similarity plus `track_weight` times how far its record sits below even (0.5), or
+`track_rise` times how far above, so a case with no record on tasks like this one ranks
+exactly where similarity puts it, and only its own outcomes move it. Failures weigh more than
+successes: on a strict judge a failure is real, while a success may be a lenient judge's, or
+earned on a look-alike twin's tasks, which sit as close to the task as its own family does
+for MiniLM (so the kernel cannot keep them apart).
+
+The record of a case for a task: the outcomes of the episodes it was shown in, on tasks like
+this one (the task context's kernel on task cosines, `policy.context_cos`), each weighted
+- by whether the planner used it (`track_unused`, 0 by default: a case passed over in a
+  failed episode was not tried, and burying it for another case's failure buried the
+  correction stored at a format change in the LLM stream's records);
+- by how recent it is among the case's outcomes on tasks like this one: each later such
+  outcome multiplies an earlier one's weight by `track_recency`, so after a format change a
+  stale example's old successes give way to its first failures on the new format, while
+  outcomes on other kinds of tasks do not age it;
+and shrunk towards even by `track_prior` outcomes. A case that fails drops below the unknown
+cases next in similarity, which get shown next: that is the exploration, and it needs no
+bonus.
+
+Where tasks like this one started failing after succeeding (a drop noted after a failure,
+`TaskContext.note_drop`, as `value` notes it), only outcomes since the drop's onset count, and
+a case that succeeded on such tasks before it and has no outcome since starts from
+`track_stale` instead of even: the examples that stopped working give way to the cases new
+since the change (a correction, the first new-format successes).
+
+Rewards are read on the 0..1 scale (failure 0, success 1): a record of 0.5 moves nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from memory_agent.policies.base import Candidate, Feedback, Selection, Stage, Vector
+from memory_agent.policies.context import TaskContext
+from memory_agent.policies.credit import check_feedback
+from memory_agent.policies.learned import LearnedPolicy, Values
+from memory_agent.policies.scoring import considered
+from memory_agent.store.policy_state import tenant_key
+
+EVEN = 0.5
+"""A record that says nothing either way (a reward half-way from failure to success)."""
+CONTEXT_KEY = "track_context"
+UNUSED_KEY = "track_unused"
+
+Floats = npt.NDArray[np.float64]
+
+
+class TrackPolicy(LearnedPolicy):
+    """Similarity plus each case's recent record on tasks like this one."""
+
+    name = "track"
+    context_key = CONTEXT_KEY
+    tenant_fields = ("context", "unused")
+
+    def start(self) -> None:
+        # Outcomes of the episodes where a case was shown and not used: a second history of
+        # the same shape, so the record can weigh them less.
+        key = tenant_key(UNUSED_KEY, self.namespace)
+        self.unused = TaskContext(self.memory, key, self.settings.policy.context_size)
+
+    def evaluate(
+        self, state: Vector, candidates: Sequence[Candidate], stage: Stage
+    ) -> tuple[Vector, Values]:
+        sims = np.asarray([c.similarity for c in candidates], dtype=np.float64)
+        record, weight = self.records(state, candidates, stage)
+        policy = self.settings.policy
+        # A record above even lifts a case less than one below it sinks it: a failure on a
+        # strict judge is real, but a success may be a lenient judge's, and on a look-alike
+        # twin's tasks (which sit as close as the task's own family for MiniLM) a case can
+        # earn successes that say nothing of this task.
+        gain = np.where(record > EVEN, policy.track_rise, policy.track_weight)
+        scores = sims + gain * (record - EVEN)
+        return scores.astype(np.float32), (record, weight)
+
+    def records(
+        self, state: Vector, candidates: Sequence[Candidate], stage: Stage
+    ) -> tuple[Floats, Floats]:
+        """(record, weight of the outcomes it rests on) of each candidate for this task."""
+        policy = self.settings.policy
+        threshold = policy.context_cos
+        used = self.context.near_outcomes(state, candidates, stage, threshold)
+        passed = self.unused.near_outcomes(state, candidates, stage, threshold)
+        since = self.onset(state, stage)
+        record = np.full(len(candidates), EVEN, dtype=np.float64)
+        weight = np.zeros(len(candidates), dtype=np.float64)
+        for i in used.keys() | passed.keys():
+            parts = [used.get(i), passed.get(i)]
+            scale = [1.0, policy.track_unused]
+            w = np.concatenate([p[0] * s for p, s in zip(parts, scale, strict=True) if p])
+            y = np.concatenate([p[1] for p in parts if p])
+            ticks = np.concatenate([p[2] for p in parts if p])
+            order = np.argsort(ticks, kind="stable")
+            w, y, ticks = w[order], y[order], ticks[order]
+            prior = EVEN
+            if since is not None:
+                # Since tasks like this one started failing, what a case earned before says
+                # nothing good of it: a case that succeeded then and not since is what broke
+                # (a stale example), so it starts below the cases new since the drop.
+                before = ticks < since
+                if float(w[before] @ y[before]) > 0.0 and policy.track_stale is not None:
+                    prior = policy.track_stale
+                w, y = w[~before], y[~before]
+                if w.size == 0:
+                    record[i] = prior
+                    continue
+            # Each later outcome on tasks like this one ages an earlier one by `track_recency`.
+            later = np.concatenate([np.cumsum(w[::-1])[::-1][1:], [0.0]])
+            w = w * policy.track_recency**later
+            total = float(w.sum())
+            record[i] = (policy.track_prior * prior + float(w @ y)) / (policy.track_prior + total)
+            weight[i] = total
+        return record, weight
+
+    def onset(self, state: Vector, stage: Stage) -> int | None:
+        """The tick since which tasks like this one fail (a drop noted after a failure:
+        `TaskContext.note_drop`), None where none was noted or `track_stale` is off (None)."""
+        if self.settings.policy.track_stale is None:
+            return None
+        return self.context.noted_onset(state, stage, self.settings.policy.context_cos)
+
+    def select(
+        self,
+        state: Vector,
+        candidates: Sequence[Candidate],
+        k: int,
+        stage: Stage,
+        *,
+        explore: bool = True,
+    ) -> Selection:
+        """The K best scores (no exploration bonus: a failing case falls below the untried
+        ones, which are shown next)."""
+        self.use_namespace_of(candidates)
+        raw, values = self.evaluate(state, candidates, stage)
+        scores = raw.astype(np.float64)
+        order = np.argsort(-scores, kind="stable")[:k]
+        ids = [candidates[int(i)].case_id for i in order]
+        explored = [False] * len(ids)
+        return Selection(
+            stage=stage,
+            case_ids=ids,
+            scores=[float(scores[int(i)]) for i in order],
+            explored=explored,
+            considered=considered(candidates, scores, ids, explored, values),
+        )
+
+    def learn(self, feedback: Feedback) -> dict[int, Any]:
+        """Record the outcome for every shown case (used or passed over) and move the
+        stored value of the cases used (`policy stats` reads those)."""
+        check_feedback(feedback, self.memory.dim)
+        self.use_namespace(feedback.namespace)
+        reward = float(feedback.reward)
+        shown = [int(i) for i in feedback.shown]
+        flat = self.credit == "flat" or feedback.citation == "flat"
+        used = set(shown) if flat else {int(i) for i in feedback.used}
+        stats = self.memory.case_stats.apply(
+            feedback.namespace,
+            feedback.stage,
+            {i: reward for i in shown if i in used},
+            self.settings.policy.step_size,
+            q_init=self.settings.policy.q_init,
+            prior_visits=self.settings.policy.prior_visits,
+            check_only=shown,
+        )
+        # One clock for both histories, so their outcomes interleave by tick.
+        self.context.clock = self.unused.clock = max(self.context.clock, self.unused.clock)
+        self.context.add(feedback.stage, feedback.state, dict.fromkeys(used, reward), reward)
+        self.unused.add(feedback.stage, feedback.state, {i: reward for i in shown if i not in used})
+        if reward <= 0.0 and self.settings.policy.track_stale is not None:
+            self.context.note_drop(feedback.state, feedback.stage, self.settings.policy.context_cos)
+        if self.context.dirty >= self.settings.policy.save_every:
+            self.save_namespace()
+        return stats
+
+    def save_namespace(self) -> None:
+        self.context.save()
+        self.unused.save()
