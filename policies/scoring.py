@@ -254,6 +254,26 @@ def select_shown(
     )
 
 
+def greedy_selection(
+    scores: npt.NDArray[np.float64] | npt.NDArray[np.float32],
+    candidates: Sequence[Candidate],
+    k: int,
+    stage: Stage,
+    values: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
+) -> Selection:
+    """The K best-scored cases, no exploration (`similarity`, `track`), with the explanation."""
+    order = np.argsort(-scores, kind="stable")[:k]
+    ids = [candidates[int(i)].case_id for i in order]
+    explored = [False] * len(ids)
+    return Selection(
+        stage=stage,
+        case_ids=ids,
+        scores=[float(scores[int(i)]) for i in order],
+        explored=explored,
+        considered=considered(candidates, scores.astype(np.float64), ids, explored, values),
+    )
+
+
 def considered(
     candidates: Sequence[Candidate],
     scores: npt.NDArray[np.float64],

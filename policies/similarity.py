@@ -8,12 +8,12 @@ import numpy as np
 
 from memory_agent.policies.base import (
     Candidate,
-    Considered,
     Feedback,
     Selection,
     Stage,
     Vector,
 )
+from memory_agent.policies.scoring import greedy_selection
 
 
 class SimilarityPolicy:
@@ -35,18 +35,7 @@ class SimilarityPolicy:
         explore: bool = True,
     ) -> Selection:
         scores = self.score(state, candidates, stage)
-        order = np.argsort(-scores, kind="stable")[:k]
-        shown = {int(i) for i in order}
-        return Selection(
-            stage=stage,
-            case_ids=[candidates[i].case_id for i in order],
-            scores=[float(scores[i]) for i in order],
-            explored=[False] * len(order),
-            considered=tuple(
-                Considered(c.case_id, c.similarity, None, None, float(scores[i]), i in shown, False)
-                for i, c in enumerate(candidates)
-            ),
-        )
+        return greedy_selection(scores, candidates, k, stage)
 
     def update(self, feedback: Feedback) -> None:
         """Similarity has nothing to learn."""

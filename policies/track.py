@@ -48,7 +48,7 @@ from memory_agent.policies.base import Candidate, Feedback, Selection, Stage, Ve
 from memory_agent.policies.context import TaskContext
 from memory_agent.policies.credit import check_feedback
 from memory_agent.policies.learned import LearnedPolicy, Values
-from memory_agent.policies.scoring import considered
+from memory_agent.policies.scoring import greedy_selection
 from memory_agent.store.policy_state import tenant_key
 
 EVEN = 0.5
@@ -94,7 +94,8 @@ class TrackPolicy(LearnedPolicy):
         threshold = policy.context_cos
         used = self.context.near_outcomes(state, candidates, stage, threshold)
         passed = self.unused.near_outcomes(state, candidates, stage, threshold)
-        since = self.onset(state, stage)
+        stale = policy.track_stale
+        since = None if stale is None else self.context.noted_onset(state, stage, threshold)
         record = np.full(len(candidates), EVEN, dtype=np.float64)
         weight = np.zeros(len(candidates), dtype=np.float64)
         for i in used.keys() | passed.keys():
@@ -106,13 +107,13 @@ class TrackPolicy(LearnedPolicy):
             order = np.argsort(ticks, kind="stable")
             w, y, ticks = w[order], y[order], ticks[order]
             prior = EVEN
-            if since is not None:
+            if since is not None and stale is not None:
                 # Since tasks like this one started failing, what a case earned before says
                 # nothing good of it: a case that succeeded then and not since is what broke
                 # (a stale example), so it starts below the cases new since the drop.
                 before = ticks < since
-                if float(w[before] @ y[before]) > 0.0 and policy.track_stale is not None:
-                    prior = policy.track_stale
+                if float(w[before] @ y[before]) > 0.0:
+                    prior = stale
                 w, y = w[~before], y[~before]
                 if w.size == 0:
                     record[i] = prior
@@ -124,13 +125,6 @@ class TrackPolicy(LearnedPolicy):
             record[i] = (policy.track_prior * prior + float(w @ y)) / (policy.track_prior + total)
             weight[i] = total
         return record, weight
-
-    def onset(self, state: Vector, stage: Stage) -> int | None:
-        """The tick since which tasks like this one fail (a drop noted after a failure:
-        `TaskContext.note_drop`), None where none was noted or `track_stale` is off (None)."""
-        if self.settings.policy.track_stale is None:
-            return None
-        return self.context.noted_onset(state, stage, self.settings.policy.context_cos)
 
     def select(
         self,
@@ -144,18 +138,8 @@ class TrackPolicy(LearnedPolicy):
         """The K best scores (no exploration bonus: a failing case falls below the untried
         ones, which are shown next)."""
         self.use_namespace_of(candidates)
-        raw, values = self.evaluate(state, candidates, stage)
-        scores = raw.astype(np.float64)
-        order = np.argsort(-scores, kind="stable")[:k]
-        ids = [candidates[int(i)].case_id for i in order]
-        explored = [False] * len(ids)
-        return Selection(
-            stage=stage,
-            case_ids=ids,
-            scores=[float(scores[int(i)]) for i in order],
-            explored=explored,
-            considered=considered(candidates, scores, ids, explored, values),
-        )
+        scores, values = self.evaluate(state, candidates, stage)
+        return greedy_selection(scores, candidates, k, stage, values)
 
     def learn(self, feedback: Feedback) -> dict[int, Any]:
         """Record the outcome for every shown case (used or passed over) and move the
