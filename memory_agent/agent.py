@@ -2,7 +2,7 @@
 
 ```python
 from memory_agent import MemoryAgent
-agent = MemoryAgent()                  # embedded defaults: local SmolLM2, SQLite, value policy
+agent = MemoryAgent()                  # embedded defaults: local SmolLM2, SQLite, track policy
 result = agent.run("question", files=[...], ground_truth=None)
 agent.feedback(result.run_id, reward=1.0)   # later feedback also reaches the cited cases
 ```

@@ -176,7 +176,7 @@ class PolicySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEMORY_AGENT_POLICY_", extra="forbid")
 
     name: PolicyName = Field(
-        default="value",
+        default="track",
         description="Case-selection policy the agent uses; `none` runs with no memory.",
     )
     k: int = Field(default=3, ge=0, le=100, description="Cases shown to the planner.")
