@@ -93,7 +93,11 @@ class TrackPolicy(LearnedPolicy):
         policy = self.settings.policy
         threshold = policy.context_cos
         used = self.context.near_outcomes(state, candidates, stage, threshold)
-        passed = self.unused.near_outcomes(state, candidates, stage, threshold)
+        # At weight 0 (the default) nothing of the passed-over history is kept or read.
+        weigh_unused = policy.track_unused > 0.0
+        passed = (
+            self.unused.near_outcomes(state, candidates, stage, threshold) if weigh_unused else {}
+        )
         stale = policy.track_stale
         since = None if stale is None else self.context.noted_onset(state, stage, threshold)
         record = np.full(len(candidates), EVEN, dtype=np.float64)
@@ -162,7 +166,9 @@ class TrackPolicy(LearnedPolicy):
         # One clock for both histories, so their outcomes interleave by tick.
         self.context.clock = self.unused.clock = max(self.context.clock, self.unused.clock)
         self.context.add(feedback.stage, feedback.state, dict.fromkeys(used, reward), reward)
-        self.unused.add(feedback.stage, feedback.state, {i: reward for i in shown if i not in used})
+        if self.settings.policy.track_unused > 0.0:
+            unused = {i: reward for i in shown if i not in used}
+            self.unused.add(feedback.stage, feedback.state, unused)
         if reward <= 0.0 and self.settings.policy.track_stale is not None:
             self.context.note_drop(feedback.state, feedback.stage, self.settings.policy.context_cos)
         if self.context.dirty >= self.settings.policy.save_every:
