@@ -292,6 +292,13 @@ class PolicySettings(BaseSettings):
         description="track: weight of an episode's outcome for a shown case the planner did "
         "not use (1: as if used; 0: ignored).",
     )  # fmt: skip
+    track_baseline: bool = Field(
+        default=False,
+        description="track: compare each outcome with what tasks like this one earn (the "
+        "kernel-weighted reward of their episodes, since a noted drop if any) instead of with "
+        "even: where a kind of task fails whatever is shown, its failures sink no case, and "
+        "a success there lifts its case further.",
+    )  # fmt: skip
     track_stale: float | None = Field(
         default=0.25, ge=0.0, le=1.0,
         description="track: where tasks like this one dropped (policies/context.py, "

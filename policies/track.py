@@ -33,6 +33,12 @@ a case that succeeded on such tasks before it and has no outcome since starts fr
 `track_stale` instead of even: the examples that stopped working give way to the cases new
 since the change (a correction, the first new-format successes).
 
+With `track_baseline` (opt-in) an outcome counts by how far it sits above what episodes on
+tasks like this one earn (their kernel-weighted reward, since a noted drop if any) rather than
+above even: on the twins-only stream a kind of task the planner failed whatever it was shown
+(it copied the twin's one-liner beside the right example) sank the right example with its
+first failure, and an endless supply of untried twin cases kept it out of reach.
+
 Rewards are read on the 0..1 scale (failure 0, success 1): a record of 0.5 moves nothing.
 """
 
@@ -100,6 +106,15 @@ class TrackPolicy(LearnedPolicy):
         )
         stale = policy.track_stale
         since = None if stale is None else self.context.noted_onset(state, stage, threshold)
+        shift = 0.0
+        if policy.track_baseline:
+            # An outcome counts by how far it is above what tasks like this one earn: a
+            # failure where everything fails says nothing against the case shown.
+            expected = self.context.prior(
+                state, stage, q_init=EVEN, prior_weight=policy.track_prior,
+                threshold=threshold, since=since,
+            )  # fmt: skip
+            shift = EVEN - expected
         record = np.full(len(candidates), EVEN, dtype=np.float64)
         weight = np.zeros(len(candidates), dtype=np.float64)
         for i in used.keys() | passed.keys():
@@ -126,7 +141,9 @@ class TrackPolicy(LearnedPolicy):
             later = np.concatenate([np.cumsum(w[::-1])[::-1][1:], [0.0]])
             w = w * policy.track_recency**later
             total = float(w.sum())
-            record[i] = (policy.track_prior * prior + float(w @ y)) / (policy.track_prior + total)
+            record[i] = (policy.track_prior * prior + float(w @ (y + shift))) / (
+                policy.track_prior + total
+            )
             weight[i] = total
         return record, weight
 

@@ -207,3 +207,37 @@ def test_a_failure_sinks_a_case_more_than_a_success_lifts_one(
         sink = candidates[down].similarity - float(scores[down])
         assert record[up] - 0.5 == pytest.approx(0.5 - record[down], abs=1e-6)
         assert 0.0 < lift < sink / 2
+
+
+def _record_after(minilm: Any, home: Path, baseline: bool, rewards: list[float]) -> float:
+    """The record for BITS[7] of the case shown first for BITS[6], after one episode per
+    reward on BITS[6] (each using the two cases then shown, that case among them)."""
+    settings = Settings(home=home, policy={"track_baseline": baseline, "track_stale": None})
+    with CaseMemory(settings, embedder=minilm) as memory:
+        fill(memory, minilm)
+        track = TrackPolicy(memory)
+        target = shown(track, memory, minilm, BITS[6], k=1)[0]
+        for reward in rewards:
+            others = [i for i in shown(track, memory, minilm, BITS[6], k=3) if i != target]
+            tell(track, minilm, BITS[6], [target, others[0]], [target, others[0]], reward)
+        state = minilm.embed([BITS[7]])[0]
+        candidates = memory.candidates(state, size=50)
+        record, _ = track.records(state, candidates, STAGE)
+        return float(record[[c.case_id for c in candidates].index(target)])
+
+
+def test_baseline_failures_where_everything_fails_sink_nothing(minilm: Any, tmp_path: Path) -> None:
+    """With `track_baseline` an outcome counts against what tasks like this one earn: where
+    every episode fails, the case's failures say little against it (the twins-only stream:
+    the right example sank with the family's first failure and never came back)."""
+    fails = [0.0] * 6
+    plain = _record_after(minilm, tmp_path / "plain", False, fails)
+    based = _record_after(minilm, tmp_path / "based", True, fails)
+    assert plain < 0.3 and 0.4 < based < 0.5
+
+
+def test_baseline_a_failure_where_others_succeed_sinks_further(minilm: Any, tmp_path: Path) -> None:
+    mixed = [1.0] * 5 + [0.0]
+    plain = _record_after(minilm, tmp_path / "plain", False, mixed)
+    based = _record_after(minilm, tmp_path / "based", True, mixed)
+    assert based < plain
