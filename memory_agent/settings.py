@@ -388,6 +388,13 @@ class RuntimeSettings(BaseSettings):
         description="CPU threads for the local model. One is fastest for the 135M model on a "
         "busy machine: thread synchronisation costs more than the small matrices gain.",
     )
+    citation_margin: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="Where the planner cites no case, the cases it used are those whose plan "
+        "its output reproduces (overlap >= 0.6); with a margin, only those within it of the "
+        "one reproduced most: the case whose one-liner was copied takes a failure, not the "
+        "right example shown beside it (None: every case over the threshold).",
+    )  # fmt: skip
     llm_timeout_s: float = Field(default=120.0, gt=0, description="Per LLM call.")
     llm_max_retries: int = Field(default=3, ge=0, le=20)
     max_new_tokens: int = Field(default=256, ge=1, le=32_768, description="Per LLM call.")

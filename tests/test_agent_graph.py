@@ -271,6 +271,26 @@ def test_code_style_refines_a_failed_line_with_other_cases_and_infers_citation(
     assert {"plan", "refine"} & {s for stats in credited for s in stats}
 
 
+def test_citation_margin_blames_only_the_case_whose_line_was_copied(
+    memory: CaseMemory, isolated_home: Path
+) -> None:
+    right = memory.add("How many 0 bits are in the binary representation of 1910974046?",
+                       plan="bin(1910974046)[2:].count('0')", answer="12", outcome="success",
+                       reward=1.0)  # fmt: skip
+    twin = memory.add("How many 1 bits are in the binary representation of 1669360679?",
+                      plan="bin(1669360679).count('1')", answer="17", outcome="success",
+                      reward=1.0)  # fmt: skip
+    task = "How many 0 bits are in the binary representation of 1633494372?"
+    for margin, blamed in ((None, {right.id, twin.id}), (0.1, {twin.id})):
+        llm = ScriptedChatModel(["bin(1633494372).count('0')"], prompt_style="code")
+        with make_agent(memory, isolated_home, llm, k=2, max_attempts=1,
+                        citation_margin=margin) as agent:  # fmt: skip
+            result = agent.run(task, ground_truth="17")
+        assert set(result.cases_shown) == {right.id, twin.id}
+        assert (result.reward, result.citation) == (0.0, "inferred")
+        assert set(result.cases_used) == blamed
+
+
 def test_an_interrupted_run_resumes_from_its_checkpoint(
     memory: CaseMemory, isolated_home: Path, llm: ScriptedChatModel
 ) -> None:

@@ -49,6 +49,21 @@ def test_citation_is_parsed_or_inferred() -> None:
     assert prompts.infer_used("The answer is seven.", [bits, spell]) == []
 
 
+def test_inferred_citation_with_a_margin_keeps_only_the_case_copied_most() -> None:
+    """A failed zero-bits answer copied the one-bits twin's line, not the right example's."""
+    right = ShownCase(2, "How many 0 bits in 1910974046?", "bin(1910974046)[2:].count('0')",
+                      "12", "success")  # fmt: skip
+    twin = ShownCase(10, "How many 1 bits in 1669360679?", "bin(1669360679).count('1')",
+                     "17", "success")  # fmt: skip
+    output = "bin(1633494372).count('0')"
+    assert prompts.infer_used(output, [right, twin]) == [2, 10]
+    assert prompts.infer_used(output, [right, twin], margin=0.1) == [10]
+    assert prompts.infer_used(output, [right, twin], margin=0.5) == [2, 10]
+    fixed = "bin(1633494372)[2:].count('0')"
+    assert prompts.infer_used(fixed, [right, twin], margin=0.1) == [2]
+    assert prompts.infer_used("The answer is seven.", [right, twin], margin=0.1) == []
+
+
 def test_code_prompt_puts_the_best_case_last_and_skips_failures() -> None:
     best = ShownCase(1, "Spell 'planet' backward", "'planet'[::-1]", "tenalp", "success")
     other = ShownCase(2, "Count bits of 777", "bin(777).count('1')", "4", "success")

@@ -253,7 +253,9 @@ class Episode:
         elif s["cited"] is not None:
             used, citation = list(s["cited"]), "cited"
         else:
-            used, citation = prompts.infer_used(s["output_for_citation"], cases), "inferred"
+            margin = self.settings.runtime.citation_margin
+            used = prompts.infer_used(s["output_for_citation"], cases, margin=margin)
+            citation = "inferred"
         out: EpisodeUpdate = {"cases_used": used, "citation": citation}
         reward = s["reward"]
         if not s["learn"] or reward is None or not cases:

@@ -290,6 +290,20 @@ def overlap(output: str, plan: str) -> float:
     return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
-def infer_used(output: str, cases: Sequence[ShownCase], threshold: float = 0.6) -> list[int]:
-    """Cases whose plan the output visibly copies: the citation a model could not give."""
-    return sorted(c.id for c in cases if c.plan and overlap(output, c.plan) >= threshold)
+def infer_used(
+    output: str,
+    cases: Sequence[ShownCase],
+    threshold: float = 0.6,
+    margin: float | None = None,
+) -> list[int]:
+    """Cases whose plan the output visibly copies: the citation a model could not give.
+
+    With `margin`, only the cases copied about as closely as the closest one: a small model
+    shown a twin's one-liner beside the right example copies one of them, and the other
+    should neither take the blame nor the credit."""
+    scores = {c.id: overlap(output, c.plan) for c in cases if c.plan}
+    scores = {i: v for i, v in scores.items() if v >= threshold}
+    if margin is not None and scores:
+        best = max(scores.values())
+        scores = {i: v for i, v in scores.items() if v >= best - margin}
+    return sorted(scores)
