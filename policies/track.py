@@ -35,9 +35,11 @@ since the change (a correction, the first new-format successes).
 
 With `track_baseline` (opt-in) an outcome counts by how far it sits above what episodes on
 tasks like this one earn (their kernel-weighted reward, since a noted drop if any) rather than
-above even: on the twins-only stream a kind of task the planner failed whatever it was shown
-(it copied the twin's one-liner beside the right example) sank the right example with its
-first failure, and an endless supply of untried twin cases kept it out of reach.
+above even. Built for the twins-only stream, where the right example sank with its kind of
+task's first failure (the planner had copied the twin's line shown beside it) and an endless
+supply of untried twin cases kept it out of reach; measured there it did not help (the twin's
+tasks, all successes, count as tasks like this one, so the baseline stays high). What did help
+is crediting only the case the output copied (`runtime.citation_margin`).
 
 Rewards are read on the 0..1 scale (failure 0, success 1): a record of 0.5 moves nothing.
 """
@@ -163,8 +165,9 @@ class TrackPolicy(LearnedPolicy):
         return greedy_selection(scores, candidates, k, stage, values)
 
     def learn(self, feedback: Feedback) -> dict[int, Any]:
-        """Record the outcome for every shown case (used or passed over) and move the
-        stored value of the cases used (`policy stats` reads those)."""
+        """Record the outcome for the cases used (and, where `track_unused` weighs them, for
+        the cases passed over) and move the stored value of the cases used (`policy stats`
+        reads those)."""
         check_feedback(feedback, self.memory.dim)
         self.use_namespace(feedback.namespace)
         reward = float(feedback.reward)

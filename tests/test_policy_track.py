@@ -152,27 +152,13 @@ def test_track_solves_new_format_tasks_after_a_change(
     assert all(solved)
 
 
-def test_unused_weight_zero_ignores_passed_over_cases(minilm: Any, isolated_home: Path) -> None:
-    settings = Settings(home=isolated_home, policy={"track_unused": 0.0})
-    with CaseMemory(settings, embedder=minilm) as memory:
-        fill(memory, minilm)
-        track = TrackPolicy(memory)
-        first = shown(track, memory, minilm, BITS[6], k=3)
-        tell(track, minilm, BITS[6], first, [first[0]], 0.0)
-        state = minilm.embed([BITS[7]])[0]
-        candidates = memory.candidates(state, size=50)
-        record, _ = track.records(state, candidates, STAGE)
-        ids = [c.case_id for c in candidates]
-        assert record[ids.index(first[1])] == pytest.approx(0.5)
-        assert record[ids.index(first[0])] < 0.5
-        assert np.isfinite(record).all()
-        assert not track.unused.history  # nothing kept that weighs nothing
-
-
-def test_unused_weight_above_zero_counts_passed_over_cases(
-    minilm: Any, isolated_home: Path
-) -> None:
-    settings = Settings(home=isolated_home, policy={"track_unused": 0.5})
+def _after_a_failure_with_one_used(
+    minilm: Any, home: Path, unused_weight: float
+) -> tuple[TrackPolicy, Any, Any, int, int]:
+    """Three cases shown for BITS[6], the first used, the episode failed: the policy, and the
+    record and weight of every candidate for BITS[7] with the positions of the used case and
+    of the next one (passed over)."""
+    settings = Settings(home=home, policy={"track_unused": unused_weight})
     with CaseMemory(settings, embedder=minilm) as memory:
         fill(memory, minilm)
         track = TrackPolicy(memory)
@@ -182,9 +168,23 @@ def test_unused_weight_above_zero_counts_passed_over_cases(
         candidates = memory.candidates(state, size=50)
         record, weight = track.records(state, candidates, STAGE)
         ids = [c.case_id for c in candidates]
-        used, passed = ids.index(first[0]), ids.index(first[1])
-        assert record[used] < record[passed] < 0.5  # passed over: sinks, half as far
-        assert 0.0 < weight[passed] < weight[used]
+        return track, record, weight, ids.index(first[0]), ids.index(first[1])
+
+
+def test_unused_weight_zero_ignores_passed_over_cases(minilm: Any, isolated_home: Path) -> None:
+    track, record, _, used, passed = _after_a_failure_with_one_used(minilm, isolated_home, 0.0)
+    assert record[passed] == pytest.approx(0.5)
+    assert record[used] < 0.5
+    assert np.isfinite(record).all()
+    assert not track.unused.history  # nothing kept that weighs nothing
+
+
+def test_unused_weight_above_zero_counts_passed_over_cases(
+    minilm: Any, isolated_home: Path
+) -> None:
+    _, record, weight, used, passed = _after_a_failure_with_one_used(minilm, isolated_home, 0.5)
+    assert record[used] < record[passed] < 0.5  # passed over: sinks, half as far
+    assert 0.0 < weight[passed] < weight[used]
 
 
 def test_a_failure_sinks_a_case_more_than_a_success_lifts_one(
