@@ -299,6 +299,14 @@ class PolicySettings(BaseSettings):
         "even: where a kind of task fails whatever is shown, its failures sink no case, and "
         "a success there lifts its case further.",
     )  # fmt: skip
+    track_model: Literal["kernel", "ridge"] = Field(
+        default="kernel",
+        description="track: a case's record on tasks like this one is the recency-weighted "
+        "mean of its outcomes there (kernel), or its ridge fit on the task vectors of its "
+        "outcomes, evaluated at this task (ridge: tells a task from its look-alike twin, "
+        "which the cosine kernel counts as the same kind; the mean still applies after a "
+        "noted drop).",
+    )
     track_stale: float | None = Field(
         default=0.25, ge=0.0, le=1.0,
         description="track: where tasks like this one dropped (policies/context.py, "
@@ -389,11 +397,12 @@ class RuntimeSettings(BaseSettings):
         "busy machine: thread synchronisation costs more than the small matrices gain.",
     )
     citation_margin: float | None = Field(
-        default=None, ge=0.0, le=1.0,
+        default=0.1, ge=0.0, le=1.0,
         description="Where the planner cites no case, the cases it used are those whose plan "
-        "its output reproduces (overlap >= 0.6); with a margin, only those within it of the "
-        "one reproduced most: the case whose one-liner was copied takes a failure, not the "
-        "right example shown beside it (None: every case over the threshold).",
+        "its output reproduces (overlap >= 0.6) within this margin of the one reproduced "
+        "most: the case whose one-liner was copied takes a failure, not the right example "
+        "shown beside it (BENCHMARKS.md: +5.6 points for `track` on the twins stream). "
+        "1 (or None): every case over the threshold, as before.",
     )  # fmt: skip
     llm_timeout_s: float = Field(default=120.0, gt=0, description="Per LLM call.")
     llm_max_retries: int = Field(default=3, ge=0, le=20)

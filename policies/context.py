@@ -174,7 +174,6 @@ class TaskContext:
         out_n = visits.copy()
         # A case never shown at this stage is worth what shown cases earn on tasks like this.
         out_q[visits == 0] = task_prior
-        unit = _unit(state).astype(np.float64)
         for i, (w, targets) in self._weights(state, candidates, stage, threshold).items():
             total = float(w.sum())
             # The prior is what the case earned anywhere, until outcomes on tasks like this
@@ -182,9 +181,7 @@ class TaskContext:
             # here as a new one (its value elsewhere says nothing about this kind of task).
             base = q[i] if total > 0.0 else task_prior
             if model == "ridge" and total > 0.0:
-                mean_task, coef, mean = self._fit(stage, candidates[i].case_id, ridge)
-                fitted = float(np.clip(mean + (unit - mean_task) @ coef, -1.0, 1.0))
-                evidence = total * fitted
+                evidence = total * self.fitted(state, stage, candidates[i].case_id, ridge)
             else:
                 evidence = float(w @ targets)
             out_q[i] = (prior_weight * base + evidence) / (prior_weight + total)
@@ -346,6 +343,13 @@ class TaskContext:
             ticks = deque([-1] * len(self.episodes.get(stage, ())), maxlen=EPISODE_MEMORY)
             self.episode_ticks[stage] = ticks
         return ticks
+
+    def fitted(self, state: Vector, stage: Stage, case_id: int, ridge: float) -> float:
+        """The case's ridge fit of its credited targets at this task, in [-1, 1] (the case
+        must have history at this stage)."""
+        mean_task, coef, mean = self._fit(stage, case_id, ridge)
+        unit = _unit(state).astype(np.float64)
+        return float(np.clip(mean + (unit - mean_task) @ coef, -1.0, 1.0))
 
     def _fit(self, stage: Stage, case_id: int, ridge: float) -> tuple[Floats, Floats, float]:
         """The case's ridge fit: (mean task vector, weights, mean target), so its value at a

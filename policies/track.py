@@ -107,6 +107,7 @@ class TrackPolicy(LearnedPolicy):
             self.unused.near_outcomes(state, candidates, stage, threshold) if weigh_unused else {}
         )
         stale = policy.track_stale
+        fit, ridge = policy.track_model == "ridge", policy.context_ridge
         since = None if stale is None else self.context.noted_onset(state, stage, threshold)
         shift = 0.0
         if policy.track_baseline:
@@ -143,9 +144,14 @@ class TrackPolicy(LearnedPolicy):
             later = np.concatenate([np.cumsum(w[::-1])[::-1][1:], [0.0]])
             w = w * policy.track_recency**later
             total = float(w.sum())
-            record[i] = (policy.track_prior * prior + float(w @ (y + shift))) / (
-                policy.track_prior + total
-            )
+            evidence = float(w @ (y + shift))
+            if fit and since is None and i not in passed:
+                # The fit of every outcome the case had, at this task: where its successes
+                # came on one kind of task and its failures on the twin, it tells them apart.
+                case_id = candidates[i].case_id
+                fitted = self.context.fitted(state, stage, case_id, ridge)
+                evidence = total * (min(max(fitted, 0.0), 1.0) + shift)
+            record[i] = (policy.track_prior * prior + evidence) / (policy.track_prior + total)
             weight[i] = total
         return record, weight
 

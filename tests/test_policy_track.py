@@ -241,3 +241,34 @@ def test_baseline_a_failure_where_others_succeed_sinks_further(minilm: Any, tmp_
     plain = _record_after(minilm, tmp_path / "plain", False, mixed)
     based = _record_after(minilm, tmp_path / "based", True, mixed)
     assert based < plain
+
+
+def _twin_records(minilm: Any, home: Path, model: str) -> tuple[float, float]:
+    """The records of one case for an unseen 1-bit task and for its 0-bit twin, after the
+    case succeeded on 1-bit tasks and failed on 0-bit ones (alternating)."""
+    settings = Settings(home=home, policy={"track_model": model, "track_stale": None})
+    ones = BITS[:6]
+    zeros = [t.replace("1 bits", "0 bits") for t in BITS[:6]]
+    with CaseMemory(settings, embedder=minilm) as memory:
+        case = fill(memory, minilm)[BITS[0]]
+        track = TrackPolicy(memory)
+        for one, zero in zip(ones, zeros, strict=True):
+            tell(track, minilm, one, [case], [case], 1.0)
+            tell(track, minilm, zero, [case], [case], 0.0)
+        out = []
+        for text in (BITS[7], BITS[7].replace("1 bits", "0 bits")):
+            state = minilm.embed([text])[0]
+            candidates = memory.candidates(state, size=50)
+            record, _ = track.records(state, candidates, STAGE)
+            out.append(float(record[[c.case_id for c in candidates].index(case)]))
+        return out[0], out[1]
+
+
+def test_ridge_records_tell_a_task_from_its_twin(minilm: Any, tmp_path: Path) -> None:
+    """MiniLM puts "1 bits in N" and "0 bits in N" closer than two 1-bit tasks with other
+    numbers, so the kernel's record is the case's latest outcomes on either; the ridge fit
+    finds the direction that tells them apart: high for the kind it helps, low for its twin."""
+    one, zero = _twin_records(minilm, tmp_path / "ridge", "ridge")
+    assert one > 0.6 and zero < 0.4
+    one_k, zero_k = _twin_records(minilm, tmp_path / "kernel", "kernel")
+    assert abs(one_k - zero_k) < 0.15 < one - zero
