@@ -307,6 +307,12 @@ class PolicySettings(BaseSettings):
         "which the cosine kernel counts as the same kind; the mean still applies after a "
         "noted drop).",
     )
+    track_method: bool = Field(
+        default=False,
+        description="track: a case starts from the record, on tasks like this one, of the "
+        "method its plan carries (the plan with its literals masked) instead of even: a new "
+        "look-alike that solved its task by a method failing here starts low.",
+    )
     track_stale: float | None = Field(
         default=0.25, ge=0.0, le=1.0,
         description="track: where tasks like this one dropped (policies/context.py, "

@@ -47,6 +47,7 @@ Rewards are read on the 0..1 scale (failure 0, success 1): a record of 0.5 moves
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,7 @@ from memory_agent.policies.base import Candidate, Feedback, Selection, Stage, Ve
 from memory_agent.policies.context import TaskContext
 from memory_agent.policies.credit import check_feedback
 from memory_agent.policies.learned import LearnedPolicy, Values
+from memory_agent.policies.method import method_id, plan_method
 from memory_agent.policies.scoring import greedy_selection
 from memory_agent.store.policy_state import tenant_key
 
@@ -63,6 +65,7 @@ EVEN = 0.5
 """A record that says nothing either way (a reward half-way from failure to success)."""
 CONTEXT_KEY = "track_context"
 UNUSED_KEY = "track_unused"
+METHOD_KEY = "track_method"
 
 Floats = npt.NDArray[np.float64]
 
@@ -72,13 +75,18 @@ class TrackPolicy(LearnedPolicy):
 
     name = "track"
     context_key = CONTEXT_KEY
-    tenant_fields = ("context", "unused")
+    tenant_fields = ("context", "unused", "methods")
 
     def start(self) -> None:
         # Outcomes of the episodes where a case was shown and not used: a second history of
         # the same shape, so the record can weigh them less.
         key = tenant_key(UNUSED_KEY, self.namespace)
         self.unused = TaskContext(self.memory, key, self.settings.policy.context_size)
+        # With `track_method`: the outcomes of each method (a plan with its values masked,
+        # policies/method.py), keyed by the method's id where the others are keyed by case.
+        key = tenant_key(METHOD_KEY, self.namespace)
+        self.methods = TaskContext(self.memory, key, self.settings.policy.context_size)
+        self._method_of: dict[int, int | None] = {}
 
     def evaluate(
         self, state: Vector, candidates: Sequence[Candidate], stage: Stage
@@ -120,6 +128,12 @@ class TrackPolicy(LearnedPolicy):
             shift = EVEN - expected
         record = np.full(len(candidates), EVEN, dtype=np.float64)
         weight = np.zeros(len(candidates), dtype=np.float64)
+        starts = np.full(len(candidates), EVEN, dtype=np.float64)
+        if policy.track_method:
+            # A case starts from its method's record on tasks like this one (even where the
+            # method has none): a look-alike carrying a method that fails here starts low.
+            starts = self.method_records(state, candidates, stage, threshold, since)
+            record[:] = starts
         for i in used.keys() | passed.keys():
             parts = [used.get(i), passed.get(i)]
             scale = [1.0, policy.track_unused]
@@ -128,7 +142,7 @@ class TrackPolicy(LearnedPolicy):
             ticks = np.concatenate([p[2] for p in parts if p])
             order = np.argsort(ticks, kind="stable")
             w, y, ticks = w[order], y[order], ticks[order]
-            prior = EVEN
+            prior = float(starts[i])
             if since is not None and stale is not None:
                 # Since tasks like this one started failing, what a case earned before says
                 # nothing good of it: a case that succeeded then and not since is what broke
@@ -140,9 +154,7 @@ class TrackPolicy(LearnedPolicy):
                 if w.size == 0:
                     record[i] = prior
                     continue
-            # Each later outcome on tasks like this one ages an earlier one by `track_recency`.
-            later = np.concatenate([np.cumsum(w[::-1])[::-1][1:], [0.0]])
-            w = w * policy.track_recency**later
+            w = self.aged(w)
             total = float(w.sum())
             evidence = float(w @ (y + shift))
             if fit and since is None and i not in passed:
@@ -154,6 +166,68 @@ class TrackPolicy(LearnedPolicy):
             record[i] = (policy.track_prior * prior + evidence) / (policy.track_prior + total)
             weight[i] = total
         return record, weight
+
+    def aged(self, w: Floats) -> Floats:
+        """Outcome weights (oldest first) aged by recency: each later outcome on tasks like
+        this one multiplies an earlier one's weight by `track_recency`."""
+        later = np.concatenate([np.cumsum(w[::-1])[::-1][1:], [0.0]])
+        out: Floats = w * self.settings.policy.track_recency**later
+        return out
+
+    def method_records(
+        self,
+        state: Vector,
+        candidates: Sequence[Candidate],
+        stage: Stage,
+        threshold: float,
+        since: int | None,
+    ) -> Floats:
+        """Per candidate, the record of the method its plan carries on tasks like this one
+        (aged and shrunk to even like a case's; since a noted drop, only what came after
+        it): even for a case without a plan, or a method with no outcome here."""
+        out = np.full(len(candidates), EVEN, dtype=np.float64)
+        ids = self.methods_of([c.case_id for c in candidates], candidates)
+        first: dict[int, int] = {}
+        for i, m in enumerate(ids):
+            if m is not None:
+                first.setdefault(m, i)
+        if not first:
+            return out
+        # The methods' history is keyed by method id: ask it as if the methods were cases.
+        asked = [replace(candidates[i], case_id=m) for m, i in first.items()]
+        prior = self.settings.policy.track_prior
+        by_method: dict[int, float] = {}
+        for j, (w, y, ticks) in self.methods.near_outcomes(state, asked, stage, threshold).items():
+            if since is not None:
+                w, y = w[ticks >= since], y[ticks >= since]
+            w = self.aged(w)
+            by_method[asked[j].case_id] = (prior * EVEN + float(w @ y)) / (prior + float(w.sum()))
+        for i, m in enumerate(ids):
+            if m is not None and m in by_method:
+                out[i] = by_method[m]
+        return out
+
+    def methods_of(
+        self,
+        case_ids: Sequence[int],
+        candidates: Sequence[Candidate] = (),
+        namespace: str | None = None,
+    ) -> list[int | None]:
+        """The method id of each case's plan (None: no plan, or no such case). Plans are
+        read once per case and process: from the shortlist's text where it carries it, else
+        from the store (a plan edited later keeps its first method here until a restart)."""
+        missing = {i for i in case_ids if i not in self._method_of}
+        if missing:
+            plans = {c.case_id: c.text.plan for c in candidates
+                     if c.case_id in missing and c.text is not None}  # fmt: skip
+            unread = sorted(missing - plans.keys())
+            if unread:
+                ns = namespace or next((c.namespace for c in candidates if c.namespace), None)
+                plans.update((c.id, c.plan) for c in self.memory.get_many(unread, namespace=ns))
+            for i in missing:
+                method = plan_method(plans.get(i))
+                self._method_of[i] = None if method is None else method_id(method)
+        return [self._method_of[i] for i in case_ids]
 
     def select(
         self,
@@ -191,6 +265,12 @@ class TrackPolicy(LearnedPolicy):
         )
         # One clock for both histories, so their outcomes interleave by tick.
         self.context.clock = self.unused.clock = max(self.context.clock, self.unused.clock)
+        if self.settings.policy.track_method:
+            # On the cases' clock, so a noted drop's onset applies to both histories.
+            self.methods.clock = self.context.clock
+            credited = self.methods_of(sorted(used), namespace=feedback.namespace)
+            targets = {m: reward for m in credited if m is not None}
+            self.methods.add(feedback.stage, feedback.state, targets)
         self.context.add(feedback.stage, feedback.state, dict.fromkeys(used, reward), reward)
         if self.settings.policy.track_unused > 0.0:
             unused = {i: reward for i in shown if i not in used}
@@ -204,3 +284,4 @@ class TrackPolicy(LearnedPolicy):
     def save_namespace(self) -> None:
         self.context.save()
         self.unused.save()
+        self.methods.save()

@@ -558,3 +558,17 @@ def test_similarity_gate_admits_cases_proven_on_tasks_like_this(memory: CaseMemo
     after = policy.select(state, memory.candidates(state, size=12), 3, "plan", explore=False)
     assert proven in after.case_ids
     assert unknown not in after.case_ids  # still gated: nothing known of it here
+
+
+def test_plan_method_masks_the_values_and_keeps_the_procedure() -> None:
+    from memory_agent.policies.method import method_id, plan_method
+
+    ones = plan_method("bin(1813382119).count('1')")
+    assert ones == plan_method("bin(37).count('0')")
+    assert ones == "bin(0).count(S)"
+    letters = plan_method("'there s something'.lower().count('m')")
+    assert letters == plan_method('"other text".lower().count("e")') == "S.lower().count(S)"
+    words = plan_method("sum('u' in w.lower() for w in 'these works'.split())")
+    assert words != letters and plan_method("'it\\'s'[::-1]") == "S[::-0]"
+    assert plan_method(None) is None and plan_method("  ") is None
+    assert method_id(letters) == method_id(letters) != method_id(words) > 0

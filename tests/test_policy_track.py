@@ -272,3 +272,55 @@ def test_ridge_records_tell_a_task_from_its_twin(minilm: Any, tmp_path: Path) ->
     assert one > 0.6 and zero < 0.4
     one_k, zero_k = _twin_records(minilm, tmp_path / "kernel", "kernel")
     assert abs(one_k - zero_k) < 0.15 < one - zero
+
+
+WORDS = [f'How many words contain the letter "e" in the text: "{t}"?'
+         for t in ("the green tree", "seven red hens", "one more test here", "we see them",
+                   "every level here", "never ever leave")]  # fmt: skip
+COUNT_METHOD = "'{t}'.lower().count('e')"  # the look-alike family's method: letters, not words
+
+
+def _new_lookalike_record(minilm: Any, home: Path, method: bool) -> float:
+    """The record, for an unseen words task, of a case stored after another case carrying the
+    same (wrong) method failed on words tasks three times; the new case was never shown."""
+    settings = Settings(home=home, policy={"track_method": method, "track_stale": None})
+    with CaseMemory(settings, embedder=minilm) as memory:
+        vectors = minilm.embed(WORDS)
+        tried = memory.add(WORDS[0], plan=COUNT_METHOD.format(t="the green tree"), reward=1.0,
+                           outcome="success", embedding=vectors[0]).id  # fmt: skip
+        track = TrackPolicy(memory)
+        for text in WORDS[1:4]:
+            tell(track, minilm, text, [tried], [tried], 0.0)
+        new = memory.add(WORDS[4], plan=COUNT_METHOD.format(t="every level here"), reward=1.0,
+                         outcome="success", embedding=vectors[4]).id  # fmt: skip
+        state = vectors[5]
+        candidates = memory.candidates(state, size=50)
+        record, _ = track.records(state, candidates, STAGE)
+        return float(record[[c.case_id for c in candidates].index(new)])
+
+
+def test_method_records_start_a_new_lookalike_from_its_methods_record(
+    minilm: Any, tmp_path: Path
+) -> None:
+    """With `track_method`, a case never shown starts from the record of the method its plan
+    carries on tasks like this one: the twins stream stores look-alikes that used the twin's
+    method and were right by chance, each one new and untried."""
+    assert _new_lookalike_record(minilm, tmp_path / "off", False) == pytest.approx(0.5)
+    assert _new_lookalike_record(minilm, tmp_path / "on", True) < 0.3
+
+
+def test_method_records_survive_a_restart(minilm: Any, isolated_home: Path) -> None:
+    settings = Settings(home=isolated_home, policy={"track_method": True})
+    with CaseMemory(settings, embedder=minilm) as memory:
+        vectors = minilm.embed(WORDS)
+        case = memory.add(WORDS[0], plan=COUNT_METHOD.format(t="x"), reward=1.0,
+                          outcome="success", embedding=vectors[0]).id  # fmt: skip
+        track = TrackPolicy(memory)
+        for text in WORDS[1:4]:
+            tell(track, minilm, text, [case], [case], 0.0)
+        candidates = memory.candidates(vectors[5], size=50)
+        before = track.method_records(vectors[5], candidates, STAGE, 0.4, None)
+        track.save()
+    with CaseMemory(settings, embedder=minilm) as memory:
+        again = TrackPolicy(memory).method_records(vectors[5], candidates, STAGE, 0.4, None)
+        assert before[0] < 0.3 and again == pytest.approx(before)
