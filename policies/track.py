@@ -39,7 +39,14 @@ above even. Built for the twins-only stream, where the right example sank with i
 task's first failure (the planner had copied the twin's line shown beside it) and an endless
 supply of untried twin cases kept it out of reach; measured there it did not help (the twin's
 tasks, all successes, count as tasks like this one, so the baseline stays high). What did help
-is crediting only the case the output copied (`runtime.citation_margin`).
+is crediting only the case the output copied (`runtime.citation_margin`, the default).
+
+Two opt-in variants, measured on the twins-only stream (BENCHMARKS.md): `track_model="ridge"`
+reads a case's record off the ridge fit of its outcomes on their task vectors, evaluated at
+this task, which tells a task from its twin where the kernel cannot (+1 point there, not yet
+measured elsewhere); `track_method` starts a case from the record of the method its plan
+carries (`policies/method.py`), built for the look-alikes right by chance that the twins
+stream stores, and measured worse (a twin's method right on half the tasks sinks nothing).
 
 Rewards are read on the 0..1 scale (failure 0, success 1): a record of 0.5 moves nothing.
 """
