@@ -91,8 +91,11 @@ class TrackPolicy(LearnedPolicy):
         self.unused = TaskContext(self.memory, key, self.settings.policy.context_size)
         # With `track_method`: the outcomes of each method (a plan with its values masked,
         # policies/method.py), keyed by the method's id where the others are keyed by case.
-        key = tenant_key(METHOD_KEY, self.namespace)
-        self.methods = TaskContext(self.memory, key, self.settings.policy.context_size)
+        # Not loaded (nor kept) when off: the policy reads nothing it will not use.
+        self.methods: TaskContext | None = None
+        if self.settings.policy.track_method:
+            key = tenant_key(METHOD_KEY, self.namespace)
+            self.methods = TaskContext(self.memory, key, self.settings.policy.context_size)
         self._method_of: dict[int, int | None] = {}
 
     def evaluate(
@@ -136,7 +139,7 @@ class TrackPolicy(LearnedPolicy):
         record = np.full(len(candidates), EVEN, dtype=np.float64)
         weight = np.zeros(len(candidates), dtype=np.float64)
         starts = np.full(len(candidates), EVEN, dtype=np.float64)
-        if policy.track_method:
+        if self.methods is not None:
             # A case starts from its method's record on tasks like this one (even where the
             # method has none): a look-alike carrying a method that fails here starts low.
             starts = self.method_records(state, candidates, stage, threshold, since)
@@ -193,6 +196,8 @@ class TrackPolicy(LearnedPolicy):
         (aged and shrunk to even like a case's; since a noted drop, only what came after
         it): even for a case without a plan, or a method with no outcome here."""
         out = np.full(len(candidates), EVEN, dtype=np.float64)
+        if self.methods is None:
+            return out
         ids = self.methods_of([c.case_id for c in candidates], candidates)
         first: dict[int, int] = {}
         for i, m in enumerate(ids):
@@ -272,7 +277,7 @@ class TrackPolicy(LearnedPolicy):
         )
         # One clock for both histories, so their outcomes interleave by tick.
         self.context.clock = self.unused.clock = max(self.context.clock, self.unused.clock)
-        if self.settings.policy.track_method:
+        if self.methods is not None:
             # On the cases' clock, so a noted drop's onset applies to both histories.
             self.methods.clock = self.context.clock
             credited = self.methods_of(sorted(used), namespace=feedback.namespace)
@@ -291,4 +296,5 @@ class TrackPolicy(LearnedPolicy):
     def save_namespace(self) -> None:
         self.context.save()
         self.unused.save()
-        self.methods.save()
+        if self.methods is not None:
+            self.methods.save()

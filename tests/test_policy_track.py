@@ -48,6 +48,13 @@ def shown(policy: Any, memory: CaseMemory, minilm: Any, text: str, k: int = 3) -
     return ids
 
 
+def record_of(track: TrackPolicy, memory: CaseMemory, state: Any, case_id: int) -> float:
+    """The record of one case for the task at `state`, as `track` reads it off the shortlist."""
+    candidates = memory.candidates(state, size=50)
+    record, _ = track.records(state, candidates, STAGE)
+    return float(record[[c.case_id for c in candidates].index(case_id)])
+
+
 def tell(policy: TrackPolicy, minilm: Any, text: str, shown: list[int], used: list[int],
          reward: float) -> None:  # fmt: skip
     state = minilm.embed([text])[0]
@@ -220,10 +227,7 @@ def _record_after(minilm: Any, home: Path, baseline: bool, rewards: list[float])
         for reward in rewards:
             others = [i for i in shown(track, memory, minilm, BITS[6], k=3) if i != target]
             tell(track, minilm, BITS[6], [target, others[0]], [target, others[0]], reward)
-        state = minilm.embed([BITS[7]])[0]
-        candidates = memory.candidates(state, size=50)
-        record, _ = track.records(state, candidates, STAGE)
-        return float(record[[c.case_id for c in candidates].index(target)])
+        return record_of(track, memory, minilm.embed([BITS[7]])[0], target)
 
 
 def test_baseline_failures_where_everything_fails_sink_nothing(minilm: Any, tmp_path: Path) -> None:
@@ -255,13 +259,8 @@ def _twin_records(minilm: Any, home: Path, model: str) -> tuple[float, float]:
         for one, zero in zip(ones, zeros, strict=True):
             tell(track, minilm, one, [case], [case], 1.0)
             tell(track, minilm, zero, [case], [case], 0.0)
-        out = []
-        for text in (BITS[7], BITS[7].replace("1 bits", "0 bits")):
-            state = minilm.embed([text])[0]
-            candidates = memory.candidates(state, size=50)
-            record, _ = track.records(state, candidates, STAGE)
-            out.append(float(record[[c.case_id for c in candidates].index(case)]))
-        return out[0], out[1]
+        one, zero = minilm.embed([BITS[7], BITS[7].replace("1 bits", "0 bits")])
+        return record_of(track, memory, one, case), record_of(track, memory, zero, case)
 
 
 def test_ridge_records_tell_a_task_from_its_twin(minilm: Any, tmp_path: Path) -> None:
@@ -280,23 +279,27 @@ WORDS = [f'How many words contain the letter "e" in the text: "{t}"?'
 COUNT_METHOD = "'{t}'.lower().count('e')"  # the look-alike family's method: letters, not words
 
 
+def _count_method_failed(memory: CaseMemory, minilm: Any) -> tuple[TrackPolicy, Any]:
+    """A `track` after a case carrying the count method failed on three words tasks (and the
+    vectors of WORDS)."""
+    vectors = minilm.embed(WORDS)
+    tried = memory.add(WORDS[0], plan=COUNT_METHOD.format(t="the green tree"), reward=1.0,
+                       outcome="success", embedding=vectors[0]).id  # fmt: skip
+    track = TrackPolicy(memory)
+    for text in WORDS[1:4]:
+        tell(track, minilm, text, [tried], [tried], 0.0)
+    return track, vectors
+
+
 def _new_lookalike_record(minilm: Any, home: Path, method: bool) -> float:
     """The record, for an unseen words task, of a case stored after another case carrying the
     same (wrong) method failed on words tasks three times; the new case was never shown."""
     settings = Settings(home=home, policy={"track_method": method, "track_stale": None})
     with CaseMemory(settings, embedder=minilm) as memory:
-        vectors = minilm.embed(WORDS)
-        tried = memory.add(WORDS[0], plan=COUNT_METHOD.format(t="the green tree"), reward=1.0,
-                           outcome="success", embedding=vectors[0]).id  # fmt: skip
-        track = TrackPolicy(memory)
-        for text in WORDS[1:4]:
-            tell(track, minilm, text, [tried], [tried], 0.0)
+        track, vectors = _count_method_failed(memory, minilm)
         new = memory.add(WORDS[4], plan=COUNT_METHOD.format(t="every level here"), reward=1.0,
                          outcome="success", embedding=vectors[4]).id  # fmt: skip
-        state = vectors[5]
-        candidates = memory.candidates(state, size=50)
-        record, _ = track.records(state, candidates, STAGE)
-        return float(record[[c.case_id for c in candidates].index(new)])
+        return record_of(track, memory, vectors[5], new)
 
 
 def test_method_records_start_a_new_lookalike_from_its_methods_record(
@@ -312,12 +315,7 @@ def test_method_records_start_a_new_lookalike_from_its_methods_record(
 def test_method_records_survive_a_restart(minilm: Any, isolated_home: Path) -> None:
     settings = Settings(home=isolated_home, policy={"track_method": True})
     with CaseMemory(settings, embedder=minilm) as memory:
-        vectors = minilm.embed(WORDS)
-        case = memory.add(WORDS[0], plan=COUNT_METHOD.format(t="x"), reward=1.0,
-                          outcome="success", embedding=vectors[0]).id  # fmt: skip
-        track = TrackPolicy(memory)
-        for text in WORDS[1:4]:
-            tell(track, minilm, text, [case], [case], 0.0)
+        track, vectors = _count_method_failed(memory, minilm)
         candidates = memory.candidates(vectors[5], size=50)
         before = track.method_records(vectors[5], candidates, STAGE, 0.4, None)
         track.save()
