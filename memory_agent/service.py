@@ -272,6 +272,10 @@ class MemoryService:
 
     @staticmethod
     def _reasons(selection: Any, by_id: dict[int, Candidate]) -> list[dict[str, Any]]:
+        """Per shown case: its text, similarity and score, the policy's value of it for this
+        task with the evidence under it (`task_value`, `evidence`: what ranked it; None for a
+        policy that learns none), and its stored running value and visits over all tasks."""
+        judged = {c.case_id: c for c in selection.considered}
         out = []
         for case_id, score, explored in zip(
             selection.case_ids, selection.scores, selection.explored, strict=False
@@ -280,6 +284,9 @@ class MemoryService:
             text = candidate.text
             assert text is not None  # the shortlist was read with_text
             stats = candidate.stats.get(STAGE)
+            seen = judged.get(case_id)
+            task_value = None if seen is None or seen.value is None else round(seen.value, 4)
+            evidence = None if seen is None or seen.evidence is None else round(seen.evidence, 2)
             out.append({
                 "case_id": case_id,
                 "task": text.task,
@@ -289,6 +296,8 @@ class MemoryService:
                 "similarity": round(float(candidate.similarity), 4),
                 "score": round(float(score), 4),
                 "explored": bool(explored),
+                "task_value": task_value,
+                "evidence": evidence,
                 "value": None if stats is None else round(stats.q_value, 4),
                 "visits": 0 if stats is None else stats.visits,
             })  # fmt: skip

@@ -86,9 +86,12 @@ class TrackPolicy(LearnedPolicy):
 
     def start(self) -> None:
         # Outcomes of the episodes where a case was shown and not used: a second history of
-        # the same shape, so the record can weigh them less.
-        key = tenant_key(UNUSED_KEY, self.namespace)
-        self.unused = TaskContext(self.memory, key, self.settings.policy.context_size)
+        # the same shape, so the record can weigh them less. Not loaded (nor kept) at weight
+        # 0, the default: nothing of it is read then.
+        self.unused: TaskContext | None = None
+        if self.settings.policy.track_unused > 0.0:
+            key = tenant_key(UNUSED_KEY, self.namespace)
+            self.unused = TaskContext(self.memory, key, self.settings.policy.context_size)
         # With `track_method`: the outcomes of each method (a plan with its values masked,
         # policies/method.py), keyed by the method's id where the others are keyed by case.
         # Not loaded (nor kept) when off: the policy reads nothing it will not use.
@@ -120,9 +123,10 @@ class TrackPolicy(LearnedPolicy):
         threshold = policy.context_cos
         used = self.context.near_outcomes(state, candidates, stage, threshold)
         # At weight 0 (the default) nothing of the passed-over history is kept or read.
-        weigh_unused = policy.track_unused > 0.0
         passed = (
-            self.unused.near_outcomes(state, candidates, stage, threshold) if weigh_unused else {}
+            {}
+            if self.unused is None
+            else self.unused.near_outcomes(state, candidates, stage, threshold)
         )
         stale = policy.track_stale
         fit, ridge = policy.track_model == "ridge", policy.context_ridge
@@ -275,8 +279,9 @@ class TrackPolicy(LearnedPolicy):
             prior_visits=self.settings.policy.prior_visits,
             check_only=shown,
         )
-        # One clock for both histories, so their outcomes interleave by tick.
-        self.context.clock = self.unused.clock = max(self.context.clock, self.unused.clock)
+        if self.unused is not None:
+            # One clock for both histories, so their outcomes interleave by tick.
+            self.context.clock = self.unused.clock = max(self.context.clock, self.unused.clock)
         if self.methods is not None:
             # On the cases' clock, so a noted drop's onset applies to both histories.
             self.methods.clock = self.context.clock
@@ -284,7 +289,7 @@ class TrackPolicy(LearnedPolicy):
             targets = {m: reward for m in credited if m is not None}
             self.methods.add(feedback.stage, feedback.state, targets)
         self.context.add(feedback.stage, feedback.state, dict.fromkeys(used, reward), reward)
-        if self.settings.policy.track_unused > 0.0:
+        if self.unused is not None:
             unused = {i: reward for i in shown if i not in used}
             self.unused.add(feedback.stage, feedback.state, unused)
         if reward <= 0.0 and self.settings.policy.track_stale is not None:
@@ -295,6 +300,7 @@ class TrackPolicy(LearnedPolicy):
 
     def save_namespace(self) -> None:
         self.context.save()
-        self.unused.save()
+        if self.unused is not None:
+            self.unused.save()
         if self.methods is not None:
             self.methods.save()

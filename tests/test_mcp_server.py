@@ -87,6 +87,33 @@ def test_similarity_policy_is_credited_by_the_runtime(isolated_home: Path, minil
         assert memory.get(case_id).stats["plan"].visits == 1
 
 
+def test_retrieve_reports_the_policys_value_for_this_task(isolated_home: Path, minilm: Any) -> None:
+    """`track` ranks by a case's record on tasks like this one, not by its stored running
+    value: a retrieval says what ranked each case (task_value, evidence); similarity has none."""
+    settings = Settings(home=isolated_home, policy={"name": "track", "k": 2})
+    with (
+        CaseMemory(settings, embedder=minilm) as memory,
+        MemoryService(settings, memory=memory) as svc,
+    ):
+        ids = [svc.record(t, p, a, 1.0) for t, p, a in PYTHON_TASKS]
+        first = svc.retrieve("reverse a python list")
+        fresh = {c["case_id"]: c for c in first["cases"]}
+        assert fresh[ids[0]]["task_value"] == pytest.approx(0.5)  # no record yet: even
+        assert fresh[ids[0]]["evidence"] == 0.0
+        svc.report_outcome(first["retrieval_id"], 0.0, [ids[0]])  # used, and it failed
+        again = {c["case_id"]: c for c in svc.retrieve("reverse a python list")["cases"]}
+        assert again[ids[0]]["task_value"] < 0.5 and again[ids[0]]["evidence"] > 0.0
+        assert again[ids[0]]["visits"] == 1  # the stored statistics move too
+    plain = Settings(home=isolated_home / "plain", policy={"name": "similarity"})
+    with (
+        CaseMemory(plain, embedder=minilm) as memory,
+        MemoryService(plain, memory=memory) as svc,
+    ):
+        svc.record(*PYTHON_TASKS[0], reward=1.0)
+        (case,) = svc.retrieve(PYTHON_TASKS[0][0])["cases"]
+        assert case["task_value"] is None and case["evidence"] is None
+
+
 @pytest.mark.parametrize("reward", [5, -0.5, math.nan, math.inf, "1", True])
 def test_bad_rewards_are_refused(service: MemoryService, reward: Any) -> None:
     case_id = service.record(*PYTHON_TASKS[0])

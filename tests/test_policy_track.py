@@ -183,7 +183,7 @@ def test_unused_weight_zero_ignores_passed_over_cases(minilm: Any, isolated_home
     assert record[passed] == pytest.approx(0.5)
     assert record[used] < 0.5
     assert np.isfinite(record).all()
-    assert not track.unused.history  # nothing kept that weighs nothing
+    assert track.unused is None  # nothing loaded or kept that weighs nothing
 
 
 def test_unused_weight_above_zero_counts_passed_over_cases(
