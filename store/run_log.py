@@ -246,6 +246,16 @@ class RunLog:
             query = select(RunRow).order_by(RunRow.started_at.desc(), RunRow.id)
             return list(session.scalars(query.limit(limit).offset(offset)))
 
+    def rewarded(self, namespace: str, limit: int) -> list[RunRow]:
+        """The newest `limit` runs of `namespace` that have a reward, newest first."""
+        with self._sessions() as session:
+            query = (
+                select(RunRow)
+                .where(RunRow.namespace == namespace, RunRow.reward.is_not(None))
+                .order_by(RunRow.started_at.desc(), RunRow.id)
+            )
+            return list(session.scalars(query.limit(limit)))
+
     def events(self, run_id: str) -> list[RunEvent]:
         with self._sessions() as session:
             rows = session.scalars(
