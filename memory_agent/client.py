@@ -132,6 +132,10 @@ class _Calls:
     def _stats(self, namespace: str | None) -> _Call:
         return _Call("GET", "/v1/stats", params=_without_none({"namespace": self._ns(namespace)}))
 
+    def _gaps(self, namespace: str | None, options: dict[str, Any]) -> _Call:
+        params = _without_none({"namespace": self._ns(namespace), **options})
+        return _Call("GET", "/v1/gaps", params=params)
+
 
 def _headers(token: str | None, namespace_token: str | None) -> dict[str, str]:
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
@@ -203,6 +207,11 @@ class MemoryClient(_Calls):
     def stats(self, namespace: str | None = None) -> dict[str, Any]:
         return self._send(self._stats(namespace))  # type: ignore[no-any-return]
 
+    def gaps(self, namespace: str | None = None, **options: Any) -> dict[str, Any]:
+        """Kinds of task that keep failing (`GET /v1/gaps`); options: last, similar,
+        min_runs, max_rate."""
+        return self._send(self._gaps(namespace, options))  # type: ignore[no-any-return]
+
     def health(self) -> dict[str, Any]:
         return self._send(_Call("GET", "/health"))  # type: ignore[no-any-return]
 
@@ -272,6 +281,11 @@ class AsyncMemoryClient(_Calls):
 
     async def stats(self, namespace: str | None = None) -> dict[str, Any]:
         return await self._send(self._stats(namespace))  # type: ignore[no-any-return]
+
+    async def gaps(self, namespace: str | None = None, **options: Any) -> dict[str, Any]:
+        """Kinds of task that keep failing (`GET /v1/gaps`); options: last, similar,
+        min_runs, max_rate."""
+        return await self._send(self._gaps(namespace, options))  # type: ignore[no-any-return]
 
     async def health(self) -> dict[str, Any]:
         return await self._send(_Call("GET", "/health"))  # type: ignore[no-any-return]

@@ -21,12 +21,58 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from memory_agent.errors import CaseNotFoundError, InvalidInputError
+
+if TYPE_CHECKING:
+    from memory_agent.store import CaseMemory
+
 SUCCESS = 0.5
 """A run with at least this reward counts as a success."""
+MAX_RUNS = 5000
+"""The most runs one report reads (each task is embedded)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GapSettings:
+    """What counts as a gap (the defaults of `memory gaps`, MCP `find_gaps`, `GET /v1/gaps`)."""
+
+    last: int = 500
+    """Read the newest this many rewarded runs of the namespace."""
+    similar: float = 0.6
+    """Cosine at which two tasks count as alike (MiniLM: 0.6 groups tasks of one template;
+    short tasks that differ in a key word sit at 0.4-0.7)."""
+    min_runs: int = 5
+    max_rate: float = 0.25
+
+    def __post_init__(self) -> None:
+        problems = []
+        if (
+            isinstance(self.last, bool)
+            or not isinstance(self.last, int)
+            or not (1 <= self.last <= MAX_RUNS)
+        ):
+            problems.append(f"last must be a whole number from 1 to {MAX_RUNS} (got {self.last!r})")
+        if (
+            isinstance(self.min_runs, bool)
+            or not isinstance(self.min_runs, int)
+            or (self.min_runs < 2)
+        ):
+            problems.append(f"min_runs must be a whole number >= 2 (got {self.min_runs!r})")
+        for name in ("similar", "max_rate"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (0.0 <= value <= 1.0)
+            ):
+                problems.append(f"{name} must be a number from 0 to 1 (got {value!r})")
+        if problems:
+            raise InvalidInputError("Bad gap settings: " + "; ".join(problems) + ".")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,3 +202,40 @@ def _gap(outcomes: Sequence[Outcome], anchor: int, taken: npt.NDArray[np.intp]) 
         cases=cases,
         nothing_shown=sum(not r.cases_shown for r in runs),
     )
+
+
+def gap_report(memory: CaseMemory, namespace: str, settings: GapSettings) -> dict[str, Any]:
+    """The gaps of `namespace` as JSON: the settings, how many runs were read, and per gap its
+    figures, its cases (with their task texts; None for a deleted one) and its run ids. The
+    namespace must already be checked (and opened, if it has a token)."""
+    rows = memory.run_log().rewarded(namespace, settings.last)
+    outcomes = [
+        Outcome(r.id, r.task, float(r.reward or 0.0), tuple(int(i) for i in r.cases_shown))
+        for r in rows
+    ]
+    found = []
+    if outcomes:
+        vectors = memory.embedder.embed([o.task for o in outcomes])
+        found = find_gaps(
+            outcomes,
+            vectors,
+            similar=settings.similar,
+            min_runs=settings.min_runs,
+            max_rate=settings.max_rate,
+        )
+    tasks: dict[int, str | None] = {}
+    for case_id in sorted({c.case_id for gap in found for c in gap.cases}):
+        try:
+            tasks[case_id] = memory.get(case_id, namespace=namespace).task
+        except CaseNotFoundError:
+            tasks[case_id] = None
+    return {
+        "namespace": namespace,
+        "runs_read": len(outcomes),
+        "settings": {"last": settings.last, "similar": settings.similar,
+                     "min_runs": settings.min_runs, "max_rate": settings.max_rate},
+        "gaps": [
+            {**gap.to_json(), "case_tasks": {str(c.case_id): tasks[c.case_id] for c in gap.cases}}
+            for gap in found
+        ],
+    }  # fmt: skip

@@ -441,6 +441,27 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
         with svc.presenting(token):
             return svc.stats(namespace)
 
+    @app.get("/v1/gaps", dependencies=auth, tags=["cases"])
+    def gaps(
+        namespace: NamespaceQuery = None,
+        last: Annotated[int, Query(ge=1, le=5000, description="Newest rewarded runs read.")] = 500,
+        similar: Annotated[
+            float, Query(ge=0.0, le=1.0, description="Cosine at which tasks count as alike.")
+        ] = 0.6,
+        min_runs: Annotated[int, Query(ge=2, description="Fewest runs a gap is made of.")] = 5,
+        max_rate: Annotated[
+            float, Query(ge=0.0, le=1.0, description="Highest success rate of a gap.")
+        ] = 0.25,
+        token: NamespaceToken = None,
+    ) -> dict[str, Any]:
+        """Kinds of task that keep failing whatever the memory shows, with the cases shown
+        there: where the memory needs a new worked example."""
+        svc = service()
+        with svc.presenting(token):
+            return svc.gaps(
+                namespace, last=last, similar=similar, min_runs=min_runs, max_rate=max_rate
+            )
+
     app.add_middleware(WorkerHeader, pid=pid)
     app.add_middleware(BodyLimit, limit=settings.serve.max_request_bytes)
     return app

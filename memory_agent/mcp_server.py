@@ -162,6 +162,23 @@ def build_server(service: MemoryService) -> MCPServer:
         learned value and visits of each case with an outcome (among its newest 1000)."""
         return call(lambda: service.stats(namespace))
 
+    @server.tool(annotations=read_only)
+    def find_gaps(
+        namespace: Namespace = None,
+        similar: Annotated[
+            float, Field(ge=0.0, le=1.0, description="Cosine at which tasks count as alike.")
+        ] = 0.6,
+        min_runs: Annotated[int, Field(ge=2, description="Fewest runs a gap is made of.")] = 5,
+        max_rate: Annotated[
+            float, Field(ge=0.0, le=1.0, description="Highest success rate of a gap.")
+        ] = 0.25,
+    ) -> dict[str, Any]:
+        """Kinds of task that keep failing whatever the memory shows (from the outcomes
+        reported so far), with the cases shown there: record a worked example for them."""
+        return call(
+            lambda: service.gaps(namespace, similar=similar, min_runs=min_runs, max_rate=max_rate)
+        )
+
     @server.resource(
         "case://{namespace}/{case_id}",
         name="case",

@@ -443,6 +443,26 @@ class MemoryService:
             self._case_in(case_id, ns)
             self.memory.delete(case_id, namespace=ns, reason="deleted via mcp")
 
+    def gaps(
+        self,
+        namespace: str | None = None,
+        *,
+        last: int = 500,
+        similar: float = 0.6,
+        min_runs: int = 5,
+        max_rate: float = 0.25,
+    ) -> dict[str, Any]:
+        """The kinds of task that keep failing whatever the memory shows (memory_agent/gaps.py):
+        the namespace's newest rewarded runs (retrievals with a reported outcome, agent runs)
+        grouped by how alike their tasks are, the groups that rarely succeed, and the cases
+        shown in them. No policy fixes such a group: the memory needs a new worked example."""
+        from memory_agent.gaps import GapSettings, gap_report
+
+        options = GapSettings(last=last, similar=similar, min_runs=min_runs, max_rate=max_rate)
+        ns = self._ns(namespace)
+        # Outside the lock: it reads the run log and embeds the tasks, nothing of the policy.
+        return gap_report(self.memory, ns, options)
+
     def stats(self, namespace: str | None = None) -> dict[str, Any]:
         """Counts and sizes of the namespace's memory, and the learned value and visits of
         each of its newest `MAX_LIST` cases that has had an outcome."""

@@ -97,8 +97,14 @@ def test_learning_loop_over_raw_http(server: tuple[str, Path]) -> None:
             "deleted": ids[2]}  # fmt: skip
         _refused(http.get(f"/v1/cases/{ids[2]}", params={"namespace": "loop"}), 404)
 
+        # One outcome reported, a success: nothing to flag yet.
+        gaps = _ok(http.get("/v1/gaps", params={"namespace": "loop"}))
+        assert gaps["runs_read"] == 1 and gaps["gaps"] == []
+        _refused(http.get("/v1/gaps", params={"namespace": "loop", "similar": 2}), 422)
+
         schema = _ok(http.get("/openapi.json"))
-        assert {"/v1/retrieve", "/v1/cases", "/v1/outcomes", "/v1/stats"} <= set(schema["paths"])
+        assert {"/v1/retrieve", "/v1/cases", "/v1/outcomes", "/v1/stats",
+                "/v1/gaps"} <= set(schema["paths"])  # fmt: skip
 
     # The learning is in the store: another process reads it back.
     with CaseMemory(Settings(home=home)) as memory:
@@ -121,7 +127,7 @@ def test_auth_rejects_missing_and_wrong_tokens(server: tuple[str, Path]) -> None
         _refused(prefix, 401)
         basic = http.get("/v1/cases", headers={"Authorization": f"Basic {TOKEN}"})
         _refused(basic, 401)
-        for path in ("/v1/cases", "/v1/stats", "/v1/cases/1"):
+        for path in ("/v1/cases", "/v1/stats", "/v1/cases/1", "/v1/gaps"):
             _refused(http.get(path), 401)
         _refused(http.delete("/v1/cases/1"), 401)
         _refused(http.post("/v1/outcomes", json={"retrieval_id": "x", "reward": 1}), 401)
@@ -222,6 +228,9 @@ def test_memory_client_learning_loop_sync_and_async(server: tuple[str, Path]) ->
         with pytest.raises(InvalidInputError, match="already has an outcome"):
             memory.report_outcome(found["retrieval_id"], 1.0)
         assert memory.health()["status"] == "ok"
+        # The one failure is read, and one run is too few for a gap at min_runs 2.
+        gaps = memory.gaps(min_runs=2, similar=0.5)
+        assert gaps["runs_read"] == 1 and gaps["settings"]["min_runs"] == 2 and not gaps["gaps"]
 
     async def flow() -> tuple[dict[str, Any], dict[str, Any], int]:
         async with AsyncMemoryClient(url, token=TOKEN, namespace="client") as memory:
@@ -230,6 +239,7 @@ def test_memory_client_learning_loop_sync_and_async(server: tuple[str, Path]) ->
             out = await memory.report_outcome(found[0]["retrieval_id"], 1.0)  # flat credit
             new_id = await memory.add("A fourth task", answer="4")
             await memory.delete(new_id)
+            assert (await memory.gaps())["runs_read"] == 2
             return found[0], out, len(await memory.list())
 
     found, out, listed = asyncio.run(flow())

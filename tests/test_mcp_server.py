@@ -114,6 +114,29 @@ def test_retrieve_reports_the_policys_value_for_this_task(isolated_home: Path, m
         assert case["task_value"] is None and case["evidence"] is None
 
 
+def test_gaps_name_the_tasks_whose_shown_cases_keep_failing(service: MemoryService) -> None:
+    """Outcomes reported to `retrieve` are what the gaps are read from: reversal tasks that
+    failed with the reversal case shown make a gap; the dict task that succeeded does not."""
+    ids = [service.record(t, p, a, 1.0, namespace="py") for t, p, a in PYTHON_TASKS]
+    for word in ("items", "names", "rows", "scores", "values", "words"):
+        found = service.retrieve(f"How do I reverse a list of {word} in Python?", namespace="py")
+        service.report_outcome(found["retrieval_id"], 0.0)  # every shown case failed
+    found = service.retrieve("Sort a Python dict by its keys", namespace="py")
+    service.report_outcome(found["retrieval_id"], 1.0)
+    report = service.gaps("py", similar=0.7)
+    assert report["runs_read"] == 7 and report["settings"]["similar"] == 0.7
+    (gap,) = report["gaps"]
+    assert gap["runs"] == 6 and gap["successes"] == 0
+    shown = {c["case_id"]: c for c in gap["cases"]}
+    assert ids[0] in shown and all(c["succeeded"] == 0 for c in gap["cases"])
+    assert sum(c["shown"] for c in gap["cases"]) == 6 * 2  # k = 2 cases a retrieval
+    assert gap["case_tasks"][str(ids[0])] == PYTHON_TASKS[0][0]
+    assert service.gaps("py", max_rate=0.0, min_runs=7)["gaps"] == []  # six are too few
+    assert service.gaps("other")["runs_read"] == 0
+    with pytest.raises(InvalidInputError, match="similar must be a number from 0 to 1"):
+        service.gaps("py", similar=1.5)
+
+
 @pytest.mark.parametrize("reward", [5, -0.5, math.nan, math.inf, "1", True])
 def test_bad_rewards_are_refused(service: MemoryService, reward: Any) -> None:
     case_id = service.record(*PYTHON_TASKS[0])
@@ -210,6 +233,7 @@ async def _session_flow(home: Path) -> dict[str, Any]:
                     "get_case",
                     "delete_case",
                     "memory_stats",
+                    "find_gaps",
                 }
                 schema = tools["report_outcome"].input_schema["properties"]["reward"]
                 assert "0 failure" in str(schema) and tools["retrieve_cases"].description

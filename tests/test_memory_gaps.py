@@ -84,7 +84,7 @@ def test_cli_lists_the_gap_with_the_cases_shown_there(minilm: Any, isolated_home
     result = runner.invoke(app, ["memory", "gaps", "--similar", "0.4", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
-    assert out["runs_read"] == len(WORDS) + len(SUMS)
+    assert out["runs_read"] == len(WORDS) + len(SUMS) and out["settings"]["similar"] == 0.4
     (gap,) = out["gaps"]
     assert gap["runs"] == len(WORDS) and gap["successes"] == 0
     assert gap["cases"] == [{"case_id": reverse_id, "shown": len(WORDS), "succeeded": 0}]

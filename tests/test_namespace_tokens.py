@@ -443,6 +443,7 @@ def test_http_requests_on_a_protected_namespace_need_its_token_header(
             ("GET", f"/v1/cases/{secret_id}", None, {"namespace": "secret"}),
             ("DELETE", f"/v1/cases/{secret_id}", None, {"namespace": "secret"}),
             ("GET", "/v1/stats", None, {"namespace": "secret"}),
+            ("GET", "/v1/gaps", None, {"namespace": "secret"}),
         ]
         for method, path, body, params in requests:
             for headers, says in ((None, "none was given"), (wrong, "is wrong")):

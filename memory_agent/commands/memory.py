@@ -353,71 +353,43 @@ def gaps(
     """Kinds of task that keep failing whatever the memory shows: add a worked example there."""
     # A policy can only choose among the cases the memory holds; where every one of them fails
     # (rewarded agent runs and outcomes reported to `retrieve`), the memory needs a new one.
-    from memory_agent.gaps import Outcome, find_gaps
+    from memory_agent.gaps import GapSettings, gap_report
 
+    options = GapSettings(last=last, similar=similar, min_runs=min_runs, max_rate=max_rate)
     with open_memory(ctx) as memory:
-        ns = memory.namespace_for(namespace)
-        rows = memory.run_log().rewarded(ns, last)
-        outcomes = [
-            Outcome(r.id, r.task, float(r.reward or 0.0), tuple(int(i) for i in r.cases_shown))
-            for r in rows
-        ]
-        vectors = memory.embedder.embed([o.task for o in outcomes]) if outcomes else None
-        found = (
-            []
-            if vectors is None
-            else find_gaps(outcomes, vectors, similar=similar, min_runs=min_runs, max_rate=max_rate)
-        )
-        tasks = _case_tasks(memory, ns, {c.case_id for g in found for c in g.cases})
+        report = gap_report(memory, memory.namespace_for(namespace), options)
     if json_out:
-        print_json({
-            "namespace": ns, "runs_read": len(outcomes), "similar": similar,
-            "min_runs": min_runs, "max_rate": max_rate,
-            "gaps": [{**g.to_json(), "case_tasks": {str(c.case_id): tasks.get(c.case_id)
-                                                    for c in g.cases}} for g in found],
-        })  # fmt: skip
+        print_json(report)
         return
-    if not outcomes:
+    ns, read, found = report["namespace"], report["runs_read"], report["gaps"]
+    if not read:
         typer.echo(f"No rewarded runs in namespace {ns!r} yet: nothing to judge the memory by.")
         return
     if not found:
         typer.echo(
-            f"No gaps: among the {len(outcomes)} newest rewarded runs, no group of at least "
+            f"No gaps: among the {read} newest rewarded runs, no group of at least "
             f"{min_runs} alike tasks (cosine >= {similar:g}) succeeded at most "
             f"{max_rate:.0%} of the time."
         )
         return
-    typer.echo(f"{len(found)} gap(s) among the {len(outcomes)} newest rewarded runs:")
+    typer.echo(f"{len(found)} gap(s) among the {read} newest rewarded runs:")
     for n, gap in enumerate(found, 1):
         typer.echo(
-            f"\n{n}. {gap.successes} of {len(gap.runs)} runs succeeded (mean reward "
-            f"{gap.mean_reward:.2f}) on tasks like: {clip_line(gap.task, 90)}"
+            f"\n{n}. {gap['successes']} of {gap['runs']} runs succeeded (mean reward "
+            f"{gap['mean_reward']:.2f}) on tasks like: {clip_line(gap['task'], 90)}"
         )
-        if gap.nothing_shown:
-            typer.echo(f"   {gap.nothing_shown} of them were shown no case at all.")
-        for c in gap.cases[:5]:
+        if gap["nothing_shown"]:
+            typer.echo(f"   {gap['nothing_shown']} of them were shown no case at all.")
+        for c in gap["cases"][:5]:
+            task = gap["case_tasks"][str(c["case_id"])] or "(deleted)"
             typer.echo(
-                f"   case {c.case_id}: shown in {c.shown}, {c.succeeded} succeeded  "
-                f"{clip_line(tasks.get(c.case_id) or '(deleted)', 60)}"
+                f"   case {c['case_id']}: shown in {c['shown']}, {c['succeeded']} succeeded  "
+                f"{clip_line(task, 60)}"
             )
-        typer.echo(
-            f"   newest run: {gap.runs[0][:8]} (memory-agent logs show {gap.runs[0][:8]} --why)"
-        )
+        newest = gap["run_ids"][0][:8]
+        typer.echo(f"   newest run: {newest} (memory-agent logs show {newest} --why)")
     typer.echo(
         "\nThe cases shown there fail most of the time, and a policy can only choose among\n"
         "the cases the memory holds: store a worked example for tasks like these\n"
         "(memory-agent memory import FILE, or MemoryAgent(...).memory.add)."
     )
-
-
-def _case_tasks(memory: Any, namespace: str, ids: set[int]) -> dict[int, str]:
-    """The task text of each live case among `ids` (a deleted one is left out)."""
-    from memory_agent.errors import CaseNotFoundError
-
-    out = {}
-    for case_id in sorted(ids):
-        try:
-            out[case_id] = memory.get(case_id, namespace=namespace).task
-        except CaseNotFoundError:
-            continue
-    return out
