@@ -23,31 +23,39 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-
 from memory_agent.errors import CaseNotFoundError, InvalidInputError
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from memory_agent.store import CaseMemory
+
+# numpy is imported where it is used: the CLI, the service and the servers read the defaults
+# below when their modules load, which must stay cheap (`memory-agent --help`).
 
 SUCCESS = 0.5
 """A run with at least this reward counts as a success."""
 MAX_RUNS = 5000
 """The most runs one report reads (each task is embedded)."""
+LAST = 500
+SIMILAR = 0.6
+MIN_RUNS = 5
+MAX_RATE = 0.25
+"""The defaults of `GapSettings`, and of every surface that offers it (CLI, MCP, HTTP)."""
 
 
 @dataclass(frozen=True, slots=True)
 class GapSettings:
     """What counts as a gap (the defaults of `memory gaps`, MCP `find_gaps`, `GET /v1/gaps`)."""
 
-    last: int = 500
+    last: int = LAST
     """Read the newest this many rewarded runs of the namespace."""
-    similar: float = 0.6
+    similar: float = SIMILAR
     """Cosine at which two tasks count as alike (MiniLM: 0.6 groups tasks of one template;
     short tasks that differ in a key word sit at 0.4-0.7)."""
-    min_runs: int = 5
-    max_rate: float = 0.25
+    min_runs: int = MIN_RUNS
+    max_rate: float = MAX_RATE
 
     def __post_init__(self) -> None:
         problems = []
@@ -139,6 +147,8 @@ def find_gaps(
 ) -> list[Gap]:
     """The gaps among `outcomes` (newest first; `vectors`: their tasks' unit embeddings,
     one row each), worst first."""
+    import numpy as np
+
     if len(outcomes) != len(vectors):
         raise ValueError(f"{len(outcomes)} outcomes but {len(vectors)} vectors")
     if not outcomes:
@@ -174,6 +184,8 @@ def _widened(
 ) -> npt.NDArray[np.intp]:
     """The runs close to the centre of `taken` (one run's neighbourhood misses the kind's
     tasks at its far side), if they still fail as often as a gap may; else `taken`."""
+    import numpy as np
+
     centre = unit[taken].mean(axis=0)
     centre /= max(float(np.linalg.norm(centre)), 1e-12)
     wider = np.flatnonzero(left & (unit @ centre >= similar))
@@ -183,6 +195,8 @@ def _widened(
 
 
 def _gap(outcomes: Sequence[Outcome], anchor: int, taken: npt.NDArray[np.intp]) -> Gap:
+    import numpy as np
+
     runs = [outcomes[int(i)] for i in sorted(taken)]
     shown: Counter[int] = Counter()
     succeeded: Counter[int] = Counter()

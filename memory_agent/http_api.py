@@ -51,6 +51,7 @@ from memory_agent.errors import (
     StoreConnectionError,
     UnknownNamespaceError,
 )
+from memory_agent.gaps import LAST, MAX_RATE, MAX_RUNS, MIN_RUNS, SIMILAR
 
 if TYPE_CHECKING:
     from memory_agent.service import MemoryService
@@ -444,14 +445,18 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
     @app.get("/v1/gaps", dependencies=auth, tags=["cases"])
     def gaps(
         namespace: NamespaceQuery = None,
-        last: Annotated[int, Query(ge=1, le=5000, description="Newest rewarded runs read.")] = 500,
+        last: Annotated[
+            int, Query(ge=1, le=MAX_RUNS, description="Newest rewarded runs read.")
+        ] = LAST,
         similar: Annotated[
             float, Query(ge=0.0, le=1.0, description="Cosine at which tasks count as alike.")
-        ] = 0.6,
-        min_runs: Annotated[int, Query(ge=2, description="Fewest runs a gap is made of.")] = 5,
+        ] = SIMILAR,
+        min_runs: Annotated[
+            int, Query(ge=2, description="Fewest runs a gap is made of.")
+        ] = MIN_RUNS,
         max_rate: Annotated[
             float, Query(ge=0.0, le=1.0, description="Highest success rate of a gap.")
-        ] = 0.25,
+        ] = MAX_RATE,
         token: NamespaceToken = None,
     ) -> dict[str, Any]:
         """Kinds of task that keep failing whatever the memory shows, with the cases shown

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from pydantic import Field
 
 from memory_agent.errors import DependencyMissingError, MemoryAgentError
+from memory_agent.gaps import MAX_RATE, MIN_RUNS, SIMILAR
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -167,11 +168,13 @@ def build_server(service: MemoryService) -> MCPServer:
         namespace: Namespace = None,
         similar: Annotated[
             float, Field(ge=0.0, le=1.0, description="Cosine at which tasks count as alike.")
-        ] = 0.6,
-        min_runs: Annotated[int, Field(ge=2, description="Fewest runs a gap is made of.")] = 5,
+        ] = SIMILAR,
+        min_runs: Annotated[
+            int, Field(ge=2, description="Fewest runs a gap is made of.")
+        ] = MIN_RUNS,
         max_rate: Annotated[
             float, Field(ge=0.0, le=1.0, description="Highest success rate of a gap.")
-        ] = 0.25,
+        ] = MAX_RATE,
     ) -> dict[str, Any]:
         """Kinds of task that keep failing whatever the memory shows (from the outcomes
         reported so far), with the cases shown there: record a worked example for them."""

@@ -30,6 +30,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from memory_agent.errors import CaseNotFoundError, InvalidInputError
+from memory_agent.gaps import LAST, MAX_RATE, MIN_RUNS, SIMILAR
 
 if TYPE_CHECKING:
     from memory_agent.embed_batch import EmbedBatcher
@@ -447,10 +448,10 @@ class MemoryService:
         self,
         namespace: str | None = None,
         *,
-        last: int = 500,
-        similar: float = 0.6,
-        min_runs: int = 5,
-        max_rate: float = 0.25,
+        last: int = LAST,
+        similar: float = SIMILAR,
+        min_runs: int = MIN_RUNS,
+        max_rate: float = MAX_RATE,
     ) -> dict[str, Any]:
         """The kinds of task that keep failing whatever the memory shows (memory_agent/gaps.py):
         the namespace's newest rewarded runs (retrievals with a reported outcome, agent runs)

@@ -17,6 +17,7 @@ from memory_agent.commands.common import (
 )
 from memory_agent.commands.namespaces import app as namespace_app
 from memory_agent.errors import InvalidInputError
+from memory_agent.gaps import LAST, MAX_RATE, MAX_RUNS, MIN_RUNS, SIMILAR
 
 app = new_typer("Store, search and inspect episodic cases.")
 app.add_typer(namespace_app, name="namespace")
@@ -330,8 +331,8 @@ def gaps(
     ctx: typer.Context,
     namespace: NamespaceOpt = None,
     last: Annotated[
-        int, typer.Option("--last", min=1, max=5000, help="Read the newest N rewarded runs.")
-    ] = 500,
+        int, typer.Option("--last", min=1, max=MAX_RUNS, help="Read the newest N rewarded runs.")
+    ] = LAST,
     similar: Annotated[
         float,
         typer.Option(
@@ -340,14 +341,14 @@ def gaps(
             help="Cosine at which two tasks count as alike (MiniLM: 0.6 groups tasks of one "
             "template; lower it for short tasks that differ in a key word).",
         ),
-    ] = 0.6,
+    ] = SIMILAR,
     min_runs: Annotated[
         int, typer.Option("--min-runs", min=2, help="Fewest runs a gap is made of.")
-    ] = 5,
+    ] = MIN_RUNS,
     max_rate: Annotated[
         float,
         typer.Option("--max-rate", min=0.0, max=1.0, help="Highest success rate of a gap."),
-    ] = 0.25,
+    ] = MAX_RATE,
     json_out: JsonOpt = False,
 ) -> None:
     """Kinds of task that keep failing whatever the memory shows: add a worked example there."""
