@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from memory_agent.errors import CaseNotFoundError, InvalidInputError
+from memory_agent.errors import InvalidInputError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -237,19 +237,16 @@ def gap_report(memory: CaseMemory, namespace: str, settings: GapSettings) -> dic
             min_runs=settings.min_runs,
             max_rate=settings.max_rate,
         )
-    tasks: dict[int, str | None] = {}
-    for case_id in sorted({c.case_id for gap in found for c in gap.cases}):
-        try:
-            tasks[case_id] = memory.get(case_id, namespace=namespace).task
-        except CaseNotFoundError:
-            tasks[case_id] = None
+    shown = sorted({c.case_id for gap in found for c in gap.cases})
+    tasks = {c.id: c.task for c in memory.get_many(shown, namespace=namespace)} if shown else {}
     return {
         "namespace": namespace,
         "runs_read": len(outcomes),
         "settings": {"last": settings.last, "similar": settings.similar,
                      "min_runs": settings.min_runs, "max_rate": settings.max_rate},
         "gaps": [
-            {**gap.to_json(), "case_tasks": {str(c.case_id): tasks[c.case_id] for c in gap.cases}}
+            {**gap.to_json(),
+             "case_tasks": {str(c.case_id): tasks.get(c.case_id) for c in gap.cases}}
             for gap in found
         ],
     }  # fmt: skip

@@ -30,7 +30,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from memory_agent.errors import CaseNotFoundError, InvalidInputError
-from memory_agent.gaps import LAST, MAX_RATE, MIN_RUNS, SIMILAR
+from memory_agent.gaps import LAST, MAX_RATE, MIN_RUNS, SIMILAR, GapSettings, gap_report
 
 if TYPE_CHECKING:
     from memory_agent.embed_batch import EmbedBatcher
@@ -457,8 +457,6 @@ class MemoryService:
         the namespace's newest rewarded runs (retrievals with a reported outcome, agent runs)
         grouped by how alike their tasks are, the groups that rarely succeed, and the cases
         shown in them. No policy fixes such a group: the memory needs a new worked example."""
-        from memory_agent.gaps import GapSettings, gap_report
-
         options = GapSettings(last=last, similar=similar, min_runs=min_runs, max_rate=max_rate)
         ns = self._ns(namespace)
         # Outside the lock: it reads the run log and embeds the tasks, nothing of the policy.

@@ -17,7 +17,7 @@ from memory_agent.commands.common import (
 )
 from memory_agent.commands.namespaces import app as namespace_app
 from memory_agent.errors import InvalidInputError
-from memory_agent.gaps import LAST, MAX_RATE, MAX_RUNS, MIN_RUNS, SIMILAR
+from memory_agent.gaps import LAST, MAX_RATE, MAX_RUNS, MIN_RUNS, SIMILAR, GapSettings, gap_report
 
 app = new_typer("Store, search and inspect episodic cases.")
 app.add_typer(namespace_app, name="namespace")
@@ -354,8 +354,6 @@ def gaps(
     """Kinds of task that keep failing whatever the memory shows: add a worked example there."""
     # A policy can only choose among the cases the memory holds; where every one of them fails
     # (rewarded agent runs and outcomes reported to `retrieve`), the memory needs a new one.
-    from memory_agent.gaps import GapSettings, gap_report
-
     options = GapSettings(last=last, similar=similar, min_runs=min_runs, max_rate=max_rate)
     with open_memory(ctx) as memory:
         report = gap_report(memory, memory.namespace_for(namespace), options)
